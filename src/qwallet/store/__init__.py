@@ -1,0 +1,1 @@
+"""Storage: the port the service uses and its adapters (SQLite, PostgreSQL, in memory)."""
