@@ -66,9 +66,7 @@ class WalletError(Exception):
     their JSON shape.
     """
 
-    def __init__(
-        self, code: ErrorCode, description: str | None = None, **extra: Any
-    ) -> None:
+    def __init__(self, code: ErrorCode, description: str | None = None, **extra: Any) -> None:
         self.code = code
         self.description = description or DEFAULT_DESCRIPTIONS[code]
         self.extra = extra

@@ -130,7 +130,9 @@ adjustments = Table(
 ledger_entries = Table(
     "ledger_entries",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     # Exactly one of transaction_id / adjustment_id names what the entry belongs to.
     Column("transaction_id", Text, nullable=True),
     Column("adjustment_id", Text, nullable=True),
