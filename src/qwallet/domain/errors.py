@@ -2,7 +2,7 @@
 
 Every failure the service can report maps to one ``ErrorCode``. Business errors travel as
 HTTP 200 with the error body; 101 is HTTP 400 and 100 is HTTP 500 (the outcome is unknown to the
-caller, so retrying the same call is safe).
+caller, so retrying the same call is safe). 103 is our addition for HTTP 401 and 403.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ class ErrorCode(IntEnum):
     OTHER = 100
     MALFORMED_REQUEST = 101
     INVALID_AMOUNT = 102
+    NOT_AUTHORIZED = 103  # ours: HTTP 401 (credentials) or 403 (address not allowed)
     UNKNOWN_SESSION = 110
     SESSION_EXPIRED = 111
     PLAYER_BLOCKED = 112
@@ -33,6 +34,8 @@ class ErrorCode(IntEnum):
             return 500
         if self is ErrorCode.MALFORMED_REQUEST:
             return 400
+        if self is ErrorCode.NOT_AUTHORIZED:
+            return 401
         return 200
 
     @property
@@ -44,6 +47,7 @@ DEFAULT_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.OTHER: "Unexpected error; the outcome is unknown, retrying the same call is safe.",
     ErrorCode.MALFORMED_REQUEST: "Malformed request.",
     ErrorCode.INVALID_AMOUNT: "Invalid amount.",
+    ErrorCode.NOT_AUTHORIZED: "Missing or invalid credentials.",
     ErrorCode.UNKNOWN_SESSION: "Unknown or revoked session token.",
     ErrorCode.SESSION_EXPIRED: "Session expired.",
     ErrorCode.PLAYER_BLOCKED: "Player is blocked.",

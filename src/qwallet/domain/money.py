@@ -43,7 +43,7 @@ class Currency:
 
     @property
     def scale(self) -> int:
-        return 10**self.decimals
+        return int(10**self.decimals)
 
 
 class AmountTypeError(ValueError):

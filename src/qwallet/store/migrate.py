@@ -23,6 +23,10 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database to ``revision``; creates every table on an empty database."""
+    if database_url.startswith("sqlite:///"):
+        from qwallet.store.sqlite import sqlite_path
+
+        sqlite_path(database_url).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(database_url), revision)
 
 

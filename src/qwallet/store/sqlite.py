@@ -9,6 +9,7 @@ beside the writer; ``synchronous=FULL`` makes every acknowledged commit durable.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -337,8 +338,6 @@ class SqliteStore:
 
 
 def _ip_list(text: str | None) -> tuple[str, ...]:
-    import json
-
     if not text:
         return ()
     return tuple(str(item) for item in json.loads(text))

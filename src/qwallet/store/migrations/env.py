@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from qwallet.store.schema import metadata
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url")
-assert url is not None
+_url = config.get_main_option("sqlalchemy.url")
+assert _url is not None
+url: str = _url
 
 
 def run_with(connection: Connection) -> None:
@@ -22,6 +23,9 @@ def run_with(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Several server processes may start at once: one migrates, the others wait.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7240917)")
         context.run_migrations()
 
 

@@ -1,0 +1,142 @@
+"""The application factory: ``create_app(settings)`` → one ASGI app for the whole platform.
+
+``/wallet/*`` goes straight to the raw ASGI Wallet API (the hot path); everything else — operator
+API, health, metrics, the OpenAPI document and its page — is a small Starlette application.
+The store is opened in the lifespan, so each server process has its own connections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from qwallet.api import metrics
+from qwallet.api.auth import PartnerAuthenticator
+from qwallet.api.operator import OperatorAPI
+from qwallet.api.wallet import PREFIX, WalletAPI, request_id_from
+from qwallet.clock import Clock, SystemClock
+from qwallet.settings import Settings
+from qwallet.store.factory import Store, open_store
+
+
+def _package_file(package: str, name: str) -> bytes | None:
+    try:
+        return resources.files(package).joinpath(name).read_bytes()
+    except (FileNotFoundError, ModuleNotFoundError):
+        return None
+
+
+class QWalletApp:
+    """The ASGI callable. ``store`` may be passed in (tests); otherwise it is opened at startup."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None, store: Store | None = None):
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self._given_store = store
+        self.store: Store | None = None
+        self.wallet: WalletAPI | None = None
+        self.web = Starlette(routes=self._routes(), lifespan=self._lifespan)
+
+    @asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        store = self._given_store or await open_store(self.settings)
+        self.store = store
+        authenticator = PartnerAuthenticator(store, self.settings.credential_cache_ttl_s)
+        self.wallet = WalletAPI(store, self.settings, self.clock, authenticator)
+        self._operator = OperatorAPI(store, self.settings, self.clock)
+        try:
+            yield
+        finally:
+            if self._given_store is None:
+                await store.close()
+
+    def _routes(self) -> list[Route]:
+        return [
+            Route("/healthz", self._healthz),
+            Route("/readyz", self._readyz),
+            Route("/metrics", self._metrics),
+            Route("/openapi.json", self._openapi),
+            Route("/docs/api", self._api_docs),
+            Route("/api/sessions", self._create_session, methods=["POST"]),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX) and self.wallet:
+            await self.wallet(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await self.web(scope, receive, send)
+            return
+        request_id = request_id_from(dict(scope["headers"]).get(b"x-request-id"))
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        await self.web(scope, receive, send_with_request_id)
+
+    # -- routes -----------------------------------------------------------------------------
+
+    async def _healthz(self, _request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def _readyz(self, _request: Request) -> Response:
+        assert self.store is not None
+        try:
+            await self.store.ping()
+        except Exception:
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def _metrics(self, _request: Request) -> Response:
+        assert self.store is not None
+        async with self.store.transaction() as tx:
+            rows = await tx.fetch(
+                "SELECT currency, COUNT(*) AS holds, SUM(amount_minor) AS held FROM transactions"
+                " WHERE state = 'pending' AND kind = 'withdrawal' GROUP BY currency"
+            )
+        holds = sum(int(row["holds"]) for row in rows)
+        body, content_type = metrics.exposition(
+            holds, {str(row["currency"]): int(row["held"]) for row in rows}
+        )
+        return Response(body, media_type=content_type)
+
+    async def _openapi(self, _request: Request) -> Response:
+        document = _package_file("qwallet.api", "openapi.json")
+        if document is None:
+            return JSONResponse({"detail": "OpenAPI document not packaged"}, status_code=404)
+        return Response(document, media_type="application/json")
+
+    async def _api_docs(self, _request: Request) -> Response:
+        page = _package_file("qwallet.web.static", "api-docs.html")
+        if page is None:
+            return Response("API docs page not packaged", status_code=404)
+        return Response(page, media_type="text/html; charset=utf-8")
+
+    async def _create_session(self, request: Request) -> Response:
+        return await self._operator.create_session(request)
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, store: Store | None = None
+) -> QWalletApp:
+    return QWalletApp(settings or Settings.from_env(), clock, store)
+
+
+def create_app_from_env() -> QWalletApp:
+    """The factory ``uvicorn`` calls in each worker process (``serve --workers N``)."""
+    return create_app(Settings.from_env())
+
+
+__all__ = ["QWalletApp", "create_app", "create_app_from_env"]

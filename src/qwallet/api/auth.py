@@ -1,0 +1,133 @@
+"""Partner authentication (HTTP Basic), the client address, and the per-partner IP allow-list.
+
+Basic credentials are checked with scrypt once; a verified ``Authorization`` header is then
+remembered (keyed by its SHA-256, never by the password) for ``credential_cache_ttl_s``, so the hot
+path does no password hashing. Unknown users are checked against a dummy hash so that timing does
+not reveal whether the username or the password was wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import ipaddress
+import time
+from collections import OrderedDict
+from functools import lru_cache
+
+from qwallet.service.credentials import DUMMY_HASH, verify_password
+from qwallet.store.port import Partner, WalletStore
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_CACHED_CREDENTIALS = 10_000
+MAX_AUTHORIZATION_BYTES = 1024
+
+
+def parse_basic(header: bytes) -> tuple[str, bytes] | None:
+    """``Basic base64(user:password)`` → (user, password bytes); None when malformed.
+
+    The username must be ASCII (ours always are); the password is compared as raw bytes.
+    """
+    if len(header) > MAX_AUTHORIZATION_BYTES:
+        return None
+    scheme, _, encoded = header.strip().partition(b" ")
+    if scheme.lower() != b"basic" or not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    username, colon, password = decoded.partition(b":")
+    if not colon or not username:
+        return None
+    try:
+        return username.decode("ascii"), password
+    except UnicodeDecodeError:
+        return None
+
+
+class PartnerAuthenticator:
+    def __init__(self, store: WalletStore, ttl_s: float) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._cache: OrderedDict[bytes, tuple[Partner, float]] = OrderedDict()
+
+    async def authenticate(self, header: bytes | None) -> Partner | None:
+        if not header:
+            return None
+        key = hashlib.sha256(header).digest()
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached is not None:
+            if cached[1] > now:
+                return cached[0]
+            del self._cache[key]
+        parsed = parse_basic(header)
+        if parsed is None:
+            return None
+        username, password = parsed
+        credentials = await self._store.find_credential(username)
+        partner = None
+        # scrypt takes tens of milliseconds: keep it off the event loop.
+        for credential in credentials:
+            if await asyncio.to_thread(verify_password, password, credential.password_hash):
+                partner = credential.partner
+                break
+        if not credentials:
+            await asyncio.to_thread(verify_password, password, DUMMY_HASH)
+        if partner is not None:
+            self._cache[key] = (partner, now + self._ttl_s)
+            if len(self._cache) > MAX_CACHED_CREDENTIALS:
+                self._cache.popitem(last=False)
+        return partner
+
+
+@lru_cache(maxsize=1024)
+def networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+
+def parse_address(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def address_allowed(address: IPAddress | None, cidrs: tuple[str, ...]) -> bool:
+    if not cidrs:
+        return True
+    if address is None:
+        return False
+    return any(address in network for network in networks(cidrs))
+
+
+class ClientAddressResolver:
+    """The caller's address: the TCP peer, or ``X-Forwarded-For`` when the peer is a trusted proxy.
+
+    With a chain of proxies the right-most address that is not itself a trusted proxy is the
+    client: everything to its left was written by parties we do not trust.
+    """
+
+    def __init__(self, trusted_proxies: tuple[str, ...]) -> None:
+        self._trusted = networks(trusted_proxies)
+
+    def _is_trusted(self, address: IPAddress | None) -> bool:
+        return address is not None and any(address in network for network in self._trusted)
+
+    def resolve(self, peer: str | None, forwarded_for: bytes | None) -> IPAddress | None:
+        address = parse_address(peer) if peer else None
+        if not self._is_trusted(address) or not forwarded_for:
+            return address
+        hops = forwarded_for.decode("latin-1").split(",")
+        for hop in reversed(hops):
+            hop_address = parse_address(hop)
+            if hop_address is None:
+                return None
+            if not self._is_trusted(hop_address):
+                return hop_address
+        return address

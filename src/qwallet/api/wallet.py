@@ -1,0 +1,245 @@
+"""The Wallet API (spec §1) as a plain ASGI application: the hot path.
+
+Deliberately not a Starlette route: one request passes through exactly this code — headers read
+once, Basic auth from the cache, allow-list, bounded body read, strict decode, one store call,
+one encoded answer — which keeps the per-request cost low enough for the throughput targets.
+
+Order of checks: method and endpoint (405/404) → credentials (401) → client address (403) →
+body size (413) → body (400) → the use case (business errors as 200).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from starlette.types import Receive, Scope, Send
+
+from qwallet.api import metrics, requests, responses
+from qwallet.api.auth import ClientAddressResolver, PartnerAuthenticator, address_allowed
+from qwallet.api.requests import BeginRequest, ConfirmRequest, RollbackRequest, TokenRequest
+from qwallet.clock import Clock
+from qwallet.domain.errors import ErrorCode, WalletError
+from qwallet.domain.money import CurrencyRegistry
+from qwallet.domain.transactions import Kind
+from qwallet.settings import Settings
+from qwallet.store.port import BeginCall, ConfirmCall, Partner, RollbackCall, WalletStore
+
+log = logging.getLogger("qwallet.api")
+
+Handler = Callable[[Partner, bytes], Awaitable[bytes]]
+
+PREFIX = "/wallet/"
+MAX_REQUEST_ID_LENGTH = 128
+
+
+class HttpError(Exception):
+    """A transport-level refusal with its own HTTP status (401, 403, 404, 405, 413)."""
+
+    def __init__(self, status: int, code: ErrorCode, description: str) -> None:
+        self.status, self.code, self.description = status, code, description
+
+
+def request_id_from(value: bytes | None) -> str:
+    if value and len(value) <= MAX_REQUEST_ID_LENGTH:
+        text = value.decode("latin-1")
+        if text.isprintable() and text.isascii():
+            return text
+    return uuid.uuid4().hex
+
+
+class WalletAPI:
+    def __init__(
+        self,
+        store: WalletStore,
+        settings: Settings,
+        clock: Clock,
+        authenticator: PartnerAuthenticator,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._auth = authenticator
+        self._addresses = ClientAddressResolver(settings.trusted_proxies)
+        self._currencies: CurrencyRegistry = settings.currency_registry
+        self._max_body_bytes = settings.max_body_bytes
+        self._max_balance = {c.code: c.max_balance_minor for c in settings.currencies}
+        self._handlers: dict[str, Handler] = {
+            "verifySession": self._verify_session,
+            "getBalance": self._get_balance,
+            "withdraw": self._withdraw,
+            "confirmWithdrawal": self._confirm_withdrawal,
+            "rollbackWithdrawal": self._rollback_withdrawal,
+            "deposit": self._deposit,
+            "confirmDeposit": self._confirm_deposit,
+            "rollbackDeposit": self._rollback_deposit,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers[name] = value  # later duplicates win; none of ours may repeat
+        request_id = request_id_from(headers.get(b"x-request-id"))
+        endpoint = scope["path"][len(PREFIX) :]
+        status, code, body = 200, 0, b""
+        try:
+            body = await self._dispatch(scope, receive, headers, endpoint)
+        except WalletError as error:
+            status, code = error.code.http_status, int(error.code)
+            body = responses.error_body(error, self._currencies, error.extra.get("currency"))
+        except HttpError as error:
+            status, code = error.status, int(error.code)
+            body = responses.plain_error(error.code, error.description)
+        except Exception:
+            log.exception(
+                "unexpected failure", extra={"request_id": request_id, "endpoint": endpoint}
+            )
+            status, code = 500, int(ErrorCode.OTHER)
+            body = responses.plain_error(
+                ErrorCode.OTHER,
+                f"Unexpected error (request {request_id}); retrying the same call is safe.",
+            )
+        response_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
+        if status == 401:
+            response_headers.append((b"www-authenticate", b'Basic realm="wallet", charset="UTF-8"'))
+        elif status == 405:
+            response_headers.append((b"allow", b"POST"))
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body})
+        if endpoint not in self._handlers:
+            endpoint = "unknown"
+        metrics.observe(endpoint, code, time.perf_counter() - started)
+
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], endpoint: str
+    ) -> bytes:
+        handler = self._handlers.get(endpoint)
+        if handler is None:
+            raise HttpError(
+                404, ErrorCode.MALFORMED_REQUEST, f"Unknown endpoint {scope['path']!r}."
+            )
+        if scope["method"] != "POST":
+            raise HttpError(405, ErrorCode.MALFORMED_REQUEST, "Every Wallet API call is a POST.")
+        partner = await self._auth.authenticate(headers.get(b"authorization"))
+        if partner is None:
+            raise HttpError(401, ErrorCode.NOT_AUTHORIZED, "Missing or invalid credentials.")
+        if partner.ip_allow:
+            client = scope.get("client")
+            address = self._addresses.resolve(
+                client[0] if client else None, headers.get(b"x-forwarded-for")
+            )
+            if not address_allowed(address, partner.ip_allow):
+                raise HttpError(
+                    403,
+                    ErrorCode.NOT_AUTHORIZED,
+                    "Request refused: the client address is not on the partner's allow-list.",
+                )
+        content_type = headers.get(b"content-type")
+        if content_type is not None and not content_type.lower().startswith(b"application/json"):
+            raise WalletError(ErrorCode.MALFORMED_REQUEST, "Content-Type must be application/json.")
+        body = await self._read_body(receive, headers.get(b"content-length"))
+        return await handler(partner, body)
+
+    async def _read_body(self, receive: Receive, content_length: bytes | None) -> bytes:
+        limit = self._max_body_bytes
+        too_large = HttpError(
+            413, ErrorCode.MALFORMED_REQUEST, f"Request body is larger than {limit} bytes."
+        )
+        if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise WalletError(ErrorCode.MALFORMED_REQUEST, "Client disconnected.")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    # -- endpoints --------------------------------------------------------------------------
+
+    async def _verify_session(self, partner: Partner, body: bytes) -> bytes:
+        request = requests.decode(body, TokenRequest)
+        view = await self._store.verify_session(partner.id, request.token, self._clock.now_ms())
+        return responses.session_body(view, self._currencies)
+
+    async def _get_balance(self, partner: Partner, body: bytes) -> bytes:
+        request = requests.decode(body, TokenRequest)
+        view = await self._store.get_balance(partner.id, request.token, self._clock.now_ms())
+        return responses.balance_body(view, self._currencies)
+
+    async def _begin(self, partner: Partner, body: bytes, kind: Kind) -> bytes:
+        request = requests.decode(body, BeginRequest)
+        amount_minor, currency = requests.amount_minor(request.amount, self._currencies)
+        call = BeginCall(
+            partner_id=partner.id,
+            kind=kind,
+            token=request.token,
+            mm_transaction_id=request.mmTransactionId,
+            amount_minor=amount_minor,
+            currency=currency,
+            description=request.txDescription,
+            max_balance_minor=self._max_balance[currency],
+            now_ms=self._clock.now_ms(),
+        )
+        try:
+            result = await self._store.begin(call)
+        except WalletError as error:
+            error.extra.setdefault("currency", currency)
+            raise
+        return responses.money_body(result, self._currencies)
+
+    async def _confirm(self, partner: Partner, body: bytes, kind: Kind) -> bytes:
+        request = requests.decode(body, ConfirmRequest)
+        amount_minor, currency = requests.amount_minor(request.amount, self._currencies)
+        call = ConfirmCall(
+            partner_id=partner.id,
+            kind=kind,
+            token=request.token,
+            mm_transaction_id=request.mmTransactionId,
+            amount_minor=amount_minor,
+            currency=currency,
+            now_ms=self._clock.now_ms(),
+        )
+        return responses.money_body(await self._store.confirm(call), self._currencies)
+
+    async def _rollback(self, partner: Partner, body: bytes, kind: Kind) -> bytes:
+        request = requests.decode(body, RollbackRequest)
+        call = RollbackCall(
+            partner_id=partner.id,
+            kind=kind,
+            token=request.token,
+            mm_transaction_id=request.mmTransactionId,
+            reason=request.rollbackReason,
+            now_ms=self._clock.now_ms(),
+        )
+        return responses.money_body(await self._store.rollback(call), self._currencies)
+
+    async def _withdraw(self, partner: Partner, body: bytes) -> bytes:
+        return await self._begin(partner, body, Kind.WITHDRAWAL)
+
+    async def _deposit(self, partner: Partner, body: bytes) -> bytes:
+        return await self._begin(partner, body, Kind.DEPOSIT)
+
+    async def _confirm_withdrawal(self, partner: Partner, body: bytes) -> bytes:
+        return await self._confirm(partner, body, Kind.WITHDRAWAL)
+
+    async def _confirm_deposit(self, partner: Partner, body: bytes) -> bytes:
+        return await self._confirm(partner, body, Kind.DEPOSIT)
+
+    async def _rollback_withdrawal(self, partner: Partner, body: bytes) -> bytes:
+        return await self._rollback(partner, body, Kind.WITHDRAWAL)
+
+    async def _rollback_deposit(self, partner: Partner, body: bytes) -> bytes:
+        return await self._rollback(partner, body, Kind.DEPOSIT)

@@ -1,0 +1,433 @@
+"""The ``qwallet`` command line: serve, migrate, and the operator's scriptable commands.
+
+Every command honours ``QWALLET_DATABASE_URL`` and brings the schema up to date before it works.
+With ``--json`` a command prints exactly one JSON object (camelCase keys) on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from qwallet.clock import SystemClock
+from qwallet.domain.money import parse_operator_amount
+from qwallet.service import api_keys, partners, players, reconcile, sessions
+from qwallet.service.demo import seed_demo
+from qwallet.service.partners import OperatorError
+from qwallet.settings import Settings
+from qwallet.store import migrate
+from qwallet.store.factory import Store, open_store
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+partners_app = typer.Typer(no_args_is_help=True, help="Partners (game studios) and credentials.")
+players_app = typer.Typer(no_args_is_help=True, help="Players and wallets.")
+sessions_app = typer.Typer(no_args_is_help=True, help="Game sessions.")
+keys_app = typer.Typer(no_args_is_help=True, help="Operator API keys.")
+app.add_typer(db_app, name="db")
+app.add_typer(partners_app, name="partners")
+app.add_typer(players_app, name="players")
+app.add_typer(sessions_app, name="sessions")
+app.add_typer(keys_app, name="api-keys")
+
+console = Console(stderr=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+def _emit(as_json: bool, payload: dict[str, Any], human: str) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(payload) + "\n")
+    else:
+        typer.echo(human)
+
+
+def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
+    migrate.upgrade(settings.database_url)
+
+    async def run() -> T:
+        store = await open_store(settings)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except OperatorError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+
+
+def _now() -> int:
+    return SystemClock().now_ms()
+
+
+# -- serve -------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes.")] = 1,
+    demo: Annotated[
+        bool | None,
+        typer.Option(
+            "--demo/--no-demo",
+            help="Seed demo data and print its credentials (default: on for the embedded SQLite).",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the platform (Wallet API, operator API, health, metrics) with uvicorn."""
+    import uvicorn
+
+    settings = Settings.from_env()
+    if (
+        host not in ("127.0.0.1", "localhost", "::1")
+        and "QWALLET_PUBLIC_BASE_URL" not in os.environ
+    ):
+        os.environ["QWALLET_PUBLIC_BASE_URL"] = f"http://{host}:{port}"
+    base_url = os.environ.get("QWALLET_PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+    seed = settings.is_embedded_default if demo is None else demo
+    if seed:
+        xag = settings.currency_registry.get("XAG")
+        if xag is None:
+            raise typer.BadParameter("demo data needs XAG among QWALLET_CURRENCIES")
+        data = _with_store(
+            settings,
+            lambda store: seed_demo(
+                store,
+                xag,
+                _now(),
+                idle_timeout_s=settings.session_idle_timeout_s,
+                lifetime_s=settings.session_lifetime_s,
+            ),
+        )
+        info = {
+            "url": base_url,
+            "apiDocs": f"{base_url}/docs/api",
+            "username": data.credential.username,
+            "password": data.credential.password,
+            "operatorApiKey": data.operator_api_key,
+            "playerId": data.player_id,
+            "token": data.token,
+        }
+        if as_json:
+            sys.stdout.write(json.dumps(info) + "\n")
+            sys.stdout.flush()
+        else:
+            _print_banner(info)
+    else:
+        migrate.upgrade(settings.database_url)
+    if workers > 1:
+        os.environ.setdefault(
+            "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="qwallet-metrics-")
+        )
+        uvicorn.run(
+            "qwallet.api.app:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,
+            log_level="warning",
+        )
+    else:
+        from qwallet.api.app import create_app
+
+        uvicorn.run(
+            create_app(settings), host=host, port=port, access_log=False, log_level="warning"
+        )
+
+
+def _print_banner(info: dict[str, str]) -> None:
+    url = info["url"]
+    console.print(f"\n[bold green]qwallet is running[/bold green] at {url}")
+    console.print(f"  API reference:        {info['apiDocs']}")
+    console.print(f"  Wallet API user:      {info['username']}")
+    console.print(f"  Wallet API password:  {info['password']}   (shown once)")
+    console.print(f"  Operator API key:     {info['operatorApiKey']}")
+    console.print(f"  Demo session token:   {info['token']}")
+    console.print("\nTry the documented withdraw:")
+    console.print(
+        f"  curl -u '{info['username']}:{info['password']}' -H 'Content-Type: application/json' "
+        f'{url}/wallet/withdraw -d \'{{"token": "{info["token"]}", "mmTransactionId": '
+        '"1234abcd", "amount": {"amount": 230.00, "currencyCode": "XAG"}, '
+        '"txDescription": "Test Shopping."}\'\n',
+        soft_wrap=True,
+    )
+
+
+# -- db ----------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the latest schema."""
+    migrate.upgrade(Settings.from_env().database_url)
+    typer.echo("database is up to date")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's schema revision."""
+    migrate.current(Settings.from_env().database_url)
+
+
+# -- partners ----------------------------------------------------------------------------------
+
+
+def _credential_json(credential: partners.IssuedCredential) -> dict[str, Any]:
+    return {
+        "partner": credential.partner,
+        "username": credential.username,
+        "password": credential.password,
+    }
+
+
+@partners_app.command("create")
+def partners_create(
+    name: str,
+    ip_allow: Annotated[
+        list[str] | None, typer.Option("--ip-allow", help="CIDR allowed to call (repeatable).")
+    ] = None,
+    client_url: Annotated[str | None, typer.Option(help="Game client URL for the iframe.")] = None,
+    callback_url: Annotated[str | None, typer.Option(help="Payment callback URL.")] = None,
+    query_url: Annotated[str | None, typer.Option(help="Query Withdrawal URL.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a partner; prints its Basic credentials (the password is shown only once)."""
+    settings = Settings.from_env()
+    credential = _with_store(
+        settings,
+        lambda store: partners.create_partner(
+            store,
+            name,
+            _now(),
+            ip_allow=ip_allow or [],
+            client_url=client_url,
+            callback_url=callback_url,
+            query_url=query_url,
+        ),
+    )
+    _emit(
+        as_json,
+        _credential_json(credential),
+        f"partner {name}: username {credential.username} password {credential.password}",
+    )
+
+
+@partners_app.command("rotate-credentials")
+def partners_rotate(name: str, as_json: JsonOption = False) -> None:
+    """Issue a new password; the old ones keep working until revoke-old-credentials."""
+    credential = _with_store(
+        Settings.from_env(), lambda store: partners.rotate_credentials(store, name, _now())
+    )
+    _emit(
+        as_json,
+        _credential_json(credential),
+        f"new password for {credential.username}: {credential.password}",
+    )
+
+
+@partners_app.command("revoke-old-credentials")
+def partners_revoke_old(name: str, as_json: JsonOption = False) -> None:
+    """Revoke every credential of the partner except the newest."""
+    count = _with_store(
+        Settings.from_env(), lambda store: partners.revoke_old_credentials(store, name, _now())
+    )
+    _emit(as_json, {"partner": name, "revoked": count}, f"revoked {count} credential(s)")
+
+
+@partners_app.command("set-allow-list")
+def partners_set_allow_list(
+    name: str,
+    cidrs: Annotated[list[str] | None, typer.Argument(help="CIDRs; none clears the list.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replace the partner's IP allow-list."""
+    result = _with_store(
+        Settings.from_env(), lambda store: partners.set_allow_list(store, name, cidrs or [])
+    )
+    _emit(as_json, {"partner": name, "ipAllow": result}, f"allow-list of {name}: {result or 'any'}")
+
+
+@partners_app.command("list")
+def partners_list(as_json: JsonOption = False) -> None:
+    """List partners."""
+    rows = _with_store(Settings.from_env(), partners.list_partners)
+    _emit(
+        as_json,
+        {"partners": rows},
+        "\n".join(f"{r['name']}\tallow={r['ipAllow'] or 'any'}" for r in rows) or "no partners",
+    )
+
+
+# -- players -----------------------------------------------------------------------------------
+
+
+@players_app.command("create")
+def players_create(
+    currency: Annotated[str, typer.Option(help="Wallet currency code, e.g. XAG.")],
+    nickname: Annotated[str | None, typer.Option()] = None,
+    balance: Annotated[str, typer.Option(help="Initial balance (an operator adjustment).")] = "0",
+    language: Annotated[str, typer.Option()] = "en",
+    daily_limit: Annotated[
+        str | None, typer.Option(help="Responsible-gaming limit on withdrawals per UTC day.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a player with a wallet in one currency; prints the playerId."""
+    settings = Settings.from_env()
+    wallet_currency = settings.currency_registry.get(currency.upper())
+    if wallet_currency is None:
+        raise typer.BadParameter(
+            f"unknown currency {currency}; configured: {settings.currency_registry.codes()}"
+        )
+    balance_minor = _operator_amount(balance, wallet_currency)
+    limit_minor = None if daily_limit is None else _operator_amount(daily_limit, wallet_currency)
+    player_id = _with_store(
+        settings,
+        lambda store: players.create_player(
+            store,
+            wallet_currency,
+            _now(),
+            nickname=nickname,
+            language=language,
+            balance_minor=balance_minor,
+            daily_withdraw_limit_minor=limit_minor,
+        ),
+    )
+    _emit(as_json, {"playerId": player_id}, player_id)
+
+
+def _operator_amount(text: str, currency: Any, *, allow_negative: bool = False) -> int:
+    from qwallet.domain.errors import WalletError
+
+    try:
+        return parse_operator_amount(text, currency, allow_negative=allow_negative)
+    except (WalletError, ValueError) as error:
+        raise typer.BadParameter(f"invalid amount {text!r}: {error}") from None
+
+
+@players_app.command("show")
+def players_show(player_id: str, as_json: JsonOption = False) -> None:
+    """Show a player's wallet."""
+    settings = Settings.from_env()
+    currencies = {c.code: c for c in settings.currencies}
+    info = _with_store(settings, lambda store: players.show_player(store, currencies, player_id))
+    _emit(as_json, info, "\n".join(f"{k}: {v}" for k, v in info.items()))
+
+
+@players_app.command("block")
+def players_block(player_id: str, as_json: JsonOption = False) -> None:
+    """Block a player: new sessions, withdrawals and deposits are refused (112)."""
+    _with_store(Settings.from_env(), lambda store: players.set_blocked(store, player_id, True))
+    _emit(as_json, {"playerId": player_id, "status": "blocked"}, f"{player_id} blocked")
+
+
+@players_app.command("unblock")
+def players_unblock(player_id: str, as_json: JsonOption = False) -> None:
+    """Unblock a player."""
+    _with_store(Settings.from_env(), lambda store: players.set_blocked(store, player_id, False))
+    _emit(as_json, {"playerId": player_id, "status": "active"}, f"{player_id} active")
+
+
+@players_app.command("adjust")
+def players_adjust(
+    player_id: str,
+    amount: Annotated[str, typer.Option(help="Signed amount: 10.00 credits, -10.00 debits.")],
+    reason: Annotated[str, typer.Option(help="Why (mandatory, recorded).")],
+    currency: Annotated[str, typer.Option()] = "XAG",
+    operator: Annotated[str, typer.Option(help="Who is adjusting.")] = "cli",
+    as_json: JsonOption = False,
+) -> None:
+    """Manual balance adjustment: a ledger entry against the operator account."""
+    settings = Settings.from_env()
+    wallet_currency = settings.currency_registry.get(currency.upper())
+    if wallet_currency is None:
+        raise typer.BadParameter(f"unknown currency {currency}")
+    minor = _operator_amount(amount, wallet_currency, allow_negative=True)
+    adjustment_id = _with_store(
+        settings,
+        lambda store: players.adjust_balance(
+            store, player_id, wallet_currency, minor, reason, operator, _now()
+        ),
+    )
+    _emit(as_json, {"adjustmentId": adjustment_id, "playerId": player_id}, adjustment_id)
+
+
+# -- sessions ----------------------------------------------------------------------------------
+
+
+@sessions_app.command("create")
+def sessions_create(
+    player: Annotated[str, typer.Option("--player", help="playerId")],
+    partner: Annotated[str, typer.Option("--partner", help="partner name")],
+    game: Annotated[str, typer.Option("--game", help="game code")] = sessions.DEFAULT_GAME,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a game session: prints token, launchUrl, expiresAt."""
+    settings = Settings.from_env()
+    issued = _with_store(
+        settings,
+        lambda store: sessions.create_session(
+            store,
+            player_id=player,
+            partner=partner,
+            now_ms=_now(),
+            idle_timeout_s=settings.session_idle_timeout_s,
+            lifetime_s=settings.session_lifetime_s,
+            game_code=game,
+        ),
+    )
+    payload = issued.as_json()
+    _emit(as_json, payload, "\n".join(f"{k}: {v}" for k, v in payload.items()))
+
+
+# -- api keys ----------------------------------------------------------------------------------
+
+
+@keys_app.command("create")
+def api_keys_create(name: str, as_json: JsonOption = False) -> None:
+    """Create an operator API key (for POST /api/sessions); shown once."""
+    key = _with_store(
+        Settings.from_env(), lambda store: api_keys.create_api_key(store, name, _now())
+    )
+    _emit(as_json, {"name": name, "apiKey": key}, key)
+
+
+# -- reconcile ---------------------------------------------------------------------------------
+
+
+@app.command("reconcile")
+def reconcile_command(as_json: JsonOption = False) -> None:
+    """Prove every balance against the ledger; exits 1 on any difference."""
+    report = _with_store(Settings.from_env(), reconcile.reconcile)
+    payload = report.as_json()
+    human = (
+        f"{'OK' if report.ok else 'DIFFERENCES FOUND'}: {report.players} players, "
+        f"{report.transactions} transactions, {report.entries} ledger entries"
+    )
+    if not report.ok:
+        human += "\n" + json.dumps(payload, indent=2)
+    _emit(as_json, payload, human)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

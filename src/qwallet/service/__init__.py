@@ -1,0 +1,1 @@
+"""Use cases of the operator side: partners, players, sessions, adjustments, reconciliation."""

@@ -1,0 +1,69 @@
+"""Demo data, so that a fresh ``qwallet serve`` answers the documentation's examples verbatim.
+
+The documented withdraw example uses the session token below; the demo player holds enough XAG
+for it. The demo partner's password and the demo operator key are stored hashed like any other,
+so each start issues fresh ones (and revokes the previous) in order to print them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qwallet.domain.money import Currency
+from qwallet.service import api_keys, partners, players, sessions
+from qwallet.service.partners import IssuedCredential
+from qwallet.store.sql import SqlDatabase
+
+DEMO_TOKEN = "0fabcdc4-fe07-44f2-b968-93da3b324898"  # noqa: S105 - documented example
+DEMO_PARTNER = "demo"
+DEMO_PLAYER_ID = "demo-player-1"
+DEMO_BALANCE_MINOR = 100_000_00
+DEMO_OPERATOR_KEY_NAME = "demo"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoData:
+    credential: IssuedCredential
+    operator_api_key: str
+    player_id: str
+    token: str
+
+
+async def seed_demo(
+    db: SqlDatabase,
+    xag: Currency,
+    now_ms: int,
+    *,
+    idle_timeout_s: int,
+    lifetime_s: int,
+    client_url: str | None = None,
+) -> DemoData:
+    async with db.transaction() as tx:
+        has_partner = await tx.fetchrow("SELECT id FROM partners WHERE name = $1", DEMO_PARTNER)
+        has_player = await tx.fetchrow("SELECT id FROM players WHERE id = $1", DEMO_PLAYER_ID)
+    if has_partner:
+        credential = await partners.rotate_credentials(db, DEMO_PARTNER, now_ms)
+        await partners.revoke_old_credentials(db, DEMO_PARTNER, now_ms)
+    else:
+        credential = await partners.create_partner(db, DEMO_PARTNER, now_ms, client_url=client_url)
+    if not has_player:
+        await players.create_player(
+            db,
+            xag,
+            now_ms,
+            nickname="Demo Player",
+            balance_minor=DEMO_BALANCE_MINOR,
+            player_id=DEMO_PLAYER_ID,
+        )
+    session = await sessions.create_session(
+        db,
+        player_id=DEMO_PLAYER_ID,
+        partner=DEMO_PARTNER,
+        now_ms=now_ms,
+        idle_timeout_s=idle_timeout_s,
+        lifetime_s=lifetime_s,
+        token=DEMO_TOKEN,
+    )
+    await api_keys.revoke_api_keys(db, DEMO_OPERATOR_KEY_NAME, now_ms)
+    key = await api_keys.create_api_key(db, DEMO_OPERATOR_KEY_NAME, now_ms)
+    return DemoData(credential, key, DEMO_PLAYER_ID, session.token)

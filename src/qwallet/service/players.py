@@ -1,0 +1,164 @@
+"""Players and their wallets, seen from the operator's side: creation, blocking, adjustments.
+
+An initial balance and every manual correction is an operator adjustment: an ``adjustments`` row
+plus two ledger entries (operator account against the player's available account), applied in
+the same database transaction as the balance change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from qwallet.domain import ledger
+from qwallet.domain.money import Currency, format_amount
+from qwallet.domain.sessions import utc_day
+from qwallet.service.partners import OperatorError
+from qwallet.store.sql import SqlDatabase, SqlTransaction
+
+LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "zh", "ja", "ko", "ru")
+
+
+async def create_player(
+    db: SqlDatabase,
+    currency: Currency,
+    now_ms: int,
+    *,
+    nickname: str | None = None,
+    language: str = "en",
+    balance_minor: int = 0,
+    daily_withdraw_limit_minor: int | None = None,
+    player_id: str | None = None,
+) -> str:
+    if balance_minor < 0 or balance_minor > currency.max_balance_minor:
+        raise OperatorError("initial balance must be between 0 and the currency's maximum")
+    if language not in LANGUAGES:
+        raise OperatorError(f"language must be one of {', '.join(LANGUAGES)}")
+    player_id = player_id or str(uuid.uuid4())
+    nickname = nickname or f"player-{player_id[:8]}"
+    if not 1 <= len(nickname) <= 64:
+        raise OperatorError("nickname must be 1-64 characters")
+    async with db.transaction() as tx:
+        if await tx.fetchrow("SELECT id FROM players WHERE id = $1", player_id):
+            raise OperatorError(f"player {player_id} already exists")
+        await tx.execute(
+            "INSERT INTO players (id, nickname, currency, language, status, available_minor,"
+            " held_minor, pending_in_minor, daily_withdraw_limit_minor, limit_day,"
+            " day_withdrawn_minor, created_at_ms)"
+            " VALUES ($1, $2, $3, $4, 'active', 0, 0, 0, $5, $6, 0, $7)",
+            player_id,
+            nickname,
+            currency.code,
+            language,
+            daily_withdraw_limit_minor,
+            utc_day(now_ms),
+            now_ms,
+        )
+        if balance_minor:
+            await _adjust(
+                tx, player_id, currency, balance_minor, "initial balance", "system", now_ms
+            )
+    return player_id
+
+
+async def _adjust(
+    tx: SqlTransaction,
+    player_id: str,
+    currency: Currency,
+    amount_minor: int,
+    reason: str,
+    operator: str,
+    now_ms: int,
+) -> str:
+    changed = await tx.execute(
+        "UPDATE players SET available_minor = available_minor + $1"
+        " WHERE id = $2 AND available_minor + $1 >= 0"
+        " AND available_minor + pending_in_minor + $1 <= $3",
+        amount_minor,
+        player_id,
+        currency.max_balance_minor,
+    )
+    if changed != 1:
+        raise OperatorError(
+            "adjustment would take the balance below zero or above the currency's maximum"
+        )
+    adjustment_id = str(uuid.uuid4())
+    await tx.execute(
+        "INSERT INTO adjustments (id, player_id, amount_minor, currency, reason, operator,"
+        " created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        adjustment_id,
+        player_id,
+        amount_minor,
+        currency.code,
+        reason,
+        operator,
+        now_ms,
+    )
+    for account, delta in ledger.adjustment(amount_minor):
+        await tx.execute(
+            "INSERT INTO ledger_entries (adjustment_id, phase, account, player_id, currency,"
+            " amount_minor, created_at_ms) VALUES ($1, 'adjust', $2, $3, $4, $5, $6)",
+            adjustment_id,
+            account.value,
+            player_id if account is ledger.Account.AVAILABLE else None,
+            currency.code,
+            delta,
+            now_ms,
+        )
+    return adjustment_id
+
+
+async def adjust_balance(
+    db: SqlDatabase,
+    player_id: str,
+    currency: Currency,
+    amount_minor: int,
+    reason: str,
+    operator: str,
+    now_ms: int,
+) -> str:
+    """A manual credit (positive) or debit (negative); the reason is mandatory."""
+    if not reason.strip():
+        raise OperatorError("an adjustment needs a reason")
+    if amount_minor == 0:
+        raise OperatorError("an adjustment cannot be zero")
+    async with db.transaction() as tx:
+        row = await tx.fetchrow("SELECT currency FROM players WHERE id = $1", player_id)
+        if row is None:
+            raise OperatorError(f"no player {player_id}")
+        if row["currency"] != currency.code:
+            raise OperatorError(f"player's wallet is in {row['currency']}, not {currency.code}")
+        return await _adjust(tx, player_id, currency, amount_minor, reason, operator, now_ms)
+
+
+async def set_blocked(db: SqlDatabase, player_id: str, blocked: bool) -> None:
+    async with db.transaction() as tx:
+        changed = await tx.execute(
+            "UPDATE players SET status = $1 WHERE id = $2",
+            "blocked" if blocked else "active",
+            player_id,
+        )
+    if changed != 1:
+        raise OperatorError(f"no player {player_id}")
+
+
+async def show_player(
+    db: SqlDatabase, currencies: dict[str, Currency], player_id: str
+) -> dict[str, Any]:
+    async with db.transaction() as tx:
+        row = await tx.fetchrow("SELECT * FROM players WHERE id = $1", player_id)
+    if row is None:
+        raise OperatorError(f"no player {player_id}")
+    currency = currencies[row["currency"]]
+    limit = row["daily_withdraw_limit_minor"]
+    return {
+        "playerId": row["id"],
+        "nickname": row["nickname"],
+        "currencyCode": row["currency"],
+        "language": row["language"],
+        "status": row["status"],
+        "available": format_amount(row["available_minor"], currency),
+        "held": format_amount(row["held_minor"], currency),
+        "pendingIn": format_amount(row["pending_in_minor"], currency),
+        "dailyWithdrawLimit": None if limit is None else format_amount(limit, currency),
+    }

@@ -1,0 +1,60 @@
+"""Configuration, read once from the environment (``QWALLET_*``) into an immutable object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from qwallet.domain.money import Currency, CurrencyRegistry, parse_currency_config
+
+DEFAULT_DATABASE_URL = "sqlite:///qwallet-data/qwallet.db"
+DEFAULT_CURRENCIES = "XAG:2,EUR:2,USD:2,GBP:2,JPY:0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    currencies: tuple[Currency, ...] = field(
+        default_factory=lambda: tuple(parse_currency_config(DEFAULT_CURRENCIES))
+    )
+    session_idle_timeout_s: int = 30 * 60
+    session_lifetime_s: int = 24 * 60 * 60
+    # Peers whose X-Forwarded-For is believed (addresses or CIDRs of the reverse proxies).
+    trusted_proxies: tuple[str, ...] = ()
+    max_body_bytes: int = 64 * 1024
+    # A verified Basic credential is remembered this long, so requests cost no password hashing;
+    # a revoked credential therefore stops working within this time in every process.
+    credential_cache_ttl_s: float = 30.0
+    public_base_url: str = "http://127.0.0.1:8000"
+    pg_pool_min: int = 4
+    pg_pool_max: int = 16
+
+    @property
+    def currency_registry(self) -> CurrencyRegistry:
+        return CurrencyRegistry(list(self.currencies))
+
+    @property
+    def is_embedded_default(self) -> bool:
+        return self.database_url == DEFAULT_DATABASE_URL
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str, default: str) -> str:
+            return env.get(f"QWALLET_{name}", default)
+
+        proxies = tuple(p.strip() for p in get("TRUSTED_PROXIES", "").split(",") if p.strip())
+        return cls(
+            database_url=get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            currencies=tuple(parse_currency_config(get("CURRENCIES", DEFAULT_CURRENCIES))),
+            session_idle_timeout_s=int(get("SESSION_IDLE_TIMEOUT_S", str(30 * 60))),
+            session_lifetime_s=int(get("SESSION_LIFETIME_S", str(24 * 60 * 60))),
+            trusted_proxies=proxies,
+            max_body_bytes=int(get("MAX_BODY_BYTES", str(64 * 1024))),
+            credential_cache_ttl_s=float(get("CREDENTIAL_CACHE_TTL_S", "30")),
+            public_base_url=get("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
+            pg_pool_min=int(get("PG_POOL_MIN", "4")),
+            pg_pool_max=int(get("PG_POOL_MAX", "16")),
+        )
