@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from importlib.metadata import version
 from importlib.resources import files
 from typing import Any
 
@@ -153,6 +154,10 @@ EXAMPLES = list(all_examples())
 def test_document_is_a_valid_openapi_3_1_document() -> None:
     assert DOCUMENT["openapi"] == "3.1.0"
     validate(DOCUMENT)
+
+
+def test_document_version_is_the_package_version() -> None:
+    assert DOCUMENT["info"]["version"] == version("qwallet")
 
 
 def test_document_is_pretty_printed_with_two_spaces() -> None:
