@@ -54,13 +54,15 @@ def is_json_number(raw: bytes) -> bool:
     return _ANY_NUMBER.fullmatch(raw) is not None
 
 
-def parse_amount(raw: bytes, currency: Currency) -> int:
+def parse_amount(raw: bytes, currency: Currency, *, maximum_minor: int | None = None) -> int:
     """Return the positive amount in minor units for the JSON number text ``raw``.
 
     Raises ``AmountTypeError`` when ``raw`` is not a JSON number, and ``WalletError(102)`` when it
     is a number the currency cannot hold exactly: zero or negative, exponent form, more decimals
-    than the currency has, more than 18 significant digits, or above the currency's maximum.
+    than the currency has, more than 18 significant digits, or above ``maximum_minor`` (default:
+    the currency's maximum single amount).
     """
+    maximum = currency.max_amount_minor if maximum_minor is None else maximum_minor
     raw = raw.strip()
     match = _PLAIN_NUMBER.fullmatch(raw)
     if match is None:
@@ -89,11 +91,10 @@ def parse_amount(raw: bytes, currency: Currency) -> int:
     minor = int(whole) * currency.scale + int(fraction.ljust(currency.decimals, "0") or "0")
     if minor <= 0:
         raise WalletError(ErrorCode.INVALID_AMOUNT, "Amount must be greater than zero.")
-    if minor > currency.max_amount_minor:
+    if minor > maximum:
         raise WalletError(
             ErrorCode.INVALID_AMOUNT,
-            f"Amount is above the maximum of {format_amount(currency.max_amount_minor, currency)}"
-            f" {currency.code}.",
+            f"Amount is above the maximum of {format_amount(maximum, currency)} {currency.code}.",
         )
     return minor
 
@@ -106,7 +107,8 @@ def parse_operator_amount(text: str, currency: Currency, *, allow_negative: bool
         sign, body = -1, body[1:]
     if body == "0" or body.strip("0.") == "":
         return 0
-    return sign * parse_amount(body.encode("ascii", "replace"), currency)
+    raw = body.encode("ascii", "replace")
+    return sign * parse_amount(raw, currency, maximum_minor=currency.max_balance_minor)
 
 
 def format_amount(minor: int, currency: Currency) -> str:
