@@ -180,6 +180,8 @@ class LiveServer:
             port=self.port,
             log_level="warning",
             access_log=False,
+            # Our own trusted-proxy rule decides about X-Forwarded-For (qwallet.api.auth).
+            proxy_headers=False,
             lifespan="on",
         )
         self._server = uvicorn.Server(config)

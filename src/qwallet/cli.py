@@ -143,13 +143,21 @@ def serve(
             port=port,
             workers=workers,
             access_log=False,
+            # Our own trusted-proxy rule decides about X-Forwarded-For (qwallet.api.auth).
+            proxy_headers=False,
             log_level="warning",
         )
     else:
         from qwallet.api.app import create_app
 
         uvicorn.run(
-            create_app(settings), host=host, port=port, access_log=False, log_level="warning"
+            create_app(settings),
+            host=host,
+            port=port,
+            access_log=False,
+            # Our own trusted-proxy rule decides about X-Forwarded-For (qwallet.api.auth).
+            proxy_headers=False,
+            log_level="warning",
         )
 
 

@@ -63,6 +63,8 @@ def decode(body: bytes, cls: type[T]) -> T:
         return _decoders[cls].decode(body)  # type: ignore[no-any-return]
     except msgspec.ValidationError as error:
         raise WalletError(ErrorCode.MALFORMED_REQUEST, f"Invalid request: {error}.") from None
+    except UnicodeDecodeError:
+        raise WalletError(ErrorCode.MALFORMED_REQUEST, "Body is not valid UTF-8.") from None
     except msgspec.DecodeError as error:
         if _has_non_finite_amount(body):
             raise WalletError(ErrorCode.INVALID_AMOUNT, "Amount must be a finite number.") from None
@@ -80,7 +82,7 @@ def _has_non_finite_amount(body: bytes) -> bool:
     marker = object()
     try:
         document = json.loads(body, parse_constant=lambda _: marker)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     amount = document.get("amount") if isinstance(document, dict) else None
     return isinstance(amount, dict) and amount.get("amount") is marker
