@@ -1,0 +1,344 @@
+"""The PostgreSQL adapter: the production store.
+
+Every wallet call is one statement, ``SELECT * FROM wallet_v1_<use case>(…)``, so one round trip
+and one database transaction (autocommit). The functions (``store/sql/wallet_v1.sql``, installed by
+migration 0002) do the work of ``qwallet.store.engine`` in PL/pgSQL with the same order of checks,
+and lock the player's row, so the rules hold at READ COMMITTED with any number of server
+processes. They answer with a result code, which this module turns into the same ``WalletError``
+the engine raises.
+
+The pool skips asyncpg's per-release reset query (one more round trip on every call): nothing here
+leaves session state behind, and a connection released inside a transaction is still rolled back.
+Users of ``transaction()`` must not change session state either (use ``SET LOCAL``, not ``SET``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed upstream
+
+from qwallet.domain.errors import ErrorCode, WalletError
+from qwallet.store.port import (
+    BalanceView,
+    BeginCall,
+    ConfirmCall,
+    MoneyResult,
+    Partner,
+    PartnerCredential,
+    RollbackCall,
+    SessionView,
+)
+from qwallet.store.sql import Row, SqlTransaction
+
+WALLET_FUNCTIONS_SCRIPT = "wallet_v1.sql"
+WALLET_FUNCTIONS = (
+    "wallet_v1_session(integer, text, bigint)",
+    "wallet_v1_begin(integer, text, text, text, bigint, text, text, bigint, bigint)",
+    "wallet_v1_confirm(integer, text, text, text, bigint, text, bigint)",
+    "wallet_v1_rollback(integer, text, text, text, text, bigint)",
+    "wallet_v1_apply_movement(text, text, text, text, integer, text, bigint, bigint,"
+    " integer, bigint)",
+)
+"""Every function the script creates, with its argument types (for ``DROP FUNCTION``)."""
+
+MAX_ATTEMPTS = 4
+"""Tries of one call that failed on a serialization failure, a deadlock or a unique violation.
+
+The functions are built so that none of these can happen (per-player locks in one order,
+``ON CONFLICT``); the retry is a guard, and a call that still fails answers 134 (retry shortly)."""
+
+_SESSION_SQL = "SELECT * FROM wallet_v1_session($1, $2, $3)"
+_BEGIN_SQL = "SELECT * FROM wallet_v1_begin($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+_CONFIRM_SQL = "SELECT * FROM wallet_v1_confirm($1, $2, $3, $4, $5, $6, $7)"
+_ROLLBACK_SQL = "SELECT * FROM wallet_v1_rollback($1, $2, $3, $4, $5, $6)"
+
+_RETRYABLE = (
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.UniqueViolationError,
+)
+_STATUS_COUNT = re.compile(r"(\d+)$")
+_DOLLAR_TAG = re.compile(r"\$[A-Za-z_]?[A-Za-z0-9_]*\$")
+
+
+# -- SQL scripts ---------------------------------------------------------------------------------
+
+
+def read_sql(name: str) -> str:
+    """The text of ``store/sql/<name>``, shipped as package data."""
+    return resources.files("qwallet.store").joinpath("sql", name).read_text(encoding="utf-8")
+
+
+def split_sql(script: str) -> list[str]:
+    """The statements of ``script``, split at top-level semicolons.
+
+    Semicolons inside comments, quoted strings and dollar-quoted bodies do not split. Needed
+    because SQLAlchemy's asyncpg driver prepares what it runs, one statement at a time.
+    """
+    parts: list[str] = []
+    start = i = 0
+    n = len(script)
+    while i < n:
+        char = script[i]
+        if script.startswith("--", i):
+            end = script.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif script.startswith("/*", i):
+            end = script.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif char == "'":
+            end = i + 1
+            while end < n and (script[end] != "'" or script.startswith("''", end)):
+                end += 2 if script.startswith("''", end) else 1
+            i = end + 1
+        elif char == "$" and (match := _DOLLAR_TAG.match(script, i)) is not None:
+            end = script.find(match.group(0), match.end())
+            i = n if end < 0 else end + len(match.group(0))
+        elif char == ";":
+            parts.append(script[start:i])
+            start = i = i + 1
+        else:
+            i += 1
+    parts.append(script[start:])
+    return [part.strip() for part in parts if _has_code(part)]
+
+
+def _has_code(text: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in text.splitlines())
+
+
+# -- the adapter ---------------------------------------------------------------------------------
+
+
+def asyncpg_dsn(url: str) -> str:
+    """``postgresql://…``, ``postgres://…`` or SQLAlchemy's ``postgresql+asyncpg://…`` → asyncpg."""
+    for prefix in ("postgresql+asyncpg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    if not url.startswith("postgresql://"):
+        raise ValueError(f"not a PostgreSQL URL: {url!r} (expected postgresql://…)")
+    return url
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Pool reset hook: nothing to do (asyncpg has already rolled back any open transaction)."""
+
+
+def _raise_for(row: asyncpg.Record) -> None:
+    """Raise the ``WalletError`` for a non-zero result code, with the engine's extras."""
+    code = row["code"]
+    if code == 0:
+        return
+    extra: dict[str, Any] = {}
+    if code == ErrorCode.INSUFFICIENT_FUNDS:
+        extra["balance"] = row["balance_minor"]
+    if row["qw_transaction_id"] is not None:
+        extra["mmTransactionId"] = row["mm_transaction_id"]
+        extra["qwTransactionId"] = row["qw_transaction_id"]
+    raise WalletError(ErrorCode(code), row["description"], **extra)
+
+
+def _money_result(row: asyncpg.Record | None) -> MoneyResult:
+    assert row is not None, "wallet functions always answer one row"
+    _raise_for(row)
+    return MoneyResult(
+        row["mm_transaction_id"], row["qw_transaction_id"], row["currency"], row["balance_minor"]
+    )
+
+
+def _rows_changed(status: str) -> int:
+    """``UPDATE 3`` / ``INSERT 0 1`` / ``DELETE 0`` → the count; statements without one → 0."""
+    match = _STATUS_COUNT.search(status or "")
+    return int(match.group(1)) if match else 0
+
+
+class _PostgresTransaction:
+    """``SqlTransaction`` on one pooled connection inside an open transaction."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    async def fetch(self, sql: str, *args: object) -> list[Row]:
+        return [dict(row) for row in await self._connection.fetch(sql, *args)]
+
+    async def fetchrow(self, sql: str, *args: object) -> Row | None:
+        row = await self._connection.fetchrow(sql, *args)
+        return None if row is None else dict(row)
+
+    async def execute(self, sql: str, *args: object) -> int:
+        return _rows_changed(await self._connection.execute(sql, *args))
+
+
+class PostgresStore:
+    """``WalletStore`` and ``SqlDatabase`` on an asyncpg pool."""
+
+    dialect = "postgresql"
+
+    def __init__(self, pool: asyncpg.Pool, *, max_attempts: int = MAX_ATTEMPTS) -> None:
+        self._pool = pool
+        self._max_attempts = max_attempts
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        pool_min: int = 2,
+        pool_max: int = 20,
+        command_timeout_s: float = 10.0,
+        statement_cache_size: int = 256,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> PostgresStore:
+        """Connect a pool to ``url``.
+
+        ``statement_cache_size=0`` is for poolers that cannot keep prepared statements
+        (pgbouncer before 1.21 in transaction mode); it costs one more round trip per call.
+        """
+        assert 0 < pool_min <= pool_max, (pool_min, pool_max)
+        pool = await asyncpg.create_pool(
+            asyncpg_dsn(url),
+            min_size=pool_min,
+            max_size=pool_max,
+            command_timeout=command_timeout_s,
+            statement_cache_size=statement_cache_size,
+            reset=_keep_session,
+            server_settings={"application_name": "qwallet"},
+        )
+        return cls(pool, max_attempts=max_attempts)
+
+    # -- wallet hot path ------------------------------------------------------------------
+
+    async def _call(self, sql: str, *args: object) -> asyncpg.Record | None:
+        """One statement, retried only on the failures that leave nothing applied."""
+        attempt = 1
+        while True:
+            try:
+                return await self._pool.fetchrow(sql, *args)
+            except _RETRYABLE:
+                if attempt >= self._max_attempts:
+                    raise WalletError(ErrorCode.TRANSACTION_IN_PROGRESS) from None
+            await asyncio.sleep(random.uniform(0, 0.002 * attempt))
+            attempt += 1
+
+    async def verify_session(self, partner_id: int, token: str, now_ms: int) -> SessionView:
+        row = await self._call(_SESSION_SQL, partner_id, token, now_ms)
+        assert row is not None
+        if row["code"] != 0:
+            raise WalletError(ErrorCode(row["code"]))
+        return SessionView(
+            row["player_id"],
+            row["nickname"],
+            row["currency"],
+            row["language"],
+            row["available_minor"],
+        )
+
+    async def get_balance(self, partner_id: int, token: str, now_ms: int) -> BalanceView:
+        view = await self.verify_session(partner_id, token, now_ms)
+        return BalanceView(view.currency, view.available_minor)
+
+    async def begin(self, call: BeginCall) -> MoneyResult:
+        row = await self._call(
+            _BEGIN_SQL,
+            call.partner_id,
+            call.kind.value,
+            call.token,
+            call.mm_transaction_id,
+            call.amount_minor,
+            call.currency,
+            call.description,
+            call.max_balance_minor,
+            call.now_ms,
+        )
+        return _money_result(row)
+
+    async def confirm(self, call: ConfirmCall) -> MoneyResult:
+        row = await self._call(
+            _CONFIRM_SQL,
+            call.partner_id,
+            call.kind.value,
+            call.token,
+            call.mm_transaction_id,
+            call.amount_minor,
+            call.currency,
+            call.now_ms,
+        )
+        return _money_result(row)
+
+    async def rollback(self, call: RollbackCall) -> MoneyResult:
+        row = await self._call(
+            _ROLLBACK_SQL,
+            call.partner_id,
+            call.kind.value,
+            call.token,
+            call.mm_transaction_id,
+            call.reason,
+            call.now_ms,
+        )
+        return _money_result(row)
+
+    # -- authentication lookups -------------------------------------------------------------
+
+    async def find_credential(self, username: str) -> list[PartnerCredential]:
+        rows = await self._pool.fetch(
+            "SELECT p.id, p.name, p.ip_allow, p.client_url, c.username, c.password_hash"
+            " FROM partner_credentials c JOIN partners p ON p.id = c.partner_id"
+            " WHERE c.username = $1 AND c.revoked_at_ms IS NULL",
+            username,
+        )
+        return [
+            PartnerCredential(
+                Partner(row["id"], row["name"], _ip_list(row["ip_allow"]), row["client_url"]),
+                row["username"],
+                row["password_hash"],
+            )
+            for row in rows
+        ]
+
+    async def find_operator_key(self, key_hash: str) -> str | None:
+        name = await self._pool.fetchval(
+            "SELECT name FROM operator_api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL",
+            key_hash,
+        )
+        return None if name is None else str(name)
+
+    async def ping(self) -> None:
+        await self._pool.fetchval("SELECT 1")
+
+    # -- operator side ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlTransaction]:
+        async with self._pool.acquire() as connection, connection.transaction():
+            yield _PostgresTransaction(connection)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._pool.close()
+
+
+def _ip_list(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    return tuple(str(item) for item in json.loads(text))
+
+
+__all__ = [
+    "WALLET_FUNCTIONS",
+    "WALLET_FUNCTIONS_SCRIPT",
+    "PostgresStore",
+    "asyncpg_dsn",
+    "read_sql",
+    "split_sql",
+]
