@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed upstream
+import asyncpg
 
 from qwallet.domain.errors import ErrorCode, WalletError
 from qwallet.store.port import (
