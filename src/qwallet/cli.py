@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from qwallet import logs
 from qwallet.clock import SystemClock
 from qwallet.domain.money import parse_operator_amount
 from qwallet.service import api_keys, partners, players, reconcile, sessions
@@ -89,6 +90,7 @@ def serve(
             help="Seed demo data and print its credentials (default: on for the embedded SQLite).",
         ),
     ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     as_json: JsonOption = False,
 ) -> None:
     """Run the platform (Wallet API, operator API, health, metrics) with uvicorn."""
@@ -132,33 +134,28 @@ def serve(
             _print_banner(info)
     else:
         migrate.upgrade(settings.database_url)
+    logs.configure(log_level)
+    server_options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "access_log": False,
+        # Our own trusted-proxy rule decides about X-Forwarded-For (qwallet.api.auth).
+        "proxy_headers": False,
+        "log_level": log_level,
+        "log_config": None,  # keep the JSON logs configured above
+    }
     if workers > 1:
+        # Each worker keeps its own metrics; this directory lets /metrics add them up.
         os.environ.setdefault(
             "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="qwallet-metrics-")
         )
         uvicorn.run(
-            "qwallet.api.app:create_app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            access_log=False,
-            # Our own trusted-proxy rule decides about X-Forwarded-For (qwallet.api.auth).
-            proxy_headers=False,
-            log_level="warning",
+            "qwallet.api.app:create_app_from_env", factory=True, workers=workers, **server_options
         )
     else:
         from qwallet.api.app import create_app
 
-        uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=port,
-            access_log=False,
-            # Our own trusted-proxy rule decides about X-Forwarded-For (qwallet.api.auth).
-            proxy_headers=False,
-            log_level="warning",
-        )
+        uvicorn.run(create_app(settings), **server_options)
 
 
 def _print_banner(info: dict[str, str]) -> None:
