@@ -33,6 +33,18 @@ partners = Table(
     Column("callback_url", Text, nullable=True),
     Column("query_url", Text, nullable=True),
     Column("created_at_ms", BigInteger, nullable=False),
+    # Shown in the lobby; the name is the fallback.
+    Column("display_name", Text, nullable=True),
+    # Shared key of the payment callback's MD5 ``sign`` and ``X-QW-Signature`` (spec §2.3). Kept
+    # in clear because the platform must sign with it; never shown again after creation.
+    Column("callback_secret", Text, nullable=True),
+    Column("callback_format", Text, nullable=False, server_default="form"),
+    # The platform's own Basic credentials at the partner's Query Withdrawal endpoint (spec §3).
+    Column("query_username", Text, nullable=True),
+    Column("query_password", Text, nullable=True),
+    # Currency of ``productPrice`` in the partner's purchase messages (spec §2.2).
+    Column("payment_currency", Text, nullable=True),
+    CheckConstraint("callback_format IN ('form', 'json')", name="ck_partners_callback_format"),
 )
 
 partner_credentials = Table(
@@ -158,4 +170,110 @@ operator_api_keys = Table(
     Column("key_hash", Text, nullable=False, unique=True),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("revoked_at_ms", BigInteger, nullable=True),
+)
+
+player_logins = Table(
+    "player_logins",
+    metadata,
+    Column("player_id", Text, ForeignKey("players.id"), primary_key=True),
+    Column("username", Text, nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+)
+
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", Text, nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("disabled_at_ms", BigInteger, nullable=True),
+)
+
+payment_orders = Table(
+    "payment_orders",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("partner_id", Integer, ForeignKey("partners.id"), nullable=False),
+    Column("player_id", Text, ForeignKey("players.id"), nullable=False),
+    Column("cp_order_id", Text, nullable=False),
+    # Numbers are kept as the exact text the game sent: the callback signs them as sent.
+    Column("server_id", Text, nullable=False),
+    Column("product_id", Text, nullable=False),
+    Column("product_name", Text, nullable=True),
+    Column("product_desc", Text, nullable=True),
+    Column("product_number", Integer, nullable=False),
+    Column("product_price", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("ext_params", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("method", Text, nullable=True),
+    Column("provider_reference", Text, nullable=True),
+    # The wallet transaction when paid from the wallet balance.
+    Column("qw_transaction_id", Text, nullable=True),
+    Column("delivery_attempts", Integer, nullable=False, server_default="0"),
+    Column("next_delivery_at_ms", BigInteger, nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Column("paid_at_ms", BigInteger, nullable=True),
+    Column("delivered_at_ms", BigInteger, nullable=True),
+    UniqueConstraint("partner_id", "cp_order_id", name="uq_payment_orders_cp_order_id"),
+    CheckConstraint(
+        "state IN ('created', 'paying', 'paid', 'delivered', 'failed', 'declined')",
+        name="ck_payment_orders_state",
+    ),
+    CheckConstraint("amount_minor > 0", name="ck_payment_orders_amount_positive"),
+    CheckConstraint("product_number > 0", name="ck_payment_orders_number_positive"),
+    Index("ix_payment_orders_delivery", "state", "next_delivery_at_ms"),
+    Index("ix_payment_orders_player", "player_id", "created_at_ms"),
+)
+
+payment_attempts = Table(
+    "payment_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", Text, ForeignKey("payment_orders.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("http_status", Integer, nullable=True),
+    Column("response_excerpt", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("outcome", Text, nullable=False),
+    CheckConstraint(
+        "outcome IN ('delivered', 'retry', 'failed')", name="ck_payment_attempts_outcome"
+    ),
+    Index("ix_payment_attempts_order", "order_id", "attempt"),
+)
+
+hold_resolutions = Table(
+    "hold_resolutions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("qw_transaction_id", Text, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("actor", Text, nullable=False),
+    # What the partner answered (CONFIRMED, ROLLED_BACK, PENDING, UNKNOWN) or NULL for no answer.
+    Column("partner_status", Text, nullable=True),
+    Column("action", Text, nullable=False),
+    Column("detail", Text, nullable=True),
+    CheckConstraint(
+        "action IN ('confirmed', 'rolled_back', 'retry_later', 'already_final')",
+        name="ck_hold_resolutions_action",
+    ),
+    Index("ix_hold_resolutions_transaction", "qw_transaction_id"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("operator", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target", Text, nullable=True),
+    # JSON object with the action's parameters (never secrets).
+    Column("details", Text, nullable=True),
+    Index("ix_audit_log_at", "at_ms"),
 )

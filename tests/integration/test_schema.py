@@ -1,0 +1,39 @@
+"""The migrations produce exactly the schema the metadata describes, on both databases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, create_engine, pool
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from qwallet.store.migrate import alembic_url
+from qwallet.store.schema import metadata
+from tests.conftest import fresh_database_url
+
+
+def _differences(connection: Connection) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(connection), metadata))
+
+
+def test_migrated_schema_matches_metadata(backend: str, tmp_path: Path) -> None:
+    for url in fresh_database_url(backend, tmp_path):
+        if backend == "sqlite":
+            engine = create_engine(url, poolclass=pool.NullPool)
+            with engine.connect() as connection:
+                differences = _differences(connection)
+            engine.dispose()
+        else:
+            import asyncio
+
+            async def compare(url: str) -> list[object]:
+                async_engine = create_async_engine(alembic_url(url), poolclass=pool.NullPool)
+                async with async_engine.connect() as connection:
+                    found = await connection.run_sync(_differences)
+                await async_engine.dispose()
+                return found
+
+            differences = asyncio.run(compare(url))
+        assert differences == []
