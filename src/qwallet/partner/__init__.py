@@ -1,6 +1,8 @@
 """The partner kit: what a game studio runs on its side of the Quantum Web integration.
 
 - ``WalletClient``: typed async client for the platform's Wallet API.
+- ``PartnerKit``: withdrawal and deposit flows that cannot break the two-phase rules, backed by
+  a durable ``Outbox`` in a ``KitStore`` (``SQLiteStore`` by default).
 - ``InMemoryWallet``: the platform emulated in memory, for the studio's own tests.
 
 The kit imports nothing from the rest of ``qwallet``, so a studio can vendor this package alone.
@@ -8,6 +10,7 @@ See ``docs/partner-kit.md``.
 """
 
 from qwallet.partner._client import WalletClient
+from qwallet.partner._clock import Clock, FakeClock, SystemClock
 from qwallet.partner._exceptions import (
     CurrencyMismatchError,
     ErrorCode,
@@ -36,33 +39,56 @@ from qwallet.partner._exceptions import (
     WalletConnectionError,
     WalletTimeoutError,
 )
+from qwallet.partner._flows import Deposit, PartnerKit, Withdrawal
 from qwallet.partner._memory import Call, InMemoryWallet, WalletTransaction
 from qwallet.partner._models import Money, Session, TransactionResult
+from qwallet.partner._outbox import Outbox, RetrySchedule
+from qwallet.partner._sqlite import SQLiteStore
+from qwallet.partner._store import (
+    Attempt,
+    KitStore,
+    OutboxEntry,
+    PaymentOrder,
+    TransactionRecord,
+)
 
 __all__ = [
+    "Attempt",
     "Call",
+    "Clock",
     "CurrencyMismatchError",
+    "Deposit",
     "ErrorCode",
+    "FakeClock",
     "FlowError",
     "InMemoryWallet",
     "InsufficientFundsError",
     "InvalidAmountError",
+    "KitStore",
     "LimitExceededError",
     "MalformedRequestError",
     "Money",
     "NotAllowedError",
     "OtherError",
+    "Outbox",
+    "OutboxEntry",
     "OutcomeUnknownError",
+    "PartnerKit",
     "PartnerKitError",
+    "PaymentOrder",
     "PlayerBlockedError",
+    "RetrySchedule",
+    "SQLiteStore",
     "Session",
     "SessionError",
     "SessionExpiredError",
+    "SystemClock",
     "TransactionConfirmedError",
     "TransactionDataMismatchError",
     "TransactionError",
     "TransactionInProgressError",
     "TransactionNotFoundError",
+    "TransactionRecord",
     "TransactionResult",
     "TransactionRolledBackError",
     "TransportError",
@@ -73,4 +99,5 @@ __all__ = [
     "WalletConnectionError",
     "WalletTimeoutError",
     "WalletTransaction",
+    "Withdrawal",
 ]
