@@ -3,12 +3,20 @@
 - ``WalletClient``: typed async client for the platform's Wallet API.
 - ``PartnerKit``: withdrawal and deposit flows that cannot break the two-phase rules, backed by
   a durable ``Outbox`` in a ``KitStore`` (``SQLiteStore`` by default).
+- ``QueryWithdrawalApp``: the ASGI endpoint the platform asks for a withdrawal's final state.
+- ``PaymentCallbackApp``: the ASGI receiver of the platform's payment callbacks.
 - ``InMemoryWallet``: the platform emulated in memory, for the studio's own tests.
 
 The kit imports nothing from the rest of ``qwallet``, so a studio can vendor this package alone.
 See ``docs/partner-kit.md``.
 """
 
+from qwallet.partner._callback import (
+    DeliveryHook,
+    PaymentCallbackApp,
+    payment_sign,
+    signature_header,
+)
 from qwallet.partner._client import WalletClient
 from qwallet.partner._clock import Clock, FakeClock, SystemClock
 from qwallet.partner._exceptions import (
@@ -43,6 +51,7 @@ from qwallet.partner._flows import Deposit, PartnerKit, Withdrawal
 from qwallet.partner._memory import Call, InMemoryWallet, WalletTransaction
 from qwallet.partner._models import Money, Session, TransactionResult
 from qwallet.partner._outbox import Outbox, RetrySchedule
+from qwallet.partner._query import QueryWithdrawalApp, WithdrawalStatus
 from qwallet.partner._sqlite import SQLiteStore
 from qwallet.partner._store import (
     Attempt,
@@ -57,6 +66,7 @@ __all__ = [
     "Call",
     "Clock",
     "CurrencyMismatchError",
+    "DeliveryHook",
     "Deposit",
     "ErrorCode",
     "FakeClock",
@@ -75,8 +85,10 @@ __all__ = [
     "OutcomeUnknownError",
     "PartnerKit",
     "PartnerKitError",
+    "PaymentCallbackApp",
     "PaymentOrder",
     "PlayerBlockedError",
+    "QueryWithdrawalApp",
     "RetrySchedule",
     "SQLiteStore",
     "Session",
@@ -100,4 +112,7 @@ __all__ = [
     "WalletTimeoutError",
     "WalletTransaction",
     "Withdrawal",
+    "WithdrawalStatus",
+    "payment_sign",
+    "signature_header",
 ]
