@@ -318,7 +318,7 @@ def _interpret(
         )
     try:
         return msgspec.json.decode(content, type=result_type)
-    except msgspec.ValidationError as exc:
+    except msgspec.DecodeError as exc:
         # HTTP 200 with a body we cannot read: the call may well have been applied.
         raise UnexpectedResponseError(
             f"{endpoint}: unreadable success answer: {exc}",
