@@ -149,7 +149,7 @@ class Outbox:
             wait_s = poll_interval_s
             if next_due is not None:
                 wait_s = min(poll_interval_s, max(0.0, next_due - self.clock.now()))
-            await self.clock.sleep(wait_s)
+            await _sleep_unless_stopped(self.clock, wait_s, stop)
 
     async def _attempt(self, entry: OutboxEntry, now: float) -> _Verdict:
         assert entry.first_attempt_at is not None
@@ -199,6 +199,17 @@ class Outbox:
                 entry.token, entry.mm_transaction_id, entry.reason
             )
         return await client.rollback_deposit(entry.token, entry.mm_transaction_id, entry.reason)
+
+
+async def _sleep_unless_stopped(clock: Clock, duration_s: float, stop: asyncio.Event) -> None:
+    # Wake up as soon as ``stop`` is set, so shutting the kit down never waits for a poll.
+    sleeper = asyncio.ensure_future(clock.sleep(duration_s))
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((sleeper, stopper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        stopper.cancel()
 
 
 def _classify(entry: OutboxEntry, error: BaseException | None) -> _Verdict:
