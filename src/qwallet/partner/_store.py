@@ -1,0 +1,187 @@
+"""The kit's storage port: what the flows, the outbox, the Query endpoint and the callback
+receiver need from the studio's database.
+
+One method = one database transaction. ``SQLiteStore`` is the default adapter; a PostgreSQL
+adapter implements the same protocol (the SQL is portable apart from the locking statements:
+``BEGIN IMMEDIATE`` there becomes ``SELECT … FOR UPDATE SKIP LOCKED`` when claiming due entries).
+
+Records are never deleted: the Query endpoint must answer for a withdrawal long after its
+outbox entry was delivered, and a cpOrderId must stay "delivered" forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, Protocol
+
+__all__ = [
+    "Attempt",
+    "ClaimResult",
+    "Kind",
+    "KitStore",
+    "Operation",
+    "OutboxEntry",
+    "PaymentOrder",
+    "TransactionRecord",
+]
+
+Kind = Literal["withdrawal", "deposit"]
+Operation = Literal["confirm", "rollback"]
+TransactionState = Literal["started", "pending", "confirmed", "rolled_back"]
+"""``started``: the original (withdraw/deposit) is being sent or its outcome is unknown;
+``pending``: the platform accepted it and the studio's follow-up work runs;
+``confirmed`` / ``rolled_back``: the studio's final decision (the outbox delivers it)."""
+EntryState = Literal["due", "delivered", "failed", "expired"]
+"""``failed``: the platform refused the call for good (e.g. 131) and an operator must look;
+``expired``: the retry window passed without an answer; the platform will ask (spec §3)."""
+ClaimResult = Literal["claimed", "delivered", "busy", "conflict"]
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    kind: Kind
+    mm_transaction_id: str
+    token: str
+    amount: Decimal
+    currency_code: str
+    description: str | None
+    state: TransactionState
+    qw_transaction_id: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One confirm or rollback to deliver, with everything needed to send it again."""
+
+    id: int
+    kind: Kind
+    operation: Operation
+    mm_transaction_id: str
+    token: str
+    amount: Decimal
+    currency_code: str
+    reason: str | None
+    state: EntryState
+    created_at: float
+    first_attempt_at: float | None
+    next_attempt_at: float
+    attempts: int
+    last_error: str | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    entry_id: int
+    at: float
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOrder:
+    """A payment callback's order, every value exactly as the platform sent it."""
+
+    cp_order_id: str
+    uid: str
+    server_id: str
+    product_id: str
+    product_price: str
+    ext_params: str
+    ts_ms: int
+
+    @property
+    def fingerprint(self) -> str:
+        """What must be identical when the same cpOrderId is delivered again."""
+        return "\x1f".join((self.uid, self.server_id, self.product_id, self.product_price))
+
+
+class KitStore(Protocol):
+    # -- withdrawals and deposits ------------------------------------------------------------
+
+    async def start_transaction(
+        self,
+        kind: Kind,
+        mm_transaction_id: str,
+        token: str,
+        amount: Decimal,
+        currency_code: str,
+        description: str | None,
+        now: float,
+    ) -> None:
+        """Record the original BEFORE it is sent, so a crash mid-call leaves a trace to roll
+        back. Raises ``FlowError`` if the id is already used."""
+        ...
+
+    async def mark_pending(
+        self, kind: Kind, mm_transaction_id: str, qw_transaction_id: str, now: float
+    ) -> None: ...
+
+    async def decide(
+        self,
+        kind: Kind,
+        mm_transaction_id: str,
+        operation: Operation,
+        reason: str | None,
+        now: float,
+    ) -> OutboxEntry:
+        """Record the final decision and its outbox entry (due now) in one transaction.
+
+        Deciding the same again returns the existing entry; deciding the opposite raises
+        ``FlowError``: a decision is final.
+        """
+        ...
+
+    async def get_transaction(
+        self, kind: Kind, mm_transaction_id: str
+    ) -> TransactionRecord | None: ...
+
+    async def undecided_before(self, before: float) -> list[TransactionRecord]:
+        """Transactions left ``started``/``pending`` since before ``before`` (a process died)."""
+        ...
+
+    # -- the outbox --------------------------------------------------------------------------
+
+    async def claim_due(self, now: float, lease_s: float, limit: int) -> list[OutboxEntry]:
+        """Take due entries: push their ``next_attempt_at`` to ``now + lease_s`` (so no other
+        worker takes them meanwhile, and a crashed attempt is retried after the lease), count
+        the attempt, and stamp ``first_attempt_at`` on the first one."""
+        ...
+
+    async def claim_entry(self, entry_id: int, now: float, lease_s: float) -> OutboxEntry | None:
+        """``claim_due`` for one entry; None if it is not due (or another worker has it)."""
+        ...
+
+    async def finish_attempt(
+        self,
+        entry_id: int,
+        now: float,
+        outcome: str,
+        state: EntryState,
+        next_attempt_at: float | None,
+    ) -> None: ...
+
+    async def get_entry(self, kind: Kind, mm_transaction_id: str) -> OutboxEntry | None: ...
+
+    async def attempts(self, entry_id: int) -> list[Attempt]: ...
+
+    async def next_due_at(self) -> float | None: ...
+
+    # -- payment callbacks -------------------------------------------------------------------
+
+    async def claim_payment(self, order: PaymentOrder, now: float, lease_s: float) -> ClaimResult:
+        """``claimed``: deliver it now; ``delivered``: already done; ``busy``: another request is
+        delivering it; ``conflict``: the cpOrderId was seen with different data."""
+        ...
+
+    async def complete_payment(self, cp_order_id: str, now: float) -> None: ...
+
+    async def release_payment(self, cp_order_id: str) -> None:
+        """The delivery hook failed: forget the claim so the platform's retry delivers again."""
+        ...
+
+    async def is_delivered(self, cp_order_id: str) -> bool: ...
+
+    async def close(self) -> None: ...
