@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -26,6 +27,8 @@ from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
 from qwallet.store import migrate
 from qwallet.store.factory import Store, open_store
+from qwallet.store.sqlite import sqlite_path
+from qwallet.web.security import load_or_create_secret_key
 
 T = TypeVar("T")
 
@@ -96,13 +99,15 @@ def serve(
     """Run the platform (Wallet API, operator API, health, metrics) with uvicorn."""
     import uvicorn
 
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "localhost") else host  # noqa: S104
+    os.environ.setdefault("QWALLET_PUBLIC_BASE_URL", f"http://{shown_host}:{port}")
+    if not os.environ.get("QWALLET_SECRET_KEY"):
+        # One persistent key, inherited by every worker: browser sign-ins survive restarts.
+        os.environ["QWALLET_SECRET_KEY"] = load_or_create_secret_key(
+            _data_dir(Settings.from_env()) / "secret-key"
+        )
     settings = Settings.from_env()
-    if (
-        host not in ("127.0.0.1", "localhost", "::1")
-        and "QWALLET_PUBLIC_BASE_URL" not in os.environ
-    ):
-        os.environ["QWALLET_PUBLIC_BASE_URL"] = f"http://{host}:{port}"
-    base_url = os.environ.get("QWALLET_PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+    base_url = settings.public_base_url
     seed = settings.is_embedded_default if demo is None else demo
     if seed:
         xag = settings.currency_registry.get("XAG")
@@ -156,6 +161,13 @@ def serve(
         from qwallet.api.app import create_app
 
         uvicorn.run(create_app(settings), **server_options)
+
+
+def _data_dir(settings: Settings) -> Path:
+    """Where local state lives: beside the embedded database, else ``./qwallet-data``."""
+    if settings.database_url.startswith("sqlite:///"):
+        return sqlite_path(settings.database_url).parent
+    return Path("qwallet-data")
 
 
 def _print_banner(info: dict[str, str]) -> None:

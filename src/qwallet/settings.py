@@ -29,6 +29,8 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8000"
     pg_pool_min: int = 4
     pg_pool_max: int = 16
+    # Signs the browser session cookie; ``serve`` provides a persistent one when unset.
+    secret_key: str | None = None
 
     @property
     def currency_registry(self) -> CurrencyRegistry:
@@ -57,4 +59,5 @@ class Settings:
             public_base_url=get("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
             pg_pool_min=int(get("PG_POOL_MIN", "4")),
             pg_pool_max=int(get("PG_POOL_MAX", "16")),
+            secret_key=env.get("QWALLET_SECRET_KEY") or None,
         )

@@ -7,11 +7,14 @@ The store is opened in the lifespan, so each server process has its own connecti
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -24,6 +27,7 @@ from qwallet.api.wallet import PREFIX, WalletAPI, request_id_from
 from qwallet.clock import Clock, SystemClock
 from qwallet.settings import Settings
 from qwallet.store.factory import Store, open_store
+from qwallet.web.security import SESSION_MAX_AGE_S
 
 
 def _package_file(package: str, name: str) -> bytes | None:
@@ -42,7 +46,21 @@ class QWalletApp:
         self._given_store = store
         self.store: Store | None = None
         self.wallet: WalletAPI | None = None
-        self.web = Starlette(routes=self._routes(), lifespan=self._lifespan)
+        secret_key = settings.secret_key or secrets.token_urlsafe(48)
+        self.web = Starlette(
+            routes=self._routes(),
+            lifespan=self._lifespan,
+            middleware=[
+                Middleware(
+                    SessionMiddleware,
+                    secret_key=secret_key,
+                    session_cookie="qwallet_session",
+                    max_age=SESSION_MAX_AGE_S,
+                    same_site="lax",
+                    https_only=settings.public_base_url.startswith("https://"),
+                )
+            ],
+        )
 
     @asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
