@@ -252,3 +252,61 @@ def confirm_rollback_race(platform: Platform, urls: list[str], kind: str, rounds
     else:
         assert_wallet(platform, account, _money(Decimal(100 + confirmed)), "0.00", "0.00")
     return confirmed
+
+
+def original_racing_rollback(platform: Platform, urls: list[str], kind: str, rounds: int = 50):
+    """A begin and the rollback of the same id at once: either the rollback cancels the pending
+    transaction, or it arrives first and blocks the late original (132). Never a stuck hold."""
+    begin, _, rollback = ENDPOINTS[kind]
+    account = open_account(platform, "100.00")
+    calls: list[Call] = []
+    for i in range(rounds):
+        begin_call = (begin, money_body(account.token, f"late-{i}", "1.00"))
+        rollback_call = (rollback, money_body(account.token, f"late-{i}", rollbackReason="lost"))
+        calls += [begin_call, rollback_call] if i % 2 == 0 else [rollback_call, begin_call]
+    answers = fire(urls, account, calls)
+    outcomes: Counter[tuple[int, int]] = Counter()
+    for i in range(rounds):
+        pair = answers[2 * i : 2 * i + 2]
+        if i % 2:
+            pair.reverse()
+        begin_answer, rollback_answer = pair
+        outcome = (begin_answer.code, rollback_answer.code)
+        assert outcome in {(0, 0), (132, 0)}, (i, begin_answer.body, rollback_answer.body)
+        if outcome == (0, 0):
+            same = begin_answer.body["qwTransactionId"] == rollback_answer.body["qwTransactionId"]
+            assert same, (begin_answer.body, rollback_answer.body)
+        outcomes[outcome] += 1
+    # Whatever the order was, every id is now rolled back: a new begin is refused with 132.
+    late = fire(urls, account, [c for c in calls if c[0] == begin])
+    assert {answer.code for answer in late} == {132}, late
+    assert_wallet(platform, account, "100.00", "0.00", "0.00")
+    return outcomes
+
+
+def one_id_two_players(platform: Platform, urls: list[str], kind: str, n: int = 20):
+    """Two players of one partner send the same new id at once: one player's call executes (and
+    its duplicates replay it), every call of the other player gets 131."""
+    begin, _, _ = ENDPOINTS[kind]
+    first = open_account(platform, "100.00")
+    other_player = platform.create_player("100.00")
+    other_token = platform.create_session(other_player, first.username)
+    tokens = [first.token, other_token]
+    calls = [(begin, money_body(tokens[i % 2], "shared", "5.00")) for i in range(n)]
+    answers = fire(urls, first, calls)
+    by_player = [Counter(answer.code for answer in answers[i::2]) for i in range(2)]
+    assert sorted(set(c) for c in by_player) == [{0}, {131}], by_player
+    winner = 0 if set(by_player[0]) == {0} else 1
+    successes = {answer.raw for answer in answers[winner::2]}
+    assert len(successes) == 1, successes
+    winner_id = [first.player_id, other_player][winner]
+    loser_id = [first.player_id, other_player][1 - winner]
+    if kind == "withdrawal":
+        expected = {winner_id: ("95.00", "5.00", "0.00"), loser_id: ("100.00", "0.00", "0.00")}
+    else:
+        expected = {winner_id: ("100.00", "0.00", "5.00"), loser_id: ("100.00", "0.00", "0.00")}
+    for player_id, balances in expected.items():
+        shown = platform.player(player_id)
+        assert (shown["available"], shown["held"], shown["pendingIn"]) == balances, shown
+    report = platform.reconcile()
+    assert report.ok, report

@@ -34,3 +34,17 @@ def test_confirm_racing_rollback_has_one_winner(
     server: LiveServer, platform: Platform, kind: str
 ) -> None:
     scenarios.confirm_rollback_race(platform, [server.url], kind, rounds=50)
+
+
+@pytest.mark.parametrize("kind", ["withdrawal", "deposit"])
+def test_original_racing_its_rollback_never_leaves_a_hold(
+    server: LiveServer, platform: Platform, kind: str
+) -> None:
+    scenarios.original_racing_rollback(platform, [server.url], kind, rounds=50)
+
+
+@pytest.mark.parametrize("kind", ["withdrawal", "deposit"])
+def test_one_id_from_two_players_executes_for_one(
+    server: LiveServer, platform: Platform, kind: str
+) -> None:
+    scenarios.one_id_two_players(platform, [server.url], kind, n=20)

@@ -104,3 +104,17 @@ def test_confirm_racing_rollback_across_processes(
     server_urls: list[str], platform: Platform, kind: str
 ) -> None:
     scenarios.confirm_rollback_race(platform, server_urls, kind, rounds=50)
+
+
+@pytest.mark.parametrize("kind", ["withdrawal", "deposit"])
+def test_original_racing_its_rollback_across_processes(
+    server_urls: list[str], platform: Platform, kind: str
+) -> None:
+    scenarios.original_racing_rollback(platform, server_urls, kind, rounds=50)
+
+
+@pytest.mark.parametrize("kind", ["withdrawal", "deposit"])
+def test_one_id_from_two_players_across_processes(
+    server_urls: list[str], platform: Platform, kind: str
+) -> None:
+    scenarios.one_id_two_players(platform, server_urls, kind, n=20)
