@@ -256,7 +256,8 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture(scope="module")
-def clock() -> ManualClock:
+def clock(backend: str) -> ManualClock:
+    """One clock per module and backend, so the two halves of a module stay independent."""
     return ManualClock(start_ms=time.time_ns() // 1_000_000)
 
 
