@@ -22,14 +22,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import contextlib
 import hashlib
 import itertools
 import os
 import random
+import socket
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
@@ -119,8 +122,11 @@ class _Connection(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self._transport = cast(asyncio.Transport, transport)
+        with contextlib.suppress(OSError, AttributeError):
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -403,7 +409,9 @@ class _Runner:
         self._measure_from = self._t0 + spec.warmup_s
         self._deadline = self._measure_from + spec.duration_s
         worker = self._closed_worker if spec.rate is None else self._open_worker
-        tasks = [asyncio.ensure_future(worker(w, c)) for w, c in zip(workloads, connections)]
+        tasks = [
+            asyncio.ensure_future(worker(w, c)) for w, c in zip(workloads, connections, strict=True)
+        ]
         failures = await asyncio.gather(*tasks, return_exceptions=True)
         ended = time.perf_counter()
         for failure in failures:
