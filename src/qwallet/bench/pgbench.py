@@ -14,7 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-_TOKEN = "md5('t' || :i)::uuid::text"
+_TOKEN = "md5('t' || :i)::uuid::text"  # noqa: S105 - SQL, not a secret
+_REPLAY_TOKEN = "md5('t' || :d)::uuid::text"  # noqa: S105 - SQL, not a secret
 _MM = "'pg' || :client_id || '.' || :r"
 _PICK = "\\set i random(1, :players)\n\\set r random(1, 1000000000000000)\n"
 _BEGIN = (
@@ -47,11 +48,19 @@ SCRIPTS: dict[str, str] = {
     "zipf_mix": "\\set i random_zipfian(1, :players, 1.1)\n"
     "\\set r random(1, 1000000000000000)\n"
     "\\set d random(1, 100)\n"
-    "\\if :d <= 40\n" + _fill(_SESSION) + "\\elif :d <= 75\n"
-    "" + _fill(_BEGIN) + _fill(_CONFIRM) + "\\elif :d <= 85\n"
-    "" + _fill(_BEGIN) + _fill(_ROLLBACK) + "\\elif :d <= 90\n"
-    "" + _fill(_BEGIN) + "\\else\n"
-    "" + _fill(_BEGIN, token="md5('t' || :d)::uuid::text", mm="'pgzreplay.' || :d") + "\\endif\n",
+    "\\if :d <= 40\n"
+    + _fill(_SESSION)
+    + "\\elif :d <= 75\n"
+    + _fill(_BEGIN)
+    + _fill(_CONFIRM)
+    + "\\elif :d <= 85\n"
+    + _fill(_BEGIN)
+    + _fill(_ROLLBACK)
+    + "\\elif :d <= 90\n"
+    + _fill(_BEGIN)
+    + "\\else\n"
+    + _fill(_BEGIN, token=_REPLAY_TOKEN, mm="'pgzreplay.' || :d")
+    + "\\endif\n",
 }
 
 

@@ -209,14 +209,14 @@ def git_commit() -> str:
     if root is None:
         return "unknown"
     try:
-        commit = subprocess.run(
+        commit = subprocess.run(  # noqa: S603
             ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],  # noqa: S607
             capture_output=True,
             text=True,
             check=True,
             timeout=10,
         ).stdout.strip()
-        dirty = subprocess.run(
+        dirty = subprocess.run(  # noqa: S603
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
             capture_output=True,
             text=True,
