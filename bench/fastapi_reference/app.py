@@ -135,17 +135,19 @@ _verified: dict[tuple[str, str], int] = {}
 
 async def current_partner(
     credentials: Annotated[HTTPBasicCredentials, Depends(security)],
-    db: Annotated[AsyncSession, Depends(get_db)],
 ) -> int:
     key = (credentials.username, credentials.password)
     if key in _verified:
         return _verified[key]
-    rows = await db.scalars(
-        select(PartnerCredential).where(
-            PartnerCredential.username == credentials.username,
-            PartnerCredential.revoked_at_ms.is_(None),
+    async with SessionLocal() as db:
+        rows = list(
+            await db.scalars(
+                select(PartnerCredential).where(
+                    PartnerCredential.username == credentials.username,
+                    PartnerCredential.revoked_at_ms.is_(None),
+                )
+            )
         )
-    )
     for credential in rows:
         if verify_password(credentials.password.encode(), credential.password_hash):
             _verified[key] = credential.partner_id
