@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from qwallet import logs
+from qwallet.bench.command import bench_command
 from qwallet.clock import SystemClock
 from qwallet.domain.money import parse_operator_amount
 from qwallet.service import api_keys, partners, players, reconcile, sessions
@@ -45,6 +46,7 @@ app.add_typer(partners_app, name="partners")
 app.add_typer(players_app, name="players")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(keys_app, name="api-keys")
+app.command("bench")(bench_command)
 
 console = Console(stderr=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]

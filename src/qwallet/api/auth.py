@@ -55,6 +55,7 @@ class PartnerAuthenticator:
         self._store = store
         self._ttl_s = ttl_s
         self._cache: OrderedDict[bytes, tuple[Partner, float]] = OrderedDict()
+        self._pending: dict[bytes, asyncio.Future[Partner | None]] = {}
 
     async def authenticate(self, header: bytes | None) -> Partner | None:
         if not header:
@@ -66,6 +67,16 @@ class PartnerAuthenticator:
             if cached[1] > now:
                 return cached[0]
             del self._cache[key]
+        # Single flight: when an entry expires under load, every request holding that header
+        # would otherwise run its own scrypt at once (a stampede every TTL); they share one.
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._verify(header, key))
+            self._pending[key] = pending
+            pending.add_done_callback(lambda _done: self._pending.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _verify(self, header: bytes, key: bytes) -> Partner | None:
         parsed = parse_basic(header)
         if parsed is None:
             return None
@@ -80,7 +91,7 @@ class PartnerAuthenticator:
         if not credentials:
             await asyncio.to_thread(verify_password, password, DUMMY_HASH)
         if partner is not None:
-            self._cache[key] = (partner, now + self._ttl_s)
+            self._cache[key] = (partner, time.monotonic() + self._ttl_s)
             if len(self._cache) > MAX_CACHED_CREDENTIALS:
                 self._cache.popitem(last=False)
         return partner

@@ -1,0 +1,148 @@
+"""The database ceiling: ``pgbench`` running the exact SQL functions the server calls.
+
+One pgbench transaction is one *flow* of a scenario (withdraw → confirm is two function calls),
+so its TPS compares directly with the HTTP flows per second at the same client count. Tokens are
+computed the way the seed computes them (``md5('t' || i)::uuid``); mm ids are unique per client.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+_TOKEN = "md5('t' || :i)::uuid::text"  # noqa: S105 - SQL, not a secret
+_REPLAY_TOKEN = "md5('t' || :d)::uuid::text"  # noqa: S105 - SQL, not a secret
+_MM = "'pg' || :client_id || '.' || :r"
+_PICK = "\\set i random(1, :players)\n\\set r random(1, 1000000000000000)\n"
+_BEGIN = (
+    "SELECT code FROM wallet_v1_begin(:partner, 'withdrawal', {token}, {mm}, 1, 'XAG', NULL,"
+    " 100000000000, :now);\n"
+)
+_CONFIRM = (
+    "SELECT code FROM wallet_v1_confirm(:partner, 'withdrawal', {token}, {mm}, 1, 'XAG', :now);\n"
+)
+_ROLLBACK = (
+    "SELECT code FROM wallet_v1_rollback(:partner, 'withdrawal', {token}, {mm}, 'bench', :now);\n"
+)
+_SESSION = "SELECT code FROM wallet_v1_session(:partner, {token}, :now);\n"
+
+
+def _fill(template: str, token: str = _TOKEN, mm: str = _MM) -> str:
+    return template.format(token=token, mm=mm)
+
+
+SCRIPTS: dict[str, str] = {
+    "balance": "\\set i random(1, :players)\n" + _fill(_SESSION),
+    "withdraw": _PICK + _fill(_BEGIN),
+    "withdraw_confirm": _PICK + _fill(_BEGIN) + _fill(_CONFIRM),
+    "withdraw_rollback": _PICK + _fill(_BEGIN) + _fill(_ROLLBACK),
+    # The first call of each of 2,000 ids creates it; every later one is a replay.
+    "replay": "\\set i random(1, 2000)\n" + _fill(_BEGIN, mm="'pgreplay.' || :i"),
+    "hot_wallet": "\\set i 1\n\\set r random(1, 1000000000000000)\n" + _fill(_BEGIN),
+    # Roughly the HTTP mix: 40 % balance, 35 % withdraw+confirm, 10 % withdraw+rollback,
+    # 5 % withdraw left pending, 10 % replays; players Zipf-distributed (s = 1.1).
+    "zipf_mix": "\\set i random_zipfian(1, :players, 1.1)\n"
+    "\\set r random(1, 1000000000000000)\n"
+    "\\set d random(1, 100)\n"
+    "\\if :d <= 40\n"
+    + _fill(_SESSION)
+    + "\\elif :d <= 75\n"
+    + _fill(_BEGIN)
+    + _fill(_CONFIRM)
+    + "\\elif :d <= 85\n"
+    + _fill(_BEGIN)
+    + _fill(_ROLLBACK)
+    + "\\elif :d <= 90\n"
+    + _fill(_BEGIN)
+    + "\\else\n"
+    + _fill(_BEGIN, token=_REPLAY_TOKEN, mm="'pgzreplay.' || :d")
+    + "\\endif\n",
+}
+
+
+@dataclass
+class PgbenchResult:
+    scenario: str
+    clients: int
+    tps: float
+    failed: int
+    latency_ms: float
+    ok: bool
+    detail: str = ""
+
+
+def available() -> str | None:
+    return shutil.which("pgbench") or (
+        "/usr/bin/pgbench" if Path("/usr/bin/pgbench").exists() else None
+    )
+
+
+def run(
+    scenario: str,
+    *,
+    host: str,
+    port: int,
+    user: str,
+    database: str,
+    clients: int,
+    duration_s: int,
+    players: int,
+    partner_id: int,
+    now_ms: int,
+) -> PgbenchResult:
+    binary = available()
+    if binary is None:
+        return PgbenchResult(scenario, clients, 0.0, 0, 0.0, False, "pgbench not found")
+    with tempfile.TemporaryDirectory(prefix="qwallet-pgbench-") as directory:
+        script = Path(directory) / f"{scenario}.sql"
+        script.write_text(SCRIPTS[scenario], encoding="utf-8")
+        argv = [
+            binary,
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, 2)),
+            "-T",
+            str(max(1, duration_s)),
+            "-D",
+            f"players={players}",
+            "-D",
+            f"partner={partner_id}",
+            "-D",
+            f"now={now_ms}",
+            "-f",
+            str(script),
+            "-h",
+            host,
+            "-p",
+            str(port),
+            "-U",
+            user,
+            database,
+        ]
+        completed = subprocess.run(  # noqa: S603
+            argv, capture_output=True, text=True, timeout=duration_s + 60, check=False
+        )
+    out = completed.stdout + completed.stderr
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    latency = re.search(r"latency average = ([\d.]+) ms", out)
+    return PgbenchResult(
+        scenario,
+        clients,
+        float(tps.group(1)) if tps else 0.0,
+        int(failed.group(1)) if failed else 0,
+        float(latency.group(1)) if latency else 0.0,
+        completed.returncode == 0 and tps is not None,
+        "" if completed.returncode == 0 else out[-500:],
+    )
+
+
+__all__ = ["SCRIPTS", "PgbenchResult", "available", "run"]
