@@ -49,7 +49,9 @@ def test_buy_item_takes_xag_and_grants_it(demo: Demo) -> None:
     assert response.status_code == 200, response.text
     bought = response.json()
     assert bought["balance"] == {"amount": "95.00", "currencyCode": "XAG"}
-    assert bought["confirmed"] is True and bought["mmTransactionId"].startswith("demo-")
+    # "confirmed" tells whether the confirm was acknowledged inline; the outbox worker may
+    # have sent it instead, so the platform's ledger is what is checked.
+    assert bought["mmTransactionId"].startswith("demo-")
     assert demo.wallet()["available"] == "95.00"
     assert_ledger_consistent(demo)
     inventory = demo.api("/api/inventory").json()
@@ -115,8 +117,10 @@ def test_bonus_adds_to_the_balance(demo: Demo) -> None:
     assert response.status_code == 200, response.text
     bonus = response.json()
     assert bonus["amount"] == {"amount": "10.00", "currencyCode": "XAG"}
-    assert bonus["confirmed"] is True
-    assert bonus["balance"] == {"amount": "110.00", "currencyCode": "XAG"}
+    assert bonus["balance"] in (
+        {"amount": "110.00", "currencyCode": "XAG"},
+        {"amount": "100.00", "currencyCode": "XAG"},  # the worker's confirm still in flight
+    )
     assert demo.api("/api/bonus").status_code == 200  # no cooldown in this configuration
     assert demo.wallet()["available"] == "120.00"
     assert_ledger_consistent(demo)
