@@ -44,7 +44,7 @@ class Pack:
 _ITEMS = (
     Item("potion", "Health potion", "Restores 50 HP.", "\u2697", Decimal("2.50")),
     Item("sword", "Wooden sword", "Sturdy, if splintery.", "\u2694", Decimal("5.00")),
-    Item("shield", "Magic shield", "Blocks one curse a day.", "\u26e8", Decimal("12.00")),
+    Item("shield", "Magic shield", "Blocks one curse a day.", "\u25c8", Decimal("12.00")),
     Item("crown", "Golden crown", "One per kingdom.", "\u265b", Decimal("50.00"), unique=True),
     # Granted by real-money packs only.
     Item("gems", "Gems", "The premium currency.", "\u25c6"),

@@ -142,7 +142,7 @@
       button.addEventListener("click", function () { buyPack(pack, button); });
       packs.appendChild(card(pack, pack.price, button));
     });
-    $("bonus-amount").textContent = "+" + config.bonusAmount;
+    $("bonus-amount").textContent = "+" + config.bonusAmount + " " + currency;
   }
 
   function renderInventory(data) {
