@@ -271,3 +271,15 @@ def test_standalone_http_client_cannot_frame(demo: Demo) -> None:
     ancestors = csp.split("frame-ancestors", 1)[1]
     assert "*" not in ancestors
     assert httpx.URL(demo.game.config.platform_url).host in ancestors
+
+
+def test_demo_partner_command_needs_its_secrets(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from qwallet.cli import app
+
+    result = CliRunner().invoke(
+        app, ["demo-partner", "--data-dir", str(tmp_path), "--password", "pw"], env={}
+    )
+    assert result.exit_code == 2
+    assert "QWALLET_DEMO_CALLBACK_SECRET" in result.output
