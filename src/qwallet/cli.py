@@ -190,6 +190,69 @@ def _print_banner(info: dict[str, str]) -> None:
     )
 
 
+# -- demo-partner ------------------------------------------------------------------------------
+
+
+def _demo_option(name: str, help_text: str, *, secret: bool = False) -> Any:
+    return typer.Option(envvar=f"QWALLET_DEMO_{name}", help=help_text, show_default=not secret)
+
+
+@app.command("demo-partner")
+def demo_partner(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="QWALLET_DEMO_PORT", help="Port.")] = 8001,
+    platform_url: Annotated[
+        str, _demo_option("PLATFORM_URL", "The platform's base URL.")
+    ] = "http://127.0.0.1:8000",
+    username: Annotated[str, _demo_option("USERNAME", "Wallet API user.")] = "demo",
+    password: Annotated[str, _demo_option("PASSWORD", "Wallet API password.", secret=True)] = "",
+    callback_secret: Annotated[
+        str, _demo_option("CALLBACK_SECRET", "Payment callback secret.", secret=True)
+    ] = "",
+    query_username: Annotated[
+        str, _demo_option("QUERY_USERNAME", "User the platform sends to /query-withdrawal.")
+    ] = "",
+    query_password: Annotated[
+        str, _demo_option("QUERY_PASSWORD", "Its password.", secret=True)
+    ] = "",
+    data_dir: Annotated[Path, _demo_option("DATA_DIR", "Kit and game databases.")] = Path(
+        "demo-data"
+    ),
+    platform_origin: Annotated[
+        str | None, _demo_option("PLATFORM_ORIGIN", "Origin of the page embedding the game.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the demo game studio (backend + HTML5 client) against a platform, with uvicorn."""
+    import uvicorn
+
+    from qwallet.demo import DemoConfig, create_demo_game
+
+    try:
+        config = DemoConfig.from_env(
+            platform_url=platform_url,
+            username=username,
+            password=password,
+            callback_secret=callback_secret,
+            query_username=query_username,
+            query_password=query_password,
+            data_dir=data_dir,
+            platform_origin=platform_origin,
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    logs.configure(log_level)
+    console.print(f"demo game at http://{host}:{port}/ (platform {config.platform_url})")
+    uvicorn.run(
+        create_demo_game(config),
+        host=host,
+        port=port,
+        access_log=False,
+        log_level=log_level,
+        log_config=None,
+    )
+
+
 # -- db ----------------------------------------------------------------------------------------
 
 

@@ -2,7 +2,7 @@
 
 - ``WalletClient``: typed async client for the platform's Wallet API.
 - ``PartnerKit``: withdrawal and deposit flows that cannot break the two-phase rules, backed by
-  a durable ``Outbox`` in a ``KitStore`` (``SQLiteStore`` by default).
+  a durable ``Outbox`` in a ``KitStore`` (``SQLiteStore`` by default, or ``PostgresStore``).
 - ``QueryWithdrawalApp``: the ASGI endpoint the platform asks for a withdrawal's final state.
 - ``PaymentCallbackApp``: the ASGI receiver of the platform's payment callbacks.
 - ``InMemoryWallet``: the platform emulated in memory, for the studio's own tests.
@@ -51,6 +51,7 @@ from qwallet.partner._flows import Deposit, PartnerKit, Withdrawal
 from qwallet.partner._memory import Call, InMemoryWallet, WalletTransaction
 from qwallet.partner._models import Money, Session, TransactionResult
 from qwallet.partner._outbox import Outbox, RetrySchedule
+from qwallet.partner._postgres import PostgresStore
 from qwallet.partner._query import QueryWithdrawalApp, WithdrawalStatus
 from qwallet.partner._sqlite import SQLiteStore
 from qwallet.partner._store import (
@@ -88,6 +89,7 @@ __all__ = [
     "PaymentCallbackApp",
     "PaymentOrder",
     "PlayerBlockedError",
+    "PostgresStore",
     "QueryWithdrawalApp",
     "RetrySchedule",
     "SQLiteStore",
