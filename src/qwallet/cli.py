@@ -22,7 +22,8 @@ from qwallet import logs
 from qwallet.bench.command import bench_command
 from qwallet.clock import SystemClock
 from qwallet.domain.money import parse_operator_amount
-from qwallet.service import api_keys, partners, players, reconcile, sessions
+from qwallet.resolver import HoldResolver
+from qwallet.service import api_keys, operators, partners, players, reconcile, sessions
 from qwallet.service.demo import seed_demo
 from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
@@ -41,11 +42,15 @@ partners_app = typer.Typer(no_args_is_help=True, help="Partners (game studios) a
 players_app = typer.Typer(no_args_is_help=True, help="Players and wallets.")
 sessions_app = typer.Typer(no_args_is_help=True, help="Game sessions.")
 keys_app = typer.Typer(no_args_is_help=True, help="Operator API keys.")
+operators_app = typer.Typer(no_args_is_help=True, help="Admin console operator accounts.")
+resolver_app = typer.Typer(no_args_is_help=True, help="The hold resolver (spec §3).")
 app.add_typer(db_app, name="db")
 app.add_typer(partners_app, name="partners")
 app.add_typer(players_app, name="players")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(keys_app, name="api-keys")
+app.add_typer(operators_app, name="operators")
+app.add_typer(resolver_app, name="resolver")
 app.command("bench")(bench_command)
 
 console = Console(stderr=True)
@@ -133,6 +138,8 @@ def serve(
             "operatorApiKey": data.operator_api_key,
             "playerId": data.player_id,
             "token": data.token,
+            "adminUsername": data.admin_username,
+            "adminPassword": data.admin_password,
         }
         if as_json:
             sys.stdout.write(json.dumps(info) + "\n")
@@ -180,6 +187,8 @@ def _print_banner(info: dict[str, str]) -> None:
     console.print(f"  Wallet API password:  {info['password']}   (shown once)")
     console.print(f"  Operator API key:     {info['operatorApiKey']}")
     console.print(f"  Demo session token:   {info['token']}")
+    console.print(f"  Admin console:        {url}/admin/  user {info['adminUsername']}")
+    console.print(f"  Admin password:       {info['adminPassword']}   (shown once)")
     console.print("\nTry the documented withdraw:")
     console.print(
         f"  curl -u '{info['username']}:{info['password']}' -H 'Content-Type: application/json' "
@@ -490,6 +499,51 @@ def api_keys_create(name: str, as_json: JsonOption = False) -> None:
         Settings.from_env(), lambda store: api_keys.create_api_key(store, name, _now())
     )
     _emit(as_json, {"name": name, "apiKey": key}, key)
+
+
+# -- operators and the hold resolver -------------------------------------------------------
+
+
+@operators_app.command("create")
+def operators_create(name: str, as_json: JsonOption = False) -> None:
+    """Create an admin console account; prints its generated password once."""
+    issued = _with_store(
+        Settings.from_env(), lambda store: operators.create_operator(store, name, _now())
+    )
+    _emit(
+        as_json,
+        {"username": issued.username, "password": issued.password},
+        f"operator {issued.username}: password {issued.password}   (shown once)",
+    )
+
+
+@resolver_app.command("run-once")
+def resolver_run_once(as_json: JsonOption = False) -> None:
+    """One pass of the hold resolver: ask partners about overdue withdrawals, apply answers."""
+    settings = Settings.from_env()
+
+    async def work(store: Store) -> list[dict[str, Any]]:
+        async with HoldResolver(store, settings, SystemClock()) as resolver:
+            outcomes = await resolver.run_once()
+        return [
+            {
+                "qwTransactionId": o.qw_transaction_id,
+                "mmTransactionId": o.mm_transaction_id,
+                "partner": o.partner,
+                "partnerStatus": o.resolution.partner_status,
+                "action": o.resolution.action,
+                "detail": o.resolution.detail,
+            }
+            for o in outcomes
+        ]
+
+    results = _with_store(settings, work)
+    human = "\n".join(
+        f"{r['mmTransactionId']} ({r['partner']}): {r['partnerStatus'] or 'no answer'} -> "
+        f"{r['action']}"
+        for r in results
+    )
+    _emit(as_json, {"resolutions": results}, human or "no holds due")
 
 
 # -- reconcile ---------------------------------------------------------------------------------

@@ -31,6 +31,15 @@ class Settings:
     pg_pool_max: int = 16
     # Signs the browser session cookie; ``serve`` provides a persistent one when unset.
     secret_key: str | None = None
+    # Hold resolver (spec §3): withdrawals still pending this long are asked about.
+    hold_window_s: int = 49 * 60 * 60
+    # How often the resolver runs inside ``serve``; 0 switches the in-process worker off.
+    hold_resolver_interval_s: float = 60.0
+    # After an answer that is not final, ask again after this, doubling up to the maximum.
+    hold_retry_s: int = 5 * 60
+    hold_retry_max_s: int = 6 * 60 * 60
+    # Timeout of one Query Withdrawal call (connect, read, write, pool).
+    hold_query_timeout_s: float = 10.0
 
     @property
     def currency_registry(self) -> CurrencyRegistry:
@@ -60,4 +69,9 @@ class Settings:
             pg_pool_min=int(get("PG_POOL_MIN", "4")),
             pg_pool_max=int(get("PG_POOL_MAX", "16")),
             secret_key=env.get("QWALLET_SECRET_KEY") or None,
+            hold_window_s=int(get("HOLD_WINDOW_S", str(49 * 60 * 60))),
+            hold_resolver_interval_s=float(get("HOLD_RESOLVER_INTERVAL_S", "60")),
+            hold_retry_s=int(get("HOLD_RETRY_S", str(5 * 60))),
+            hold_retry_max_s=int(get("HOLD_RETRY_MAX_S", str(6 * 60 * 60))),
+            hold_query_timeout_s=float(get("HOLD_QUERY_TIMEOUT_S", "10")),
         )

@@ -17,14 +17,16 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
+from qwallet.admin import AdminConsole
 from qwallet.api import metrics
 from qwallet.api.auth import PartnerAuthenticator
 from qwallet.api.operator import OperatorAPI
 from qwallet.api.wallet import PREFIX, WalletAPI, request_id_from
 from qwallet.clock import Clock, SystemClock
+from qwallet.resolver import running as running_resolver
 from qwallet.settings import Settings
 from qwallet.store.factory import Store, open_store
 from qwallet.web.security import SESSION_MAX_AGE_S
@@ -46,6 +48,7 @@ class QWalletApp:
         self._given_store = store
         self.store: Store | None = None
         self.wallet: WalletAPI | None = None
+        self.admin = AdminConsole(settings, self.clock)
         secret_key = settings.secret_key or secrets.token_urlsafe(48)
         self.web = Starlette(
             routes=self._routes(),
@@ -69,13 +72,15 @@ class QWalletApp:
         authenticator = PartnerAuthenticator(store, self.settings.credential_cache_ttl_s)
         self.wallet = WalletAPI(store, self.settings, self.clock, authenticator)
         self._operator = OperatorAPI(store, self.settings, self.clock)
+        self.admin.store = store
         try:
-            yield
+            async with running_resolver(store, self.settings, self.clock), self.admin.sampling():
+                yield
         finally:
             if self._given_store is None:
                 await store.close()
 
-    def _routes(self) -> list[Route]:
+    def _routes(self) -> list[BaseRoute]:
         return [
             Route("/healthz", self._healthz),
             Route("/readyz", self._readyz),
@@ -83,6 +88,7 @@ class QWalletApp:
             Route("/openapi.json", self._openapi),
             Route("/docs/api", self._api_docs),
             Route("/api/sessions", self._create_session, methods=["POST"]),
+            Mount("/admin", routes=self.admin.routes()),
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qwallet.domain.money import Currency
-from qwallet.service import api_keys, partners, players, sessions
+from qwallet.service import api_keys, operators, partners, players, sessions
 from qwallet.service.partners import IssuedCredential
 from qwallet.store.sql import SqlDatabase
 
@@ -19,6 +19,7 @@ DEMO_PARTNER = "demo"
 DEMO_PLAYER_ID = "demo-player-1"
 DEMO_BALANCE_MINOR = 100_000_00
 DEMO_OPERATOR_KEY_NAME = "demo"
+DEMO_ADMIN = "admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,8 @@ class DemoData:
     operator_api_key: str
     player_id: str
     token: str
+    admin_username: str = DEMO_ADMIN
+    admin_password: str = ""
 
 
 async def seed_demo(
@@ -66,4 +69,11 @@ async def seed_demo(
     )
     await api_keys.revoke_api_keys(db, DEMO_OPERATOR_KEY_NAME, now_ms)
     key = await api_keys.create_api_key(db, DEMO_OPERATOR_KEY_NAME, now_ms)
-    return DemoData(credential, key, DEMO_PLAYER_ID, session.token)
+    # The console's demo operator: a fresh password each start, like the other demo secrets.
+    async with db.transaction() as tx:
+        has_admin = await tx.fetchrow("SELECT id FROM operators WHERE username = $1", DEMO_ADMIN)
+    if has_admin:
+        admin = await operators.reset_password(db, DEMO_ADMIN)
+    else:
+        admin = await operators.create_operator(db, DEMO_ADMIN, now_ms)
+    return DemoData(credential, key, DEMO_PLAYER_ID, session.token, admin.username, admin.password)

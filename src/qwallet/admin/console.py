@@ -1,0 +1,657 @@
+"""Routes of the admin console (``/admin/*``): sign-in, pages, and the actions behind forms.
+
+Every page needs a signed-in operator (else a redirect to the sign-in page); every
+state-changing request is a POST carrying the session's CSRF token (else 403); every action is
+written to the audit log. The operator's name lives in the signed session cookie under
+``operator`` and is checked against the ``operators`` table on each request, so disabling an
+account takes effect at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from functools import wraps
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from qwallet.admin import partners as partner_admin
+from qwallet.admin import queries
+from qwallet.admin.history import ErrorHistory
+from qwallet.clock import Clock
+from qwallet.domain.errors import WalletError
+from qwallet.domain.money import Currency, format_amount, parse_operator_amount
+from qwallet.service import audit, holds, operators, orders_admin, players, reconcile
+from qwallet.service.partners import OperatorError
+from qwallet.settings import Settings
+from qwallet.store.factory import Store
+from qwallet.web.security import CSRF_FIELD, csrf_token, require_csrf
+
+Handler = Callable[[Request], Awaitable[Response]]
+MAX_FIELD_CHARS = 500
+MAX_FAILED_SIGN_INS = 5
+SIGN_IN_LOCKOUT_S = 300.0
+
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
+        " frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def _format_ms(value: int | None) -> str:
+    if value is None:
+        return "—"
+    moment = dt.datetime.fromtimestamp(int(value) / 1000, tz=dt.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _pretty_json(text: str | None) -> str:
+    if not text:
+        return ""
+    try:
+        return json.dumps(json.loads(text), indent=1, sort_keys=True)
+    except ValueError:
+        return text
+
+
+class AdminConsole:
+    """Built with the app; ``store`` is attached when the app's lifespan opens it."""
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store: Store | None = None
+        self.history = ErrorHistory(clock)
+        self.currencies: dict[str, Currency] = {c.code: c for c in settings.currencies}
+        self._failed_sign_ins: dict[str, list[float]] = {}
+        self.env = Environment(
+            loader=PackageLoader("qwallet.admin", "templates"),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["money"] = self._money
+        self.env.filters["when"] = _format_ms
+        self.env.filters["pretty_json"] = _pretty_json
+        self.env.filters["urlquote"] = lambda value: quote(str(value), safe="")
+        self.env.globals["urlencode"] = urlencode
+
+    @asynccontextmanager
+    async def sampling(self) -> AsyncIterator[None]:
+        """Sample the error counters every minute while the app runs (the dashboard chart)."""
+        stop = asyncio.Event()
+
+        async def loop() -> None:
+            while not stop.is_set():
+                self.history.sample()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.history.interval_ms / 1000)
+
+        task = asyncio.create_task(loop(), name="qwallet-admin-error-history")
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def db(self) -> Store:
+        if self.store is None:
+            raise HTTPException(503, "The console is starting; try again in a moment.")
+        return self.store
+
+    def _money(self, minor: int | None, code: str) -> str:
+        if minor is None:
+            return "—"
+        currency = self.currencies.get(code)
+        return f"{format_amount(int(minor), currency) if currency else minor} {code}"
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self._page(self.dashboard)),
+            Route("/login", self.login_form, methods=["GET"]),
+            Route("/login", self.login, methods=["POST"]),
+            Route("/logout", self._action(self.logout), methods=["POST"]),
+            Route("/players", self._page(self.players)),
+            Route("/players/{player_id}", self._page(self.player)),
+            Route("/players/{player_id}/block", self._action(self.block), methods=["POST"]),
+            Route("/players/{player_id}/adjust", self._action(self.adjust), methods=["POST"]),
+            Route("/transactions", self._page(self.transactions)),
+            Route("/transactions/{qw_id}", self._page(self.transaction)),
+            Route("/transactions/{qw_id}/resolve", self._action(self.resolve), methods=["POST"]),
+            Route("/orders", self._page(self.orders)),
+            Route("/orders/{order_id}", self._page(self.order)),
+            Route("/orders/{order_id}/redeliver", self._action(self.redeliver), methods=["POST"]),
+            Route("/partners", self._page(self.partners)),
+            Route("/partners", self._action(self.create_partner), methods=["POST"]),
+            Route("/partners/{name}", self._action(self.update_partner), methods=["POST"]),
+            Route("/partners/{name}/rotate", self._action(self.rotate), methods=["POST"]),
+            Route("/partners/{name}/revoke-old", self._action(self.revoke_old), methods=["POST"]),
+            Route("/holds", self._page(self.holds_page)),
+            Route("/holds/run", self._action(self.run_resolver), methods=["POST"]),
+            Route("/reconcile", self._page(self.reconcile_page)),
+            Route("/reconcile", self._action(self.run_reconcile), methods=["POST"]),
+            Route("/audit", self._page(self.audit_page)),
+            Mount("/static", StaticFiles(packages=[("qwallet.admin", "static")]), name="static"),
+        ]
+
+    def render(
+        self, request: Request, template: str, status_code: int = 200, **context: Any
+    ) -> Response:
+        flashes = request.session.pop("flash", []) if "flash" in request.session else []
+        html = self.env.get_template(template).render(
+            request=request,
+            operator=request.session.get("operator"),
+            csrf_field=CSRF_FIELD,
+            csrf_token=csrf_token(request),
+            flashes=flashes,
+            nav=request.url.path,
+            **context,
+        )
+        return HTMLResponse(html, status_code=status_code, headers=_SECURITY_HEADERS)
+
+    @staticmethod
+    def flash(request: Request, message: str, kind: str = "ok") -> None:
+        request.session["flash"] = [*request.session.get("flash", []), [kind, message]]
+
+    @staticmethod
+    def back(path: str) -> Response:
+        return RedirectResponse(path, status_code=303)
+
+    async def _operator(self, request: Request) -> str | None:
+        name = request.session.get("operator")
+        if not isinstance(name, str) or not await operators.exists(self.db, name):
+            return None
+        return name
+
+    def _page(self, handler: Handler) -> Handler:
+        @wraps(handler)
+        async def page(request: Request) -> Response:
+            if await self._operator(request) is None:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return self.back("/admin/login?" + urlencode({"next": target}))
+            try:
+                return await handler(request)
+            except OperatorError as error:
+                return self.render(request, "error.html", 400, message=str(error))
+
+        return page
+
+    def _action(self, handler: Handler) -> Handler:
+        @wraps(handler)
+        async def action(request: Request) -> Response:
+            if await self._operator(request) is None:
+                raise HTTPException(403, "Sign in first.")
+            await require_csrf(request)
+            return await handler(request)
+
+        return action
+
+    @staticmethod
+    async def _form(request: Request) -> dict[str, str]:
+        form = await request.form()
+        return {
+            key: value.strip()[:MAX_FIELD_CHARS]
+            for key, value in form.items()
+            if isinstance(value, str) and key != CSRF_FIELD
+        }
+
+    @staticmethod
+    def _page_number(request: Request) -> int:
+        try:
+            return max(0, min(int(request.query_params.get("page", "0")), 10_000))
+        except ValueError:
+            return 0
+
+    def _who(self, request: Request) -> str:
+        return str(request.session["operator"])
+
+    # -- sign-in -------------------------------------------------------------------------------
+
+    async def login_form(self, request: Request) -> Response:
+        return self.render(request, "login.html", next=_safe_next(request.query_params.get("next")))
+
+    async def login(self, request: Request) -> Response:
+        await require_csrf(request)
+        form = await self._form(request)
+        username, password = form.get("username", "")[:64], form.get("password", "")
+        target = _safe_next(form.get("next"))
+        now = time.monotonic()
+        recent = [t for t in self._failed_sign_ins.get(username, []) if now - t < SIGN_IN_LOCKOUT_S]
+        if len(recent) >= MAX_FAILED_SIGN_INS:
+            return self.render(
+                request,
+                "login.html",
+                429,
+                next=target,
+                error="Too many failed attempts; wait a few minutes.",
+            )
+        if not username or not await operators.authenticate(self.db, username, password):
+            self._failed_sign_ins[username] = [*recent, now]
+            if len(self._failed_sign_ins) > 10_000:
+                self._failed_sign_ins.clear()
+            await audit.record_now(
+                self.db, username or "-", "sign_in.failed", None, {}, self.clock.now_ms()
+            )
+            return self.render(
+                request, "login.html", 401, next=target, error="Wrong username or password."
+            )
+        self._failed_sign_ins.pop(username, None)
+        # A fresh session (and CSRF token) at sign-in: nothing planted before it survives.
+        request.session.clear()
+        request.session["operator"] = username
+        csrf_token(request)
+        await audit.record_now(self.db, username, "sign_in", None, {}, self.clock.now_ms())
+        return self.back(target)
+
+    async def logout(self, request: Request) -> Response:
+        await audit.record_now(
+            self.db, self._who(request), "sign_out", None, {}, self.clock.now_ms()
+        )
+        request.session.clear()
+        return self.back("/admin/login")
+
+    # -- dashboard -----------------------------------------------------------------------------
+
+    async def dashboard(self, request: Request) -> Response:
+        self.history.sample()
+        cutoff_ms = self.clock.now_ms() - self.settings.hold_window_s * 1000
+        data = await queries.dashboard(self.db, cutoff_ms)
+        recent = await holds.resolutions(self.db, limit=5)
+        return self.render(
+            request,
+            "dashboard.html",
+            data=data,
+            chart=self.history.chart(),
+            recent=recent,
+            order_states=orders_admin.STATES,
+        )
+
+    # -- players -------------------------------------------------------------------------------
+
+    async def players(self, request: Request) -> Response:
+        query = request.query_params.get("q", "")[:100]
+        page = self._page_number(request)
+        rows = await queries.search_players(self.db, query, page)
+        return self.render(
+            request,
+            "players.html",
+            q=query,
+            rows=rows[: queries.PAGE_SIZE],
+            page=page,
+            has_next=len(rows) > queries.PAGE_SIZE,
+        )
+
+    async def player(self, request: Request) -> Response:
+        player_id = request.path_params["player_id"]
+        info = await players.show_player(self.db, self.currencies, player_id)
+        transactions, adjustments = await queries.player_activity(self.db, player_id)
+        entries = await audit.entries(self.db, target=player_id, limit=20)
+        return self.render(
+            request,
+            "player.html",
+            player=info,
+            transactions=transactions,
+            adjustments=adjustments,
+            audit_entries=entries,
+        )
+
+    async def block(self, request: Request) -> Response:
+        player_id = request.path_params["player_id"]
+        form = await self._form(request)
+        blocked = form.get("blocked") == "1"
+        await players.set_blocked(self.db, player_id, blocked)
+        await audit.record_now(
+            self.db,
+            self._who(request),
+            "player.block" if blocked else "player.unblock",
+            player_id,
+            {"reason": form.get("reason") or None},
+            self.clock.now_ms(),
+        )
+        self.flash(request, f"Player {'blocked' if blocked else 'unblocked'}.")
+        return self.back(f"/admin/players/{quote(player_id, safe='')}")
+
+    async def adjust(self, request: Request) -> Response:
+        player_id = request.path_params["player_id"]
+        back = self.back(f"/admin/players/{quote(player_id, safe='')}")
+        form = await self._form(request)
+        reason = form.get("reason", "")
+        try:
+            info = await players.show_player(self.db, self.currencies, player_id)
+            currency = self.currencies[info["currencyCode"]]
+            if not reason:
+                raise OperatorError("An adjustment needs a reason.")
+            amount_minor = parse_operator_amount(
+                form.get("amount", ""), currency, allow_negative=True
+            )
+            adjustment_id = await players.adjust_balance(
+                self.db,
+                player_id,
+                currency,
+                amount_minor,
+                reason,
+                self._who(request),
+                self.clock.now_ms(),
+            )
+        except (OperatorError, WalletError, ValueError) as error:
+            self.flash(request, f"Not adjusted: {_message(error)}", "error")
+            return back
+        amount_text = format_amount(amount_minor, currency)
+        await audit.record_now(
+            self.db,
+            self._who(request),
+            "player.adjust",
+            player_id,
+            {
+                "amount": amount_text,
+                "currency": currency.code,
+                "reason": reason,
+                "adjustmentId": adjustment_id,
+            },
+            self.clock.now_ms(),
+        )
+        self.flash(request, f"Adjusted by {amount_text} {currency.code}.")
+        return back
+
+    # -- transactions --------------------------------------------------------------------------
+
+    async def transactions(self, request: Request) -> Response:
+        params = request.query_params
+        filters = queries.TransactionFilter(
+            **{
+                name: params.get(name, "")[:100]
+                for name in ("partner", "player", "state", "kind", "date_from", "date_to", "mm_id")
+            }
+        )
+        page = self._page_number(request)
+        try:
+            rows = await queries.transactions(self.db, filters, page)
+            error = None
+        except OperatorError as problem:
+            rows, error = [], str(problem)
+        query = {k: v for k, v in vars(filters).items() if v}
+        return self.render(
+            request,
+            "transactions.html",
+            rows=rows[: queries.PAGE_SIZE],
+            filters=filters,
+            error=error,
+            page=page,
+            has_next=len(rows) > queries.PAGE_SIZE,
+            query=query,
+            partner_names=await queries.partner_names(self.db),
+            states=queries.TRANSACTION_STATES,
+            kinds=queries.KINDS,
+        )
+
+    async def transaction(self, request: Request) -> Response:
+        qw_id = request.path_params["qw_id"]
+        row, entries = await queries.transaction_detail(self.db, qw_id)
+        resolutions = await holds.resolutions(self.db, qw_transaction_id=qw_id, limit=100)
+        overdue = row["created_at_ms"] <= self.clock.now_ms() - self.settings.hold_window_s * 1000
+        return self.render(
+            request,
+            "transaction.html",
+            tx=row,
+            entries=entries,
+            resolutions=resolutions,
+            overdue=overdue,
+        )
+
+    async def resolve(self, request: Request) -> Response:
+        qw_id = request.path_params["qw_id"]
+        form = await self._form(request)
+        decision, reason = form.get("decision", ""), form.get("reason", "")
+        back = self.back(f"/admin/transactions/{quote(qw_id, safe='')}")
+        if decision not in ("confirm", "rollback") or not reason:
+            self.flash(request, "Choose confirm or roll back, and give a reason.", "error")
+            return back
+        now_ms = self.clock.now_ms()
+        result = await holds.resolve(
+            self.db,
+            qw_id,
+            "confirm" if decision == "confirm" else "rollback",
+            actor=self._who(request),
+            partner_status=None,
+            detail=reason,
+            now_ms=now_ms,
+        )
+        await audit.record_now(
+            self.db,
+            self._who(request),
+            "transaction.resolve",
+            qw_id,
+            {"decision": decision, "reason": reason, "result": result.action},
+            now_ms,
+        )
+        self.flash(request, f"Resolution: {result.action.replace('_', ' ')}.")
+        return back
+
+    # -- payment orders ------------------------------------------------------------------------
+
+    async def orders(self, request: Request) -> Response:
+        state = request.query_params.get("state") or None
+        if state is not None and state not in orders_admin.STATES:
+            raise OperatorError(f"unknown order state {state[:20]!r}")
+        page = self._page_number(request)
+        rows = await orders_admin.list_orders(
+            self.db, state, limit=queries.PAGE_SIZE + 1, offset=page * queries.PAGE_SIZE
+        )
+        return self.render(
+            request,
+            "orders.html",
+            rows=rows[: queries.PAGE_SIZE],
+            state=state,
+            states=orders_admin.STATES,
+            counts=await orders_admin.counts_by_state(self.db),
+            page=page,
+            has_next=len(rows) > queries.PAGE_SIZE,
+        )
+
+    async def order(self, request: Request) -> Response:
+        order, attempts = await orders_admin.order_detail(self.db, request.path_params["order_id"])
+        return self.render(
+            request,
+            "order.html",
+            order=order,
+            attempts=attempts,
+            redeliverable=order["state"] in orders_admin.REDELIVERABLE,
+        )
+
+    async def redeliver(self, request: Request) -> Response:
+        order_id = request.path_params["order_id"]
+        try:
+            await orders_admin.redeliver(self.db, order_id, self._who(request), self.clock.now_ms())
+            self.flash(request, "Queued for redelivery.")
+        except OperatorError as error:
+            self.flash(request, str(error), "error")
+        return self.back(f"/admin/orders/{quote(order_id, safe='')}")
+
+    # -- partners ------------------------------------------------------------------------------
+
+    async def partners(self, request: Request) -> Response:
+        rows = await partner_admin.list_all(self.db)
+        return self.render(
+            request,
+            "partners.html",
+            rows=rows,
+            ip_lists={row["name"]: json.loads(row["ip_allow"] or "[]") for row in rows},
+        )
+
+    def _shown_once(self, request: Request, shown: partner_admin.ShownOnce) -> Response:
+        return self.render(request, "secrets.html", shown=shown)
+
+    async def create_partner(self, request: Request) -> Response:
+        form = await self._form(request)
+        try:
+            shown = await partner_admin.create(
+                self.db,
+                self._who(request),
+                form.get("name", ""),
+                self.clock.now_ms(),
+                display_name=form.get("display_name"),
+                client_url=form.get("client_url"),
+                callback_url=form.get("callback_url"),
+                query_url=form.get("query_url"),
+                query_username=form.get("query_username"),
+                query_password=form.get("query_password"),
+                ip_allow=partner_admin.split_cidrs(form.get("ip_allow", "")),
+            )
+        except OperatorError as error:
+            self.flash(request, f"Partner not created: {error}", "error")
+            return self.back("/admin/partners")
+        return self._shown_once(request, shown)
+
+    async def update_partner(self, request: Request) -> Response:
+        form = await self._form(request)
+        name = request.path_params["name"]
+        try:
+            await partner_admin.update(
+                self.db,
+                self._who(request),
+                name,
+                self.clock.now_ms(),
+                client_url=form.get("client_url"),
+                callback_url=form.get("callback_url"),
+                query_url=form.get("query_url"),
+                query_username=form.get("query_username"),
+                ip_allow=partner_admin.split_cidrs(form.get("ip_allow", "")),
+            )
+            self.flash(request, f"Partner {name} updated.")
+        except OperatorError as error:
+            self.flash(request, f"Not updated: {error}", "error")
+        return self.back("/admin/partners")
+
+    async def rotate(self, request: Request) -> Response:
+        form = await self._form(request)
+        try:
+            shown = await partner_admin.rotate(
+                self.db,
+                self._who(request),
+                request.path_params["name"],
+                form.get("what", ""),
+                self.clock.now_ms(),
+            )
+        except OperatorError as error:
+            self.flash(request, str(error), "error")
+            return self.back("/admin/partners")
+        return self._shown_once(request, shown)
+
+    async def revoke_old(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            count = await partner_admin.revoke_old(
+                self.db, self._who(request), name, self.clock.now_ms()
+            )
+            self.flash(request, f"Revoked {count} old credential(s) of {name}.")
+        except OperatorError as error:
+            self.flash(request, str(error), "error")
+        return self.back("/admin/partners")
+
+    # -- holds ---------------------------------------------------------------------------------
+
+    async def holds_page(self, request: Request) -> Response:
+        from qwallet.domain.transactions import Kind
+
+        cutoff_ms = self.clock.now_ms() - self.settings.hold_window_s * 1000
+        page = self._page_number(request)
+        return self.render(
+            request,
+            "holds.html",
+            withdrawals=await holds.overdue(self.db, Kind.WITHDRAWAL, cutoff_ms, 200),
+            deposits=await holds.overdue(self.db, Kind.DEPOSIT, cutoff_ms, 200),
+            log=await holds.resolutions(
+                self.db, limit=queries.PAGE_SIZE + 1, offset=page * queries.PAGE_SIZE
+            ),
+            page=page,
+            page_size=queries.PAGE_SIZE,
+            window_h=self.settings.hold_window_s / 3600,
+        )
+
+    async def run_resolver(self, request: Request) -> Response:
+        from qwallet.resolver import HoldResolver
+
+        async with HoldResolver(self.db, self.settings, self.clock) as resolver:
+            outcomes = await resolver.run_once()
+        summary: dict[str, int] = {}
+        for outcome in outcomes:
+            summary[outcome.resolution.action] = summary.get(outcome.resolution.action, 0) + 1
+        await audit.record_now(
+            self.db, self._who(request), "resolver.run", None, summary, self.clock.now_ms()
+        )
+        text = ", ".join(f"{n} {action.replace('_', ' ')}" for action, n in summary.items())
+        self.flash(request, f"Resolver pass: {text or 'nothing due'}.")
+        return self.back("/admin/holds")
+
+    # -- reconciliation and audit --------------------------------------------------------------
+
+    async def reconcile_page(self, request: Request) -> Response:
+        return self.render(request, "reconcile.html", report=None)
+
+    async def run_reconcile(self, request: Request) -> Response:
+        report = await reconcile.reconcile(self.db)
+        await audit.record_now(
+            self.db,
+            self._who(request),
+            "reconcile.run",
+            None,
+            {"ok": report.ok, "players": report.players, "transactions": report.transactions},
+            self.clock.now_ms(),
+        )
+        return self.render(request, "reconcile.html", report=report)
+
+    async def audit_page(self, request: Request) -> Response:
+        params = request.query_params
+        page = self._page_number(request)
+        who, action = params.get("operator") or None, params.get("action") or None
+        rows = await audit.entries(
+            self.db,
+            operator=who,
+            action=action,
+            limit=queries.PAGE_SIZE + 1,
+            offset=page * queries.PAGE_SIZE,
+        )
+        query = {k: v for k, v in {"operator": who, "action": action}.items() if v}
+        return self.render(
+            request,
+            "audit.html",
+            rows=rows[: queries.PAGE_SIZE],
+            page=page,
+            has_next=len(rows) > queries.PAGE_SIZE,
+            who=who or "",
+            action=action or "",
+            query=query,
+        )
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a local console path: never an open redirect."""
+    if target and target.startswith("/admin") and not target.startswith("//"):
+        return target
+    return "/admin/"
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, WalletError):
+        return error.description
+    return str(error)
