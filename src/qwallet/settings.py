@@ -31,6 +31,16 @@ class Settings:
     pg_pool_max: int = 16
     # Signs the browser session cookie; ``serve`` provides a persistent one when unset.
     secret_key: str | None = None
+    # Player payments (docs/payments.md). The worker runs in every server process; 0 turns it off.
+    payment_worker_interval_s: float = 1.0
+    # Delay before each retry of a failed payment callback (the last one repeats), and the cap.
+    payment_retry_schedule_s: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
+    payment_max_attempts: int = 8
+    payment_callback_timeout_s: float = 10.0
+    # How long the sandbox card provider takes to confirm a payment.
+    payment_sandbox_delay_s: float = 2.0
+    # How often the game page refreshes the balance.
+    balance_poll_s: float = 3.0
 
     @property
     def currency_registry(self) -> CurrencyRegistry:
@@ -60,4 +70,14 @@ class Settings:
             pg_pool_min=int(get("PG_POOL_MIN", "4")),
             pg_pool_max=int(get("PG_POOL_MAX", "16")),
             secret_key=env.get("QWALLET_SECRET_KEY") or None,
+            payment_worker_interval_s=float(get("PAYMENT_WORKER_INTERVAL_S", "1")),
+            payment_retry_schedule_s=tuple(
+                float(item)
+                for item in get("PAYMENT_RETRY_SCHEDULE_S", "5,30,120,600,1800,3600").split(",")
+                if item.strip()
+            ),
+            payment_max_attempts=int(get("PAYMENT_MAX_ATTEMPTS", "8")),
+            payment_callback_timeout_s=float(get("PAYMENT_CALLBACK_TIMEOUT_S", "10")),
+            payment_sandbox_delay_s=float(get("PAYMENT_SANDBOX_DELAY_S", "2")),
+            balance_poll_s=float(get("BALANCE_POLL_S", "3")),
         )

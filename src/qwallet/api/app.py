@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from qwallet.api import metrics
@@ -27,6 +27,7 @@ from qwallet.api.wallet import PREFIX, WalletAPI, request_id_from
 from qwallet.clock import Clock, SystemClock
 from qwallet.settings import Settings
 from qwallet.store.factory import Store, open_store
+from qwallet.web.player import PlayerWeb
 from qwallet.web.security import SESSION_MAX_AGE_S
 
 
@@ -47,6 +48,7 @@ class QWalletApp:
         self.store: Store | None = None
         self.wallet: WalletAPI | None = None
         secret_key = settings.secret_key or secrets.token_urlsafe(48)
+        self.player_web = PlayerWeb(settings, self.clock)
         self.web = Starlette(
             routes=self._routes(),
             lifespan=self._lifespan,
@@ -69,14 +71,17 @@ class QWalletApp:
         authenticator = PartnerAuthenticator(store, self.settings.credential_cache_ttl_s)
         self.wallet = WalletAPI(store, self.settings, self.clock, authenticator)
         self._operator = OperatorAPI(store, self.settings, self.clock)
+        await self.player_web.start(store)
         try:
             yield
         finally:
+            await self.player_web.stop()
             if self._given_store is None:
                 await store.close()
 
-    def _routes(self) -> list[Route]:
+    def _routes(self) -> list[BaseRoute]:
         return [
+            *self.player_web.routes(),
             Route("/healthz", self._healthz),
             Route("/readyz", self._readyz),
             Route("/metrics", self._metrics),

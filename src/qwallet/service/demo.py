@@ -13,12 +13,14 @@ from qwallet.domain.money import Currency
 from qwallet.service import api_keys, partners, players, sessions
 from qwallet.service.partners import IssuedCredential
 from qwallet.store.sql import SqlDatabase
+from qwallet.web.accounts import set_player_password
 
 DEMO_TOKEN = "0fabcdc4-fe07-44f2-b968-93da3b324898"  # noqa: S105 - documented example
 DEMO_PARTNER = "demo"
 DEMO_PLAYER_ID = "demo-player-1"
 DEMO_BALANCE_MINOR = 100_000_00
 DEMO_OPERATOR_KEY_NAME = "demo"
+DEMO_PLAYER_USERNAME = "demo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,9 @@ class DemoData:
     operator_api_key: str
     player_id: str
     token: str
+    # The demo player's sign-in for the lobby; a fresh password on every start.
+    player_username: str = DEMO_PLAYER_USERNAME
+    player_password: str = ""
 
 
 async def seed_demo(
@@ -66,4 +71,12 @@ async def seed_demo(
     )
     await api_keys.revoke_api_keys(db, DEMO_OPERATOR_KEY_NAME, now_ms)
     key = await api_keys.create_api_key(db, DEMO_OPERATOR_KEY_NAME, now_ms)
-    return DemoData(credential, key, DEMO_PLAYER_ID, session.token)
+    player_password = await set_player_password(db, DEMO_PLAYER_ID, DEMO_PLAYER_USERNAME, now_ms)
+    return DemoData(
+        credential,
+        key,
+        DEMO_PLAYER_ID,
+        session.token,
+        player_username=DEMO_PLAYER_USERNAME,
+        player_password=player_password,
+    )
