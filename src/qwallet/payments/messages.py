@@ -41,7 +41,8 @@ class PurchaseMessage(msgspec.Struct, forbid_unknown_fields=True, rename="camel"
     ext_params: str
     product_name: str | None = None
     product_desc: str | None = None
-    product_number: msgspec.Raw | None = None
+    # msgspec cannot combine Raw with None; an absent productNumber means 1.
+    product_number: msgspec.Raw = msgspec.Raw(b"1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +87,10 @@ def validate_purchase(message: PurchaseMessage, currency: Currency) -> Purchase:
     _text("productName", message.product_name, 128, required=False, ids=False)
     _text("productDesc", message.product_desc, 255, required=False, ids=False)
     _text("extParams", message.ext_params, 1024, required=True, ids=False)
-    number = 1
-    if message.product_number is not None:
-        raw_number = bytes(message.product_number).strip()
-        if not _INTEGER.fullmatch(raw_number) or int(raw_number) > MAX_PRODUCT_NUMBER:
-            raise _invalid(f"productNumber must be an integer from 1 to {MAX_PRODUCT_NUMBER}.")
-        number = int(raw_number)
+    raw_number = bytes(message.product_number).strip()
+    if not _INTEGER.fullmatch(raw_number) or int(raw_number) > MAX_PRODUCT_NUMBER:
+        raise _invalid(f"productNumber must be an integer from 1 to {MAX_PRODUCT_NUMBER}.")
+    number = int(raw_number)
     price = bytes(message.product_price).strip()
     if len(price) > 32:
         raise _invalid("productPrice is too long.")
