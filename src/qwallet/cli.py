@@ -26,10 +26,12 @@ from qwallet.resolver import HoldResolver
 from qwallet.service import api_keys, operators, partners, players, reconcile, sessions
 from qwallet.service.demo import seed_demo
 from qwallet.service.partners import OperatorError
+from qwallet.service.player_logins import set_player_password
 from qwallet.settings import Settings
 from qwallet.store import migrate
 from qwallet.store.factory import Store, open_store
 from qwallet.store.sqlite import sqlite_path
+from qwallet.web import demo_launch
 from qwallet.web.security import load_or_create_secret_key
 
 T = TypeVar("T")
@@ -140,6 +142,9 @@ def serve(
             "token": data.token,
             "adminUsername": data.admin_username,
             "adminPassword": data.admin_password,
+            "lobby": f"{base_url}/",
+            "playerUsername": data.player_username,
+            "playerPassword": data.player_password,
         }
         if as_json:
             sys.stdout.write(json.dumps(info) + "\n")
@@ -189,6 +194,11 @@ def _print_banner(info: dict[str, str]) -> None:
     console.print(f"  Demo session token:   {info['token']}")
     console.print(f"  Admin console:        {url}/admin/  user {info['adminUsername']}")
     console.print(f"  Admin password:       {info['adminPassword']}   (shown once)")
+    console.print(f"  Player lobby:         {info['lobby']}")
+    console.print(
+        f"  Player sign-in:       {info['playerUsername']} / {info['playerPassword']}"
+        "   (shown once)"
+    )
     console.print("\nTry the documented withdraw:")
     console.print(
         f"  curl -u '{info['username']}:{info['password']}' -H 'Content-Type: application/json' "
@@ -461,6 +471,24 @@ def players_adjust(
     _emit(as_json, {"adjustmentId": adjustment_id, "playerId": player_id}, adjustment_id)
 
 
+@players_app.command("set-password")
+def players_set_password(
+    player_id: str,
+    username: Annotated[str, typer.Option(help="Sign-in name for the player pages.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Give a player a sign-in for the lobby; prints the generated password (shown once)."""
+    password = _with_store(
+        Settings.from_env(),
+        lambda store: set_player_password(store, player_id, username, _now()),
+    )
+    _emit(
+        as_json,
+        {"playerId": player_id, "username": username, "password": password},
+        f"player {player_id}: username {username} password {password}",
+    )
+
+
 # -- sessions ----------------------------------------------------------------------------------
 
 
@@ -563,6 +591,67 @@ def reconcile_command(as_json: JsonOption = False) -> None:
     _emit(as_json, payload, human)
     if not report.ok:
         raise typer.Exit(1)
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+@app.command("demo")
+def demo_command(
+    port: Annotated[int, typer.Option(help="Platform port.")] = 8000,
+    partner_port: Annotated[int, typer.Option(help="Demo game backend port.")] = 8001,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the platform (demo data) and the demo game together; prints where to sign in."""
+    import time
+
+    if not demo_launch.demo_partner_available():
+        console.print(
+            "[red]error:[/red] the demo game backend (qwallet.demo, `qwallet demo-partner`) is"
+            " not part of this installation; run `qwallet serve` for the platform alone."
+        )
+        raise typer.Exit(2)
+    settings = Settings.from_env()
+    url = f"http://127.0.0.1:{port}"
+    platform, info = demo_launch.start_platform(
+        port, demo_launch.environment(QWALLET_PUBLIC_BASE_URL=url)
+    )
+    children = [platform]
+    try:
+        demo_launch.wait_until_up(f"{url}/healthz")
+        config = demo_launch.DemoPartnerConfig.fresh("127.0.0.1", partner_port)
+        _with_store(settings, lambda store: demo_launch.configure_demo_partner(store, config))
+        partner_env = demo_launch.demo_partner_environment(config, url, info)
+        children.append(
+            demo_launch.start_demo_partner(partner_port, demo_launch.environment(**partner_env))
+        )
+        demo_launch.wait_until_up(config.client_url)
+        summary = {
+            "lobby": f"{url}/",
+            "playerUsername": info.get("playerUsername"),
+            "playerPassword": info.get("playerPassword"),
+            "gameUrl": config.client_url,
+            **{k: v for k, v in info.items() if k.startswith(("admin", "operator"))},
+        }
+        if as_json:
+            sys.stdout.write(json.dumps(summary) + "\n")
+            sys.stdout.flush()
+        else:
+            console.print(f"\n[bold green]Demo running.[/bold green] Lobby: {summary['lobby']}")
+            console.print(
+                f"  Player sign-in: {summary['playerUsername']} / {summary['playerPassword']}"
+            )
+            for key, value in summary.items():
+                if key.startswith(("admin", "operator")):
+                    console.print(f"  {key}: {value}")
+            console.print("  Press Ctrl-C to stop.")
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in reversed(children):
+            demo_launch.stop(child)
 
 
 def main() -> None:

@@ -40,6 +40,16 @@ class Settings:
     hold_retry_max_s: int = 6 * 60 * 60
     # Timeout of one Query Withdrawal call (connect, read, write, pool).
     hold_query_timeout_s: float = 10.0
+    # Player payments (docs/payments.md). The worker runs in every server process; 0 turns it off.
+    payment_worker_interval_s: float = 1.0
+    # Delay before each retry of a failed payment callback (the last one repeats), and the cap.
+    payment_retry_schedule_s: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
+    payment_max_attempts: int = 8
+    payment_callback_timeout_s: float = 10.0
+    # How long the sandbox card provider takes to confirm a payment.
+    payment_sandbox_delay_s: float = 2.0
+    # How often the game page refreshes the balance.
+    balance_poll_s: float = 3.0
 
     @property
     def currency_registry(self) -> CurrencyRegistry:
@@ -74,4 +84,14 @@ class Settings:
             hold_retry_s=int(get("HOLD_RETRY_S", str(5 * 60))),
             hold_retry_max_s=int(get("HOLD_RETRY_MAX_S", str(6 * 60 * 60))),
             hold_query_timeout_s=float(get("HOLD_QUERY_TIMEOUT_S", "10")),
+            payment_worker_interval_s=float(get("PAYMENT_WORKER_INTERVAL_S", "1")),
+            payment_retry_schedule_s=tuple(
+                float(item)
+                for item in get("PAYMENT_RETRY_SCHEDULE_S", "5,30,120,600,1800,3600").split(",")
+                if item.strip()
+            ),
+            payment_max_attempts=int(get("PAYMENT_MAX_ATTEMPTS", "8")),
+            payment_callback_timeout_s=float(get("PAYMENT_CALLBACK_TIMEOUT_S", "10")),
+            payment_sandbox_delay_s=float(get("PAYMENT_SANDBOX_DELAY_S", "2")),
+            balance_poll_s=float(get("BALANCE_POLL_S", "3")),
         )

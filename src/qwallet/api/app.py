@@ -29,6 +29,7 @@ from qwallet.clock import Clock, SystemClock
 from qwallet.resolver import running as running_resolver
 from qwallet.settings import Settings
 from qwallet.store.factory import Store, open_store
+from qwallet.web.player import PlayerWeb
 from qwallet.web.security import SESSION_MAX_AGE_S
 
 
@@ -50,6 +51,7 @@ class QWalletApp:
         self.wallet: WalletAPI | None = None
         self.admin = AdminConsole(settings, self.clock)
         secret_key = settings.secret_key or secrets.token_urlsafe(48)
+        self.player_web = PlayerWeb(settings, self.clock)
         self.web = Starlette(
             routes=self._routes(),
             lifespan=self._lifespan,
@@ -73,15 +75,18 @@ class QWalletApp:
         self.wallet = WalletAPI(store, self.settings, self.clock, authenticator)
         self._operator = OperatorAPI(store, self.settings, self.clock)
         self.admin.store = store
+        await self.player_web.start(store)
         try:
             async with running_resolver(store, self.settings, self.clock), self.admin.sampling():
                 yield
         finally:
+            await self.player_web.stop()
             if self._given_store is None:
                 await store.close()
 
     def _routes(self) -> list[BaseRoute]:
         return [
+            *self.player_web.routes(),
             Route("/healthz", self._healthz),
             Route("/readyz", self._readyz),
             Route("/metrics", self._metrics),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from qwallet.domain.money import Currency
 from qwallet.service import api_keys, operators, partners, players, sessions
 from qwallet.service.partners import IssuedCredential
+from qwallet.service.player_logins import set_player_password
 from qwallet.store.sql import SqlDatabase
 
 DEMO_TOKEN = "0fabcdc4-fe07-44f2-b968-93da3b324898"  # noqa: S105 - documented example
@@ -20,6 +21,7 @@ DEMO_PLAYER_ID = "demo-player-1"
 DEMO_BALANCE_MINOR = 100_000_00
 DEMO_OPERATOR_KEY_NAME = "demo"
 DEMO_ADMIN = "admin"
+DEMO_PLAYER_USERNAME = "demo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,9 @@ class DemoData:
     token: str
     admin_username: str = DEMO_ADMIN
     admin_password: str = ""
+    # The demo player's sign-in for the lobby; a fresh password on every start.
+    player_username: str = DEMO_PLAYER_USERNAME
+    player_password: str = ""
 
 
 async def seed_demo(
@@ -76,4 +81,14 @@ async def seed_demo(
         admin = await operators.reset_password(db, DEMO_ADMIN)
     else:
         admin = await operators.create_operator(db, DEMO_ADMIN, now_ms)
-    return DemoData(credential, key, DEMO_PLAYER_ID, session.token, admin.username, admin.password)
+    player_password = await set_player_password(db, DEMO_PLAYER_ID, DEMO_PLAYER_USERNAME, now_ms)
+    return DemoData(
+        credential,
+        key,
+        DEMO_PLAYER_ID,
+        session.token,
+        admin_username=admin.username,
+        admin_password=admin.password,
+        player_username=DEMO_PLAYER_USERNAME,
+        player_password=player_password,
+    )

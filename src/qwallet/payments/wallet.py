@@ -1,0 +1,129 @@
+"""Pay an order from the player's wallet balance: one database transaction, four ledger entries.
+
+The payment is an ordinary wallet withdrawal that is born confirmed: a ``transactions`` row of
+kind ``withdrawal`` for the order's partner, ``mm_transaction_id`` ``payment:<order id>``, state
+``confirmed``, with the two steps a withdrawal always has — available → held, held → partner —
+so the ledger sums to zero per step and ``qwallet reconcile`` sees exactly the four entries a
+final transaction implies.
+
+Concurrency is the database's: the order moves to ``paid`` with a conditional UPDATE
+(``state IN ('created', 'declined')``), so two clicks cannot both pay; the wallet is debited with
+a conditional UPDATE (``available_minor >= amount``, player active, same currency, daily limit),
+so two payments cannot overdraw it. Either refusal rolls the whole transaction back.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from qwallet.domain import ledger
+from qwallet.domain.sessions import utc_day
+from qwallet.domain.transactions import Kind, Phase
+from qwallet.payments.errors import PaymentError, not_found
+from qwallet.payments.orders import Order
+from qwallet.store.sql import SqlDatabase, SqlTransaction
+
+METHOD = "wallet"
+
+
+def mm_transaction_id(order_id: str) -> str:
+    return f"payment:{order_id}"
+
+
+async def pay_with_wallet(db: SqlDatabase, order_id: str, player_id: str, now_ms: int) -> Order:
+    """Pay the order from the wallet; paying an order already paid this way is a no-op."""
+    qw_transaction_id = str(uuid.uuid4())
+    async with db.transaction() as tx:
+        row = await tx.fetchrow(
+            "SELECT * FROM payment_orders WHERE id = $1 AND player_id = $2", order_id, player_id
+        )
+        if row is None:
+            raise not_found()
+        order = Order.from_row(row)
+        if order.method == METHOD and order.state in ("paid", "delivered", "failed"):
+            return order
+        claimed = await tx.execute(
+            "UPDATE payment_orders SET state = 'paid', method = $1, qw_transaction_id = $2,"
+            " provider_reference = NULL, paid_at_ms = $3, updated_at_ms = $3,"
+            " next_delivery_at_ms = $3, delivery_attempts = 0"
+            " WHERE id = $4 AND player_id = $5 AND state IN ('created', 'declined')",
+            METHOD,
+            qw_transaction_id,
+            now_ms,
+            order_id,
+            player_id,
+        )
+        if claimed != 1:
+            raise PaymentError(409, "state", f"This order is {order.state}; it cannot be paid.")
+        balance_minor = await _debit(tx, order, now_ms)
+        await _record_transaction(tx, order, qw_transaction_id, balance_minor, now_ms)
+        paid = await tx.fetchrow("SELECT * FROM payment_orders WHERE id = $1", order_id)
+    assert paid is not None
+    return Order.from_row(paid)
+
+
+async def _debit(tx: SqlTransaction, order: Order, now_ms: int) -> int:
+    today = utc_day(now_ms)
+    changed = await tx.execute(
+        "UPDATE players SET available_minor = available_minor - $1,"
+        " day_withdrawn_minor = CASE WHEN limit_day = $2 THEN day_withdrawn_minor ELSE 0 END + $1,"
+        " limit_day = $2"
+        " WHERE id = $3 AND status = 'active' AND currency = $4 AND available_minor >= $1"
+        " AND (daily_withdraw_limit_minor IS NULL OR daily_withdraw_limit_minor >="
+        "  CASE WHEN limit_day = $2 THEN day_withdrawn_minor ELSE 0 END + $1)",
+        order.amount_minor,
+        today,
+        order.player_id,
+        order.currency,
+    )
+    player = await tx.fetchrow(
+        "SELECT status, currency, available_minor FROM players WHERE id = $1", order.player_id
+    )
+    assert player is not None
+    if changed == 1:
+        return int(player["available_minor"])
+    if player["status"] != "active":
+        raise PaymentError(403, "blocked", "Your account is blocked.")
+    if player["currency"] != order.currency:
+        raise PaymentError(409, "currency", "Your wallet is in another currency.")
+    if int(player["available_minor"]) < order.amount_minor:
+        raise PaymentError(409, "insufficient_funds", "Insufficient funds in your wallet.")
+    raise PaymentError(409, "limit", "This payment would exceed your daily limit.")
+
+
+async def _record_transaction(
+    tx: SqlTransaction, order: Order, qw_transaction_id: str, balance_minor: int, now_ms: int
+) -> None:
+    description = f"Payment order {order.cp_order_id}: {order.product_name or order.product_id}"
+    await tx.execute(
+        "INSERT INTO transactions (qw_transaction_id, partner_id, kind, mm_transaction_id,"
+        " player_id, amount_minor, currency, state, description, begin_balance_minor,"
+        " final_balance_minor, created_at_ms, updated_at_ms)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, 'confirmed', $8, $9, $9, $10, $10)",
+        qw_transaction_id,
+        order.partner_id,
+        Kind.WITHDRAWAL.value,
+        mm_transaction_id(order.id),
+        order.player_id,
+        order.amount_minor,
+        order.currency,
+        description[:255],
+        balance_minor,
+        now_ms,
+    )
+    for phase in (Phase.BEGIN, Phase.CONFIRM):
+        for account, delta in ledger.movement(Kind.WITHDRAWAL, phase, order.amount_minor):
+            is_partner = account is ledger.Account.PARTNER
+            await tx.execute(
+                "INSERT INTO ledger_entries (transaction_id, phase, account, player_id,"
+                " partner_id, currency, amount_minor, created_at_ms)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                qw_transaction_id,
+                phase.value,
+                account.value,
+                None if is_partner else order.player_id,
+                order.partner_id if is_partner else None,
+                order.currency,
+                delta,
+                now_ms,
+            )

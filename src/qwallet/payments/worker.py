@@ -1,0 +1,84 @@
+"""The payment worker: runs inside each server process (the app's lifespan).
+
+Each tick it applies the providers' due events (sandbox confirmations) and sends the due payment
+callbacks. All state is in the database, so the worker can stop at any moment and any number of
+processes can run it side by side (see ``qwallet.payments.delivery`` for the claim). ``wake()``
+makes the next tick start at once, e.g. right after a payment in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+import httpx
+
+from qwallet.clock import Clock
+from qwallet.payments.delivery import Deliverer, DeliveryPolicy
+from qwallet.payments.providers import PaymentProvider, settle
+from qwallet.store.sql import SqlDatabase
+
+logger = logging.getLogger("qwallet.payments.worker")
+
+
+class PaymentWorker:
+    def __init__(
+        self,
+        db: SqlDatabase,
+        clock: Clock,
+        providers: Mapping[str, PaymentProvider],
+        *,
+        policy: DeliveryPolicy | None = None,
+        interval_s: float = 1.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        assert interval_s > 0
+        self.db, self.clock, self.providers = db, clock, providers
+        self.interval_s = interval_s
+        self.policy = policy or DeliveryPolicy()
+        # No redirects: a callback is answered where it was sent, or it is not delivered.
+        self._client = httpx.AsyncClient(transport=transport, follow_redirects=False)
+        self.deliverer = Deliverer(db, clock, self._client, self.policy)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_once(self) -> int:
+        """One tick: settle due provider events, then attempt due deliveries."""
+        now_ms = self.clock.now_ms()
+        for provider in self.providers.values():
+            for event in await provider.due_events(self.db, now_ms):
+                if await settle(self.db, event, now_ms):
+                    logger.info(
+                        "payment %s for order %s",
+                        "approved" if event.approved else "declined",
+                        event.order_id,
+                    )
+        return await self.deliverer.deliver_due()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        assert self._task is None, "already started"
+        self._task = asyncio.create_task(self._loop(), name="qwallet-payment-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._client.aclose()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                # A database hiccup must not kill the worker: log it and try again next tick.
+                logger.exception("payment worker tick failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            self._wake.clear()

@@ -1,0 +1,163 @@
+"""``qwallet demo``: the platform and the demo game backend together, on loopback.
+
+Two child processes, both ours to stop:
+
+1. ``qwallet serve --json`` on the embedded SQLite with demo data. Its one JSON line carries the
+   fresh demo credentials (Wallet API password, player sign-in, operator key, and whatever admin
+   sign-in the demo seed provides).
+2. ``qwallet demo-partner``, the demo game backend (``qwallet.demo``), started after the demo
+   partner has been pointed at it in the platform's database: ``client_url``, ``callback_url``,
+   ``query_url``, a fresh ``callback_secret`` and Query Withdrawal credentials. The same values
+   reach the demo-partner process through its environment (``QWALLET_DEMO_*``, see
+   ``demo_partner_environment``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qwallet.store.sql import SqlDatabase
+
+DEMO_PARTNER = "demo"
+CALLBACK_PATH = "/pay/quantum"  # the documentation's example path
+QUERY_PATH = "/query-withdrawal"
+
+
+class DemoUnavailable(RuntimeError):
+    """The demo game backend is not part of this installation."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPartnerConfig:
+    base_url: str
+    callback_secret: str
+    query_username: str
+    query_password: str
+
+    @property
+    def client_url(self) -> str:
+        return f"{self.base_url}/"
+
+    @property
+    def callback_url(self) -> str:
+        return f"{self.base_url}{CALLBACK_PATH}"
+
+    @property
+    def query_url(self) -> str:
+        return f"{self.base_url}{QUERY_PATH}"
+
+    @classmethod
+    def fresh(cls, host: str, port: int) -> DemoPartnerConfig:
+        return cls(
+            f"http://{host}:{port}",
+            secrets.token_urlsafe(24),
+            "qwallet",
+            secrets.token_urlsafe(24),
+        )
+
+
+def demo_partner_available() -> bool:
+    return importlib.util.find_spec("qwallet.demo") is not None
+
+
+async def configure_demo_partner(
+    db: SqlDatabase, config: DemoPartnerConfig, *, partner: str = DEMO_PARTNER
+) -> None:
+    async with db.transaction() as tx:
+        changed = await tx.execute(
+            "UPDATE partners SET client_url = $1, callback_url = $2, query_url = $3,"
+            " callback_secret = $4, callback_format = 'form', query_username = $5,"
+            " query_password = $6, display_name = COALESCE(display_name, $7)"
+            " WHERE name = $8",
+            config.client_url,
+            config.callback_url,
+            config.query_url,
+            config.callback_secret,
+            config.query_username,
+            config.query_password,
+            "Demo game",
+            partner,
+        )
+    assert changed == 1, f"no partner named {partner!r}"
+
+
+def demo_partner_environment(
+    config: DemoPartnerConfig, platform_url: str, serve_info: dict[str, Any]
+) -> dict[str, str]:
+    """What the demo-partner process needs to reach the platform and check its calls."""
+    return {
+        "QWALLET_DEMO_PLATFORM_URL": platform_url,
+        "QWALLET_DEMO_WALLET_USERNAME": str(serve_info["username"]),
+        "QWALLET_DEMO_WALLET_PASSWORD": str(serve_info["password"]),
+        "QWALLET_DEMO_CALLBACK_SECRET": config.callback_secret,
+        "QWALLET_DEMO_QUERY_USERNAME": config.query_username,
+        "QWALLET_DEMO_QUERY_PASSWORD": config.query_password,
+        "QWALLET_DEMO_PUBLIC_URL": config.base_url,
+    }
+
+
+def qwallet_command() -> list[str]:
+    script = Path(sys.executable).parent / "qwallet"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "qwallet.cli"]
+
+
+def start_platform(port: int, env: dict[str, str]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """Start ``qwallet serve --json``; return the process and its demo credentials."""
+    arguments = ["serve", "--host", "127.0.0.1", "--port", str(port), "--demo", "--json"]
+    process = subprocess.Popen(  # noqa: S603 - our own executable, fixed arguments
+        [*qwallet_command(), *arguments],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.wait(10)
+        raise RuntimeError(f"qwallet serve exited with {process.returncode}")
+    return process, json.loads(line)
+
+
+def start_demo_partner(port: int, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # noqa: S603 - our own executable, fixed arguments
+        [*qwallet_command(), "demo-partner", "--host", "127.0.0.1", "--port", str(port)],
+        text=True,
+        env=env,
+    )
+
+
+def wait_until_up(url: str, timeout_s: float = 20.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not come up") from None
+            time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def environment(**extra: str) -> dict[str, str]:
+    return {**os.environ, **extra}

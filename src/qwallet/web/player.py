@@ -1,0 +1,396 @@
+"""The player's pages: sign-in, lobby, game page, balance, and the payment endpoints they call.
+
+Pages need a signed-in player (``player_id`` in the session cookie) and redirect to ``/login``
+otherwise; JSON endpoints answer 401 instead. Every state-changing request (sign-in, sign-out,
+order creation, payment) needs the CSRF token (``qwallet.web.security``): a form field or the
+``X-CSRF-Token`` header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import msgspec
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from qwallet.clock import Clock
+from qwallet.domain.money import format_amount
+from qwallet.payments import (
+    DeliveryPolicy,
+    Order,
+    PaymentError,
+    PaymentProvider,
+    PaymentWorker,
+    PurchaseMessage,
+    create_order,
+    default_providers,
+    get_order,
+)
+from qwallet.service import sessions
+from qwallet.service.player_logins import authenticate
+from qwallet.settings import Settings
+from qwallet.store.sql import SqlDatabase
+from qwallet.web.security import csrf_token, require_csrf
+
+MAX_JSON_BYTES = 16 * 1024
+PLAYER_KEY = "player_id"
+
+
+class OrderRequest(msgspec.Struct, forbid_unknown_fields=True):
+    token: str
+    message: PurchaseMessage
+
+
+class PayRequest(msgspec.Struct, forbid_unknown_fields=True):
+    method: str
+    option: str | None = None
+
+
+_decode_order = msgspec.json.Decoder(OrderRequest).decode
+_decode_pay = msgspec.json.Decoder(PayRequest).decode
+
+_templates = Jinja2Templates(
+    env=Environment(
+        loader=PackageLoader("qwallet.web", "templates"),
+        autoescape=select_autoescape(["html"]),
+        auto_reload=False,
+    )
+)
+
+
+def _csp(frame_origin: str | None = None) -> str:
+    frames = f"frame-src {frame_origin}; " if frame_origin else "frame-src 'none'; "
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"{frames}connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'; object-src 'none'"
+    )
+
+
+def _secure(response: Response, frame_origin: str | None = None) -> Response:
+    response.headers["Content-Security-Policy"] = _csp(frame_origin)
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _safe_next(value: object) -> str:
+    """Only a local path may follow sign-in (no open redirect to another site)."""
+    if isinstance(value, str) and value.startswith("/") and not value.startswith(("//", "/\\")):
+        return value
+    return "/"
+
+
+def _json_error(error: PaymentError) -> Response:
+    return JSONResponse(error.as_json(), status_code=error.status)
+
+
+class PlayerWeb:
+    """The player pages and the payment worker, started and stopped with the application."""
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings, self.clock = settings, clock
+        self.providers: dict[str, PaymentProvider] = default_providers(
+            settings.payment_sandbox_delay_s
+        )
+        self._db: SqlDatabase | None = None
+        self.worker: PaymentWorker | None = None
+
+    async def start(self, db: SqlDatabase) -> None:
+        self._db = db
+        if self.settings.payment_worker_interval_s > 0:
+            self.worker = PaymentWorker(
+                db,
+                self.clock,
+                self.providers,
+                policy=DeliveryPolicy(
+                    schedule_s=self.settings.payment_retry_schedule_s,
+                    max_attempts=self.settings.payment_max_attempts,
+                    timeout_s=self.settings.payment_callback_timeout_s,
+                    lease_s=max(60.0, 2 * self.settings.payment_callback_timeout_s),
+                ),
+                interval_s=self.settings.payment_worker_interval_s,
+            )
+            self.worker.start()
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+            self.worker = None
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.lobby),
+            Route("/login", self.login_page, methods=["GET"]),
+            Route("/login", self.login, methods=["POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+            Route("/play/{game}", self.play),
+            Route("/me/balance", self.balance),
+            Route("/payments/orders", self.create_order, methods=["POST"]),
+            Route("/payments/orders/{order_id}", self.show_order, methods=["GET"]),
+            Route("/payments/orders/{order_id}/pay", self.pay_order, methods=["POST"]),
+            Mount(
+                "/static/player",
+                StaticFiles(packages=[("qwallet.web", "static/player")]),
+                name="player-static",
+            ),
+        ]
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @property
+    def db(self) -> SqlDatabase:
+        assert self._db is not None, "PlayerWeb.start() runs in the application's lifespan"
+        return self._db
+
+    async def _player(self, request: Request) -> dict[str, Any] | None:
+        player_id = request.session.get(PLAYER_KEY)
+        if not isinstance(player_id, str):
+            return None
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
+                "SELECT id, nickname, currency, language, status, available_minor"
+                " FROM players WHERE id = $1",
+                player_id,
+            )
+        if row is None:
+            request.session.pop(PLAYER_KEY, None)
+            return None
+        currency = self.settings.currency_registry.get(row["currency"])
+        minor = int(row["available_minor"])
+        return {
+            **row,
+            "balance": format_amount(minor, currency) if currency else str(minor),
+        }
+
+    def _render(
+        self,
+        request: Request,
+        name: str,
+        context: dict[str, Any],
+        *,
+        status: int = 200,
+        frame_origin: str | None = None,
+    ) -> Response:
+        context = {"csrf": csrf_token(request), "player": None, **context}
+        response = _templates.TemplateResponse(request, name, context, status_code=status)
+        return _secure(response, frame_origin)
+
+    def _to_login(self, request: Request) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+    def _message(
+        self, request: Request, player: Any, status: int, title: str, text: str
+    ) -> Response:
+        return self._render(
+            request,
+            "player/message.html",
+            {"player": player, "title": title, "message": text},
+            status=status,
+        )
+
+    # -- sign-in ------------------------------------------------------------------------------
+
+    async def login_page(self, request: Request) -> Response:
+        next_path = _safe_next(request.query_params.get("next"))
+        if await self._player(request):
+            return RedirectResponse(next_path, status_code=303)
+        return self._render(
+            request, "player/login.html", {"next": next_path, "username": "", "error": None}
+        )
+
+    async def login(self, request: Request) -> Response:
+        await require_csrf(request)
+        form = await request.form()
+        username, password = form.get("username"), form.get("password")
+        next_path = _safe_next(form.get("next"))
+        player_id = None
+        if isinstance(username, str) and isinstance(password, str):
+            player_id = await authenticate(self.db, username.strip(), password)
+        if player_id is None:
+            return self._render(
+                request,
+                "player/login.html",
+                {
+                    "next": next_path,
+                    "username": username if isinstance(username, str) else "",
+                    "error": "Wrong username or password.",
+                },
+                status=401,
+            )
+        request.session[PLAYER_KEY] = player_id
+        return RedirectResponse(next_path, status_code=303)
+
+    async def logout(self, request: Request) -> Response:
+        await require_csrf(request)
+        request.session.pop(PLAYER_KEY, None)
+        return RedirectResponse("/login", status_code=303)
+
+    # -- pages --------------------------------------------------------------------------------
+
+    async def lobby(self, request: Request) -> Response:
+        player = await self._player(request)
+        if player is None:
+            return self._to_login(request)
+        async with self.db.transaction() as tx:
+            rows = await tx.fetch(
+                "SELECT name, display_name FROM partners"
+                " WHERE client_url IS NOT NULL AND client_url <> '' ORDER BY name"
+            )
+        games = [{"name": r["name"], "title": r["display_name"] or r["name"]} for r in rows]
+        return self._render(request, "player/lobby.html", {"player": player, "games": games})
+
+    async def play(self, request: Request) -> Response:
+        player = await self._player(request)
+        if player is None:
+            return self._to_login(request)
+        name = request.path_params["game"]
+        async with self.db.transaction() as tx:
+            partner = await tx.fetchrow(
+                "SELECT name, display_name, client_url, payment_currency FROM partners"
+                " WHERE name = $1",
+                name,
+            )
+        origin = _origin(partner["client_url"] or "") if partner else None
+        if partner is None or origin is None:
+            return self._message(request, player, 404, "Game not found", f"No game {name!r}.")
+        if player["status"] != "active":
+            return self._message(request, player, 403, "Account blocked", "You cannot play now.")
+        settings = self.settings
+        issued = await sessions.create_session(
+            self.db,
+            player_id=player["id"],
+            partner=partner["name"],
+            now_ms=self.clock.now_ms(),
+            idle_timeout_s=settings.session_idle_timeout_s,
+            lifetime_s=settings.session_lifetime_s,
+            game_code=partner["name"],
+        )
+        payment_currency = settings.currency_registry.get(
+            partner["payment_currency"] or player["currency"]
+        )
+        config = {
+            "gameOrigin": origin,
+            "token": issued.token,
+            "csrf": csrf_token(request),
+            "paymentDecimals": payment_currency.decimals if payment_currency else 2,
+            "balancePollMs": int(settings.balance_poll_s * 1000),
+            "orderPollMs": 1000,
+        }
+        game = {"name": partner["name"], "title": partner["display_name"] or partner["name"]}
+        context = {
+            "player": player,
+            "game": game,
+            "launch_url": issued.launch_url,
+            "config": config,
+        }
+        return self._render(request, "player/play.html", context, frame_origin=origin)
+
+    # -- JSON ---------------------------------------------------------------------------------
+
+    async def balance(self, request: Request) -> Response:
+        player = await self._player(request)
+        if player is None:
+            return JSONResponse({"error": "not_signed_in"}, status_code=401)
+        return JSONResponse({"balance": player["balance"], "currency": player["currency"]})
+
+    async def _json_body(self, request: Request) -> bytes:
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_JSON_BYTES:
+                raise PaymentError(413, "too_large", "Request body is too large.")
+        return body
+
+    def _order_json(self, order: Order, player: dict[str, Any]) -> dict[str, Any]:
+        settings = self.settings
+        methods = []
+        if order.state in ("created", "declined"):
+            for provider in self.providers.values():
+                if provider.offered_for(order, player["currency"]):
+                    options = list(getattr(provider, "OPTIONS", ()))
+                    methods.append(
+                        {"method": provider.method, "label": provider.label, "options": options}
+                    )
+        return {
+            "order": order.as_json(settings.currency_registry, player["currency"]),
+            "methods": methods,
+            "balance": player["balance"],
+        }
+
+    async def create_order(self, request: Request) -> Response:
+        player = await self._player(request)
+        if player is None:
+            return JSONResponse({"error": "not_signed_in"}, status_code=401)
+        await require_csrf(request)
+        try:
+            body = await self._json_body(request)
+            try:
+                parsed = _decode_order(body)
+            except msgspec.ValidationError as error:
+                raise PaymentError(400, "invalid_message", str(error)) from None
+            except msgspec.DecodeError:
+                raise PaymentError(400, "invalid_message", "Body is not JSON.") from None
+            order, created = await create_order(
+                self.db,
+                self.settings.currency_registry,
+                player_id=player["id"],
+                token=parsed.token,
+                message=parsed.message,
+                now_ms=self.clock.now_ms(),
+            )
+        except PaymentError as error:
+            return _json_error(error)
+        return JSONResponse(self._order_json(order, player), status_code=201 if created else 200)
+
+    async def show_order(self, request: Request) -> Response:
+        player = await self._player(request)
+        if player is None:
+            return JSONResponse({"error": "not_signed_in"}, status_code=401)
+        try:
+            order = await get_order(self.db, request.path_params["order_id"], player["id"])
+        except PaymentError as error:
+            return _json_error(error)
+        return JSONResponse(self._order_json(order, player))
+
+    async def pay_order(self, request: Request) -> Response:
+        player = await self._player(request)
+        if player is None:
+            return JSONResponse({"error": "not_signed_in"}, status_code=401)
+        await require_csrf(request)
+        order_id = request.path_params["order_id"]
+        try:
+            try:
+                parsed = _decode_pay(await self._json_body(request))
+            except (msgspec.ValidationError, msgspec.DecodeError) as error:
+                raise PaymentError(400, "invalid_request", str(error)) from None
+            order = await get_order(self.db, order_id, player["id"])
+            provider = self.providers.get(parsed.method)
+            if provider is None or not provider.offered_for(order, player["currency"]):
+                raise PaymentError(400, "invalid_method", "This payment method is not offered.")
+            order = await provider.start(
+                self.db, order_id, player["id"], parsed.option, self.clock.now_ms()
+            )
+        except PaymentError as error:
+            return _json_error(error)
+        worker = self.worker
+        if worker is not None:
+            worker.wake()
+        player = await self._player(request) or player
+        return JSONResponse(self._order_json(order, player))
