@@ -6,7 +6,8 @@ worker sends the callback again and the partner de-duplicates by ``cpOrderId`` (
 
 from __future__ import annotations
 
-from qwallet.service import audit
+from qwallet.payments import delivery
+from qwallet.payments.errors import PaymentError
 from qwallet.service.partners import OperatorError
 from qwallet.store.sql import Row, SqlDatabase
 
@@ -55,21 +56,8 @@ async def order_detail(db: SqlDatabase, order_id: str) -> tuple[Row, list[Row]]:
 
 
 async def redeliver(db: SqlDatabase, order_id: str, operator: str, now_ms: int) -> None:
-    """Queue the callback again: only for an order that was paid (delivered or failed)."""
-    async with db.transaction() as tx:
-        row = await tx.fetchrow("SELECT state FROM payment_orders WHERE id = $1", order_id)
-        if row is None:
-            raise OperatorError(f"no payment order {order_id}")
-        changed = await tx.execute(
-            "UPDATE payment_orders SET state = 'paid', next_delivery_at_ms = $1,"
-            " updated_at_ms = $1 WHERE id = $2 AND state IN ('delivered', 'failed')",
-            now_ms,
-            order_id,
-        )
-        if changed != 1:
-            raise OperatorError(
-                f"order is {row['state']}; only delivered or failed orders can be redelivered"
-            )
-        await audit.record(
-            tx, operator, "order.redeliver", order_id, {"previousState": row["state"]}, now_ms
-        )
+    """Queue the callback again (see ``qwallet.payments.delivery.redeliver``), for the console."""
+    try:
+        await delivery.redeliver(db, order_id, operator, now_ms)
+    except PaymentError as error:
+        raise OperatorError(str(error)) from None
