@@ -96,12 +96,14 @@ def demo_partner_environment(
     """What the demo-partner process needs to reach the platform and check its calls."""
     return {
         "QWALLET_DEMO_PLATFORM_URL": platform_url,
-        "QWALLET_DEMO_WALLET_USERNAME": str(serve_info["username"]),
-        "QWALLET_DEMO_WALLET_PASSWORD": str(serve_info["password"]),
+        "QWALLET_DEMO_USERNAME": str(serve_info["username"]),
+        "QWALLET_DEMO_PASSWORD": str(serve_info["password"]),
         "QWALLET_DEMO_CALLBACK_SECRET": config.callback_secret,
         "QWALLET_DEMO_QUERY_USERNAME": config.query_username,
         "QWALLET_DEMO_QUERY_PASSWORD": config.query_password,
-        "QWALLET_DEMO_PUBLIC_URL": config.base_url,
+        "QWALLET_DEMO_PLATFORM_ORIGIN": platform_url,
+        # Beside the platform's embedded database, so one folder holds the whole demo.
+        "QWALLET_DEMO_DATA_DIR": str(Path("qwallet-data") / "demo-game"),
     }
 
 
