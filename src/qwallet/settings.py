@@ -29,6 +29,17 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8000"
     pg_pool_min: int = 4
     pg_pool_max: int = 16
+    # Request rate limits, token buckets kept in each server process's memory (so with N
+    # processes the effective limit is up to N times these). Burst = bucket size.
+    rate_limit_partner_rps: float = 5000.0
+    rate_limit_partner_burst: int = 10000
+    rate_limit_player_rps: float = 50.0
+    rate_limit_player_burst: int = 100
+    # TEST ONLY: "after_commit" makes the Wallet API process exit abruptly (os._exit) after the
+    # store call returned and before the answer is sent, with this probability per call. Used by
+    # the reliability suite to prove that a caller's retry gets the replayed answer.
+    test_crash_point: str | None = None
+    test_crash_probability: float = 0.0
 
     @property
     def currency_registry(self) -> CurrencyRegistry:
@@ -57,4 +68,10 @@ class Settings:
             public_base_url=get("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
             pg_pool_min=int(get("PG_POOL_MIN", "4")),
             pg_pool_max=int(get("PG_POOL_MAX", "16")),
+            rate_limit_partner_rps=float(get("RATE_LIMIT_PARTNER_RPS", "5000")),
+            rate_limit_partner_burst=int(get("RATE_LIMIT_PARTNER_BURST", "10000")),
+            rate_limit_player_rps=float(get("RATE_LIMIT_PLAYER_RPS", "50")),
+            rate_limit_player_burst=int(get("RATE_LIMIT_PLAYER_BURST", "100")),
+            test_crash_point=get("TEST_CRASH_POINT", "") or None,
+            test_crash_probability=float(get("TEST_CRASH_PROBABILITY", "1")),
         )

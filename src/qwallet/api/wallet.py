@@ -11,6 +11,8 @@ body size (413) → body (400) → the use case (business errors as 200).
 from __future__ import annotations
 
 import logging
+import os
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -65,6 +67,10 @@ class WalletAPI:
         self._currencies: CurrencyRegistry = settings.currency_registry
         self._max_body_bytes = settings.max_body_bytes
         self._max_balance = {c.code: c.max_balance_minor for c in settings.currencies}
+        # TEST ONLY (QWALLET_TEST_CRASH_POINT=after_commit): die between commit and answer.
+        self._crash_probability = (
+            settings.test_crash_probability if settings.test_crash_point == "after_commit" else 0.0
+        )
         self._handlers: dict[str, Handler] = {
             "verifySession": self._verify_session,
             "getBalance": self._get_balance,
@@ -86,6 +92,9 @@ class WalletAPI:
         status, code, body = 200, 0, b""
         try:
             body = await self._dispatch(scope, receive, headers, endpoint)
+            if self._crash_probability and random.random() < self._crash_probability:
+                log.warning("test crash point after_commit: exiting", extra={"endpoint": endpoint})
+                os._exit(70)
         except WalletError as error:
             status, code = error.code.http_status, int(error.code)
             body = responses.error_body(error, self._currencies, error.extra.get("currency"))
