@@ -434,5 +434,10 @@ def reconcile_command(as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
+from qwallet.verify import verify as _verify  # noqa: E402 - registered after the others
+
+app.command("verify")(_verify)
+
+
 def main() -> None:
     app()
