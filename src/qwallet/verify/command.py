@@ -69,11 +69,17 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         )
         for column in COLUMNS:
             row[column] += int(record.get(column, 0))
+        row["seconds"] = float(row.get("seconds", 0)) + float(record.get("seconds", 0))
     return list(rows.values())
 
 
 def render(
-    rows: list[dict[str, Any]], *, mode: str, exit_code: int, seconds: float, command: str
+    rows: list[dict[str, Any]],
+    *,
+    mode: str,
+    exit_code: int | None,
+    seconds: float | None,
+    command: str,
 ) -> str:
     total_failures = sum(int(row["failures"]) for row in rows)
     lines = [
@@ -87,8 +93,9 @@ def render(
         f"- mode: **{mode}** (`{command}`)",
         f"- machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores,"
         f" Python {platform.python_version()}",
-        f"- generated: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())},"
-        f" {seconds:.0f} s; pytest exit code {exit_code}",
+        f"- generated: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        + (f", {seconds:.0f} s; pytest exit code {exit_code}" if exit_code is not None else "")
+        + (f"; suite time {suite_s:.0f} s" if (suite_s := _suite_seconds(rows)) else ""),
         f"- failures in all suites: **{total_failures}**",
         "",
         "| suite | backend | runs | operations | faults injected | failures | invariant checks |",
@@ -110,6 +117,10 @@ def render(
         *SUITES,
     ]
     return "\n".join(lines)
+
+
+def _suite_seconds(rows: list[dict[str, Any]]) -> float:
+    return float(sum(float(row.get("seconds", 0)) for row in rows))
 
 
 def verify(
@@ -152,8 +163,8 @@ def verify(
     page = render(
         aggregate(records),
         mode="long" if long else "CI-sized",
-        exit_code=exit_code,
-        seconds=time.monotonic() - started,
+        exit_code=exit_code if run else None,
+        seconds=time.monotonic() - started if run else None,
         command="qwallet verify"
         + (" --long" if long else "")
         + (f" -k {select!r}" if select else ""),
