@@ -72,7 +72,7 @@ DOCUMENTED_WITHDRAW_RESPONSE_TEXT = """{
 }"""
 
 # The error code every non-200 error answer carries (spec §1.2 and our 103/413 extensions).
-ERROR_CODE_BY_STATUS = {"400": 101, "401": 103, "403": 103, "413": 101, "500": 100}
+ERROR_CODE_BY_STATUS = {"400": 101, "401": 103, "403": 103, "413": 101, "429": 104, "500": 100}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -194,7 +194,7 @@ def test_wallet_operation(name: str) -> None:
     assert list(body["content"]) == ["application/json"]
     request_schema = resolve(body["content"]["application/json"]["schema"])
     assert request_schema["additionalProperties"] is False
-    assert set(operation["responses"]) == {"200", "400", "401", "403", "413", "500"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "413", "429", "500"}
     ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert {"$ref": "#/components/schemas/ErrorResponse"} in ok["oneOf"]
     assert len(ok["oneOf"]) == 2

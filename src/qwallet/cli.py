@@ -654,5 +654,10 @@ def demo_command(
             demo_launch.stop(child)
 
 
+from qwallet.verify import verify as _verify  # noqa: E402 - registered after the others
+
+app.command("verify")(_verify)
+
+
 def main() -> None:
     app()

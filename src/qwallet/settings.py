@@ -50,6 +50,17 @@ class Settings:
     payment_sandbox_delay_s: float = 2.0
     # How often the game page refreshes the balance.
     balance_poll_s: float = 3.0
+    # Request rate limits, token buckets kept in each server process's memory (so with N
+    # processes the effective limit is up to N times these). Burst = bucket size.
+    rate_limit_partner_rps: float = 5000.0
+    rate_limit_partner_burst: int = 10000
+    rate_limit_player_rps: float = 50.0
+    rate_limit_player_burst: int = 100
+    # TEST ONLY: "after_commit" makes the Wallet API process exit abruptly (os._exit) after the
+    # store call returned and before the answer is sent, with this probability per call. Used by
+    # the reliability suite to prove that a caller's retry gets the replayed answer.
+    test_crash_point: str | None = None
+    test_crash_probability: float = 0.0
 
     @property
     def currency_registry(self) -> CurrencyRegistry:
@@ -94,4 +105,10 @@ class Settings:
             payment_callback_timeout_s=float(get("PAYMENT_CALLBACK_TIMEOUT_S", "10")),
             payment_sandbox_delay_s=float(get("PAYMENT_SANDBOX_DELAY_S", "2")),
             balance_poll_s=float(get("BALANCE_POLL_S", "3")),
+            rate_limit_partner_rps=float(get("RATE_LIMIT_PARTNER_RPS", "5000")),
+            rate_limit_partner_burst=int(get("RATE_LIMIT_PARTNER_BURST", "10000")),
+            rate_limit_player_rps=float(get("RATE_LIMIT_PLAYER_RPS", "50")),
+            rate_limit_player_burst=int(get("RATE_LIMIT_PLAYER_BURST", "100")),
+            test_crash_point=get("TEST_CRASH_POINT", "") or None,
+            test_crash_probability=float(get("TEST_CRASH_PROBABILITY", "1")),
         )

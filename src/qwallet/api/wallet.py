@@ -11,6 +11,8 @@ body size (413) → body (400) → the use case (business errors as 200).
 from __future__ import annotations
 
 import logging
+import os
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from qwallet.api import metrics, requests, responses
 from qwallet.api.auth import ClientAddressResolver, PartnerAuthenticator, address_allowed
+from qwallet.api.ratelimit import RateLimiter
 from qwallet.api.requests import BeginRequest, ConfirmRequest, RollbackRequest, TokenRequest
 from qwallet.clock import Clock
 from qwallet.domain.errors import ErrorCode, WalletError
@@ -36,10 +39,22 @@ MAX_REQUEST_ID_LENGTH = 128
 
 
 class HttpError(Exception):
-    """A transport-level refusal with its own HTTP status (401, 403, 404, 405, 413)."""
+    """A transport-level refusal with its own HTTP status (401, 403, 404, 405, 413, 429)."""
 
-    def __init__(self, status: int, code: ErrorCode, description: str) -> None:
+    def __init__(
+        self, status: int, code: ErrorCode, description: str, retry_after_s: int = 0
+    ) -> None:
         self.status, self.code, self.description = status, code, description
+        self.retry_after_s = retry_after_s
+
+
+def rate_limited(retry_after_s: int, what: str) -> HttpError:
+    return HttpError(
+        429,
+        ErrorCode.RATE_LIMITED,
+        f"Rate limited ({what}); retry the same call after {retry_after_s} s.",
+        retry_after_s,
+    )
 
 
 def request_id_from(value: bytes | None) -> str:
@@ -65,6 +80,16 @@ class WalletAPI:
         self._currencies: CurrencyRegistry = settings.currency_registry
         self._max_body_bytes = settings.max_body_bytes
         self._max_balance = {c.code: c.max_balance_minor for c in settings.currencies}
+        self._limits = RateLimiter(
+            settings.rate_limit_partner_rps,
+            settings.rate_limit_partner_burst,
+            settings.rate_limit_player_rps,
+            settings.rate_limit_player_burst,
+        )
+        # TEST ONLY (QWALLET_TEST_CRASH_POINT=after_commit): die between commit and answer.
+        self._crash_probability = (
+            settings.test_crash_probability if settings.test_crash_point == "after_commit" else 0.0
+        )
         self._handlers: dict[str, Handler] = {
             "verifySession": self._verify_session,
             "getBalance": self._get_balance,
@@ -84,14 +109,19 @@ class WalletAPI:
         request_id = request_id_from(headers.get(b"x-request-id"))
         endpoint = scope["path"][len(PREFIX) :]
         status, code, body = 200, 0, b""
+        retry_after_s = 0
         try:
             body = await self._dispatch(scope, receive, headers, endpoint)
+            if self._crash_probability and random.random() < self._crash_probability:
+                log.warning("test crash point after_commit: exiting", extra={"endpoint": endpoint})
+                os._exit(70)
         except WalletError as error:
             status, code = error.code.http_status, int(error.code)
             body = responses.error_body(error, self._currencies, error.extra.get("currency"))
         except HttpError as error:
             status, code = error.status, int(error.code)
             body = responses.plain_error(error.code, error.description)
+            retry_after_s = error.retry_after_s
         except Exception:
             log.exception(
                 "unexpected failure", extra={"request_id": request_id, "endpoint": endpoint}
@@ -110,6 +140,8 @@ class WalletAPI:
             response_headers.append((b"www-authenticate", b'Basic realm="wallet", charset="UTF-8"'))
         elif status == 405:
             response_headers.append((b"allow", b"POST"))
+        elif status == 429:
+            response_headers.append((b"retry-after", str(retry_after_s).encode()))
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": body})
         if endpoint not in self._handlers:
@@ -140,6 +172,8 @@ class WalletAPI:
                     ErrorCode.NOT_AUTHORIZED,
                     "Request refused: the client address is not on the partner's allow-list.",
                 )
+        if wait_s := self._limits.partner(partner.id):
+            raise rate_limited(wait_s, "partner")
         content_type = headers.get(b"content-type")
         if content_type is not None and not content_type.lower().startswith(b"application/json"):
             raise WalletError(ErrorCode.MALFORMED_REQUEST, "Content-Type must be application/json.")
@@ -167,20 +201,27 @@ class WalletAPI:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
+    def _limit_player(self, partner: Partner, token: str) -> None:
+        if wait_s := self._limits.player(partner.id, token):
+            raise rate_limited(wait_s, "player")
+
     # -- endpoints --------------------------------------------------------------------------
 
     async def _verify_session(self, partner: Partner, body: bytes) -> bytes:
         request = requests.decode(body, TokenRequest)
+        self._limit_player(partner, request.token)
         view = await self._store.verify_session(partner.id, request.token, self._clock.now_ms())
         return responses.session_body(view, self._currencies)
 
     async def _get_balance(self, partner: Partner, body: bytes) -> bytes:
         request = requests.decode(body, TokenRequest)
+        self._limit_player(partner, request.token)
         view = await self._store.get_balance(partner.id, request.token, self._clock.now_ms())
         return responses.balance_body(view, self._currencies)
 
     async def _begin(self, partner: Partner, body: bytes, kind: Kind) -> bytes:
         request = requests.decode(body, BeginRequest)
+        self._limit_player(partner, request.token)
         amount_minor, currency = requests.amount_minor(request.amount, self._currencies)
         call = BeginCall(
             partner_id=partner.id,
@@ -202,6 +243,7 @@ class WalletAPI:
 
     async def _confirm(self, partner: Partner, body: bytes, kind: Kind) -> bytes:
         request = requests.decode(body, ConfirmRequest)
+        self._limit_player(partner, request.token)
         amount_minor, currency = requests.amount_minor(request.amount, self._currencies)
         call = ConfirmCall(
             partner_id=partner.id,
@@ -216,6 +258,7 @@ class WalletAPI:
 
     async def _rollback(self, partner: Partner, body: bytes, kind: Kind) -> bytes:
         request = requests.decode(body, RollbackRequest)
+        self._limit_player(partner, request.token)
         call = RollbackCall(
             partner_id=partner.id,
             kind=kind,

@@ -370,6 +370,13 @@ class _Bench:
         port = processes.free_port()
         env = dict(os.environ)
         env["QWALLET_DATABASE_URL"] = bench_db.url
+        # The load is deliberately far above a real partner's or player's request rate (the hot
+        # wallet scenario sends everything to one token): lift the per-process rate limits so
+        # the benchmark measures the service, not the limiter.
+        env["QWALLET_RATE_LIMIT_PARTNER_RPS"] = "1000000"
+        env["QWALLET_RATE_LIMIT_PARTNER_BURST"] = "1000000"
+        env["QWALLET_RATE_LIMIT_PLAYER_RPS"] = "1000000"
+        env["QWALLET_RATE_LIMIT_PLAYER_BURST"] = "1000000"
         if options.pool_min is not None:
             env["QWALLET_PG_POOL_MIN"] = str(options.pool_min)
         if options.pool_max is not None:

@@ -16,6 +16,7 @@ class ErrorCode(IntEnum):
     MALFORMED_REQUEST = 101
     INVALID_AMOUNT = 102
     NOT_AUTHORIZED = 103  # ours: HTTP 401 (credentials) or 403 (address not allowed)
+    RATE_LIMITED = 104  # ours: HTTP 429 with Retry-After; nothing was processed
     UNKNOWN_SESSION = 110
     SESSION_EXPIRED = 111
     PLAYER_BLOCKED = 112
@@ -36,11 +37,17 @@ class ErrorCode(IntEnum):
             return 400
         if self is ErrorCode.NOT_AUTHORIZED:
             return 401
+        if self is ErrorCode.RATE_LIMITED:
+            return 429
         return 200
 
     @property
     def retryable(self) -> bool:
-        return self in (ErrorCode.OTHER, ErrorCode.TRANSACTION_IN_PROGRESS)
+        return self in (
+            ErrorCode.OTHER,
+            ErrorCode.RATE_LIMITED,
+            ErrorCode.TRANSACTION_IN_PROGRESS,
+        )
 
 
 DEFAULT_DESCRIPTIONS: dict[ErrorCode, str] = {
@@ -48,6 +55,7 @@ DEFAULT_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.MALFORMED_REQUEST: "Malformed request.",
     ErrorCode.INVALID_AMOUNT: "Invalid amount.",
     ErrorCode.NOT_AUTHORIZED: "Missing or invalid credentials.",
+    ErrorCode.RATE_LIMITED: "Rate limited; retry later (see Retry-After).",
     ErrorCode.UNKNOWN_SESSION: "Unknown or revoked session token.",
     ErrorCode.SESSION_EXPIRED: "Session expired.",
     ErrorCode.PLAYER_BLOCKED: "Player is blocked.",

@@ -209,6 +209,7 @@ class PostgresStore:
             min_size=pool_min,
             max_size=pool_max,
             command_timeout=command_timeout_s,
+            timeout=5.0,  # connect timeout; asyncpg's 60 s default hangs requests on a dead route
             statement_cache_size=statement_cache_size,
             reset=_keep_session,
             server_settings={"application_name": "qwallet"},

@@ -1,0 +1,22 @@
+"""``qwallet verify``'s table: records summed per suite and backend, rendered as Markdown."""
+
+from __future__ import annotations
+
+from qwallet.verify import aggregate, render
+
+
+def test_records_are_summed_per_suite_and_backend() -> None:
+    records = [
+        {"suite": "kill", "backend": "sqlite", "runs": 1, "operations": 10, "faults": 5,
+         "failures": 0, "invariantChecks": 7},
+        {"suite": "kill", "backend": "sqlite", "runs": 1, "operations": 5, "faults": 5,
+         "failures": 1, "invariantChecks": 3},
+        {"suite": "kill", "backend": "postgres", "runs": 1, "operations": 1, "faults": 0,
+         "failures": 0, "invariantChecks": 1},
+    ]  # fmt: skip
+    rows = aggregate(records)
+    assert [(r["suite"], r["backend"]) for r in rows] == [("kill", "sqlite"), ("kill", "postgres")]
+    assert rows[0]["operations"] == 15 and rows[0]["failures"] == 1 and rows[0]["runs"] == 2
+    page = render(rows, mode="CI-sized", exit_code=1, seconds=3, command="qwallet verify")
+    assert "| kill | sqlite | 2 | 15 | 10 | 1 | 10 |" in page
+    assert "failures in all suites: **1**" in page
