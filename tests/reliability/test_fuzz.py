@@ -22,7 +22,7 @@ import pytest
 
 schemathesis = pytest.importorskip(
     "schemathesis",
-    reason="schemathesis is in the 'reliability' extra: pip install -e '.[reliability]'",
+    reason="schemathesis is in the test extra: pip install -e '.[test]'",
 )
 
 import hypothesis  # noqa: E402

@@ -290,7 +290,7 @@ def _api_key(url: str) -> str:
 def test_bandit_finds_nothing_of_high_severity() -> None:
     bandit = Path(sys.executable).parent / "bandit"
     if not bandit.exists() and shutil.which("bandit") is None:
-        pytest.skip("bandit is in the 'reliability' extra: pip install -e '.[reliability]'")
+        pytest.skip("bandit is in the test extra: pip install -e '.[test]'")
     source = Path(__file__).resolve().parents[2] / "src"
     result = subprocess.run(
         [str(bandit) if bandit.exists() else "bandit", "-r", str(source), "-f", "json", "-q"],
