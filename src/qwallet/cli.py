@@ -603,6 +603,7 @@ def demo_command(
     as_json: JsonOption = False,
 ) -> None:
     """Run the platform (demo data) and the demo game together; prints where to sign in."""
+    import signal
     import time
 
     if not demo_launch.demo_partner_available():
@@ -613,6 +614,9 @@ def demo_command(
         raise typer.Exit(2)
     settings = Settings.from_env()
     url = f"http://127.0.0.1:{port}"
+    # SIGTERM (a service manager, `kill`, a test's teardown) stops the children like Ctrl-C does;
+    # Python's default would end this process at once and leave both servers running.
+    signal.signal(signal.SIGTERM, _interrupt)
     platform, info = demo_launch.start_platform(
         port, demo_launch.environment(QWALLET_PUBLIC_BASE_URL=url)
     )
@@ -652,6 +656,10 @@ def demo_command(
     finally:
         for child in reversed(children):
             demo_launch.stop(child)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> None:
