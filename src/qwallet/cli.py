@@ -31,6 +31,7 @@ from qwallet.settings import Settings
 from qwallet.store import migrate
 from qwallet.store.factory import Store, open_store
 from qwallet.store.sqlite import sqlite_path
+from qwallet.verify import verify as verify_command
 from qwallet.web import demo_launch
 from qwallet.web.security import load_or_create_secret_key
 
@@ -54,6 +55,7 @@ app.add_typer(keys_app, name="api-keys")
 app.add_typer(operators_app, name="operators")
 app.add_typer(resolver_app, name="resolver")
 app.command("bench")(bench_command)
+app.command("verify")(verify_command)
 
 console = Console(stderr=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -603,6 +605,7 @@ def demo_command(
     as_json: JsonOption = False,
 ) -> None:
     """Run the platform (demo data) and the demo game together; prints where to sign in."""
+    import signal
     import time
 
     if not demo_launch.demo_partner_available():
@@ -613,6 +616,9 @@ def demo_command(
         raise typer.Exit(2)
     settings = Settings.from_env()
     url = f"http://127.0.0.1:{port}"
+    # SIGTERM (a service manager, `kill`, a test's teardown) stops the children like Ctrl-C does;
+    # Python's default would end this process at once and leave both servers running.
+    signal.signal(signal.SIGTERM, _interrupt)
     platform, info = demo_launch.start_platform(
         port, demo_launch.environment(QWALLET_PUBLIC_BASE_URL=url)
     )
@@ -654,9 +660,8 @@ def demo_command(
             demo_launch.stop(child)
 
 
-from qwallet.verify import verify as _verify  # noqa: E402 - registered after the others
-
-app.command("verify")(_verify)
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> None:

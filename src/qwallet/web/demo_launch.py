@@ -122,7 +122,11 @@ def start_platform(port: int, env: dict[str, str]) -> tuple[subprocess.Popen[str
         env=env,
     )
     assert process.stdout is not None
-    line = process.stdout.readline()
+    try:
+        line = process.stdout.readline()
+    except BaseException:  # interrupted while it starts: it is not the caller's to stop yet
+        stop(process)
+        raise
     if not line:
         process.wait(10)
         raise RuntimeError(f"qwallet serve exited with {process.returncode}")

@@ -148,6 +148,8 @@
   function renderInventory(data) {
     var bag = $("inventory");
     var fresh = {};
+    // Pack-only items (gems, chests) are not in the shop: learn their names before announcing.
+    data.items.forEach(function (item) { itemsById[item.id] = itemsById[item.id] || item; });
     if (knownGrants !== null) {
       data.grants.forEach(function (grant) {
         if (!knownGrants[grant.grantId]) {
@@ -165,7 +167,6 @@
     bag.textContent = "";
     var total = 0;
     data.items.forEach(function (item) {
-      itemsById[item.id] = itemsById[item.id] || item;
       var li = el("li", fresh[item.id] ? "new" : "");
       li.setAttribute("data-item", item.id);
       li.appendChild(el("span", "icon", item.icon));
