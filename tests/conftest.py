@@ -35,6 +35,12 @@ T = TypeVar("T")
 
 PG_URL = os.environ.get("QWALLET_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgres"]
+UNLIMITED_RPS = 1_000_000.0
+UNLIMITED_ENV = {
+    f"QWALLET_RATE_LIMIT_{who}_{what}": "1000000"
+    for who in ("PLAYER", "PARTNER")
+    for what in ("RPS", "BURST")
+}
 
 
 def _pg_admin_url() -> str:
@@ -263,7 +269,16 @@ def clock(backend: str) -> ManualClock:
 
 @pytest.fixture(scope="module")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, credential_cache_ttl_s=30.0)
+    # The concurrency scenarios fire hundreds of calls per token within a second, far above a
+    # real player's rate: the limiter has its own tests (tests/reliability/test_security.py).
+    return Settings(
+        database_url=database_url,
+        credential_cache_ttl_s=30.0,
+        rate_limit_player_rps=UNLIMITED_RPS,
+        rate_limit_player_burst=int(UNLIMITED_RPS),
+        rate_limit_partner_rps=UNLIMITED_RPS,
+        rate_limit_partner_burst=int(UNLIMITED_RPS),
+    )
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Platform, free_port
+from tests.conftest import UNLIMITED_ENV, Platform, free_port
 from tests.integration import _helpers_concurrency as scenarios
 
 PROCESSES = 2
@@ -46,7 +46,7 @@ def server_urls(
 ) -> Iterator[list[str]]:
     """Start the processes on the module's database; stop exactly those processes afterwards."""
     executable = Path(sys.executable).parent / "qwallet"
-    env = {**os.environ, "QWALLET_DATABASE_URL": database_url}
+    env = {**os.environ, **UNLIMITED_ENV, "QWALLET_DATABASE_URL": database_url}
     logs = tmp_path_factory.mktemp("serve-logs")
     started: list[tuple[subprocess.Popen[bytes], str, Path]] = []
     try:
