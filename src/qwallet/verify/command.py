@@ -51,6 +51,14 @@ calls invalid is refused (4xx, or an error body on 200 — e.g. 102 for amounts 
 confirm / rollback over 10 wallets; every acknowledged answer matches the final state and the \
 ledger replayed in order; nothing applied twice; wallets + partner + operator sum to zero and the \
 partner holds exactly the confirmed flows; no negative balance anywhere. |
+| `test_races.py` | races at scale, 2 processes | two `qwallet serve` processes on one \
+database, requests spread over both, on SQLite and on PostgreSQL at READ COMMITTED and at \
+SERIALIZABLE (`default_transaction_isolation` of the test database; 134 retried with backoff): \
+over-subscription rounds (100 concurrent withdrawals of 1.00 on exactly K.00: exactly K holds, \
+distinct ids and balances K-1 … 0, the rest 121), duplicate storms (20 identical begins, then \
+20 identical confirms: one hold, byte-identical replays) and confirm-vs-rollback rounds (exactly \
+one winner, replays repeat the race's answers); wallet and `reconcile` exact after every round. \
+CI 5 / 25 / 50 rounds per backend, long 100 / 500 / 1,000. |
 | `test_security.py` | rate limits, timing, logs, bandit | 429 / 104 with `Retry-After` per \
 session token and per partner, and a refused call changes nothing; unknown user and wrong \
 password answer in the same median time (within 1.5x); no password, token, API key or \
