@@ -56,6 +56,10 @@ class Settings:
     rate_limit_partner_burst: int = 10000
     rate_limit_player_rps: float = 50.0
     rate_limit_player_burst: int = 100
+    # Failed authentications per client address (Wallet API): once an address's bucket is empty,
+    # requests whose credentials are not already verified get 429 / 104 without running scrypt.
+    auth_failure_rps: float = 10.0
+    auth_failure_burst: int = 20
     # TEST ONLY: "after_commit" makes the Wallet API process exit abruptly (os._exit) after the
     # store call returned and before the answer is sent, with this probability per call. Used by
     # the reliability suite to prove that a caller's retry gets the replayed answer.
@@ -109,6 +113,8 @@ class Settings:
             rate_limit_partner_burst=int(get("RATE_LIMIT_PARTNER_BURST", "10000")),
             rate_limit_player_rps=float(get("RATE_LIMIT_PLAYER_RPS", "50")),
             rate_limit_player_burst=int(get("RATE_LIMIT_PLAYER_BURST", "100")),
+            auth_failure_rps=float(get("AUTH_FAILURE_RPS", "10")),
+            auth_failure_burst=int(get("AUTH_FAILURE_BURST", "20")),
             test_crash_point=get("TEST_CRASH_POINT", "") or None,
             test_crash_probability=float(get("TEST_CRASH_PROBABILITY", "1")),
         )

@@ -492,6 +492,8 @@ def reconcile_cli(database_url: str) -> dict[str, Any]:
 class Verdict:
     checks: int = 0
     problems: list[str] = field(default_factory=list)
+    holds: int = 0  # transactions of this world that were opened (a hold or a pending deposit)
+    holds_pending: int = 0  # of those, still pending in the final state
 
     def check(self, condition: bool, message: str) -> None:
         self.checks += 1
@@ -517,6 +519,9 @@ def check_history(
     """
     verdict = Verdict()
     history = load_history(database_url)
+    mine = [t for t in history.transactions if int(t["partner_id"]) == world.partner_id]
+    verdict.holds = sum(1 for t in mine if t["begin_balance_minor"] is not None)
+    verdict.holds_pending = sum(1 for t in mine if t["state"] == "pending")
     by_key = {
         (int(t["partner_id"]), str(t["kind"]), str(t["mm_transaction_id"])): t
         for t in history.transactions

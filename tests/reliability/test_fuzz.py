@@ -75,13 +75,16 @@ def _json(response: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def settings(database_url: str) -> Settings:
-    # The fuzzer calls with one token many times a second: not what the limiter is tested for.
+    # The fuzzer calls with one token many times a second, and sends many made-up Authorization
+    # headers from one address: not what the limiters are tested for (test_security is).
     return Settings(
         database_url=database_url,
         rate_limit_partner_rps=1e6,
         rate_limit_partner_burst=1_000_000,
         rate_limit_player_rps=1e6,
         rate_limit_player_burst=1_000_000,
+        auth_failure_rps=1e6,
+        auth_failure_burst=1_000_000,
     )
 
 

@@ -2,6 +2,9 @@
 
 - Rate limits: token buckets per partner and per session token answer HTTP 429, code 104, with
   ``Retry-After``, and a refused call changes nothing.
+- Failed authentications: per client address, a bucket of failed authentications; once empty,
+  requests whose credentials are not already verified get 429 / 104 with ``Retry-After`` without
+  any scrypt (counted), even when they all arrive at once; verified credentials keep working.
 - Timing: an unknown username and a wrong password cost the same (medians over interleaved tries,
   every try a cache miss), so response times do not reveal which part was wrong.
 - Logs: a server run with failing, refused and unauthenticated calls — and database failures that
@@ -26,6 +29,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from qwallet.api import auth as auth_module
+from qwallet.api.auth import FailedAuthLimiter
 from qwallet.api.ratelimit import RateLimiter, TokenBuckets, retry_after_s
 from qwallet.service import api_keys
 from qwallet.settings import Settings
@@ -56,6 +61,9 @@ def settings(database_url: str) -> Settings:
         rate_limit_partner_burst=PARTNER_BURST,
         rate_limit_player_rps=1.0,
         rate_limit_player_burst=PLAYER_BURST,
+        # The timing test below sends hundreds of wrong passwords from one address.
+        auth_failure_rps=1_000_000.0,
+        auth_failure_burst=1_000_000,
     )
 
 
@@ -97,6 +105,140 @@ def test_rate_limiter_keys_players_by_partner_and_token() -> None:
     assert limiter.player(1, "t") == 1
     assert limiter.player(2, "t") == 0  # the same token string at another partner
     assert limiter.partner(1) == 0
+
+
+def test_failed_auth_limiter_takes_before_and_refunds_after() -> None:
+    clock = FakeClock()
+    limiter = FailedAuthLimiter(0.5, 2, clock=clock, max_buckets=10)
+    assert limiter.acquire("a") == 0.0 and limiter.acquire("a") == 0.0
+    assert limiter.acquire("a") == pytest.approx(2.0)  # one failure back every 2 s
+    assert limiter.retry_after_s(limiter.acquire("a")) == 2
+    limiter.refund("a")  # a verification that succeeded gives its token back
+    assert limiter.acquire("a") == 0.0
+    assert limiter.acquire(None) == 0.0  # an unresolvable address has a bucket too
+    clock.now += 1000
+    assert [limiter.acquire("a") for _ in range(2)] == [0.0, 0.0]  # refills up to the burst
+    limiter.refund("a")
+    limiter.refund("a")
+    limiter.refund("a")
+    assert [limiter.acquire("a") for _ in range(3)][2] > 0  # refunds cap at the burst too
+    for index in range(100):
+        limiter.acquire(index)
+    assert len(limiter) == 10
+
+
+AUTH_FAILURE_BURST = 5
+
+
+def test_failed_authentications_are_limited_per_address_without_scrypt(
+    settings: Settings, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """50 wrong passwords at once from one address: only the burst is hashed (401), the rest get
+    429 / 104 with Retry-After; verified credentials keep working; after Retry-After one more
+    failure is hashed again."""
+    limited = Settings(
+        database_url=settings.database_url,
+        auth_failure_rps=0.5,
+        auth_failure_burst=AUTH_FAILURE_BURST,
+    )
+    hashes = {"count": 0}
+    verify = auth_module.verify_password
+
+    def counting_verify(password: bytes, encoded: str) -> bool:
+        hashes["count"] += 1
+        return verify(password, encoded)
+
+    monkeypatch.setattr(auth_module, "verify_password", counting_verify)
+    username, password = platform.create_partner()
+    other_user, other_password = platform.create_partner()
+    token = platform.create_session(platform.create_player("1.00"), username)
+    server = LiveServer(limited, platform.clock)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            good = client.post(
+                "/wallet/getBalance", json={"token": token}, auth=(username, password)
+            )
+            assert good.status_code == 200, good.text  # verified once, then cached
+            hashed_before = hashes["count"]
+
+            async def storm() -> list[httpx.Response]:
+                async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+                    return list(
+                        await asyncio.gather(
+                            *(
+                                http.post(
+                                    "/wallet/getBalance",
+                                    json={"token": token},
+                                    auth=(username, f"wrong-{index}"),
+                                )
+                                for index in range(50)
+                            )
+                        )
+                    )
+
+            answers = asyncio.run(storm())
+            statuses = sorted(a.status_code for a in answers)
+            refused = [a for a in answers if a.status_code == 429]
+            hashed_by_storm = hashes["count"] - hashed_before
+            assert statuses.count(401) == AUTH_FAILURE_BURST, statuses
+            assert len(refused) == 50 - AUTH_FAILURE_BURST, statuses
+            assert hashed_by_storm == AUTH_FAILURE_BURST, hashed_by_storm
+            assert all(a.json()["errorCode"] == 104 for a in refused)
+            assert all(int(a.headers["retry-after"]) >= 1 for a in refused)
+            # Verified credentials from the same address are not affected.
+            again = client.post(
+                "/wallet/getBalance", json={"token": token}, auth=(username, password)
+            )
+            assert again.status_code == 200 and "errorCode" not in again.json(), again.text
+            # Not yet verified credentials from a throttled address wait like everyone there.
+            unverified = client.post(
+                "/wallet/getBalance", json={"token": token}, auth=(other_user, other_password)
+            )
+            assert unverified.status_code == 429, unverified.text
+            assert hashes["count"] - hashed_before == AUTH_FAILURE_BURST
+            # A burst of one valid header not yet verified (e.g. when its cache entry expired)
+            # shares one verification; none of it is refused, even from this throttled address.
+            fresh_user, fresh_password = platform.create_partner()
+            fresh_token = platform.create_session(platform.create_player("1.00"), fresh_user)
+
+            async def valid_burst() -> list[httpx.Response]:
+                async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+                    return list(
+                        await asyncio.gather(
+                            *(
+                                http.post(
+                                    "/wallet/getBalance",
+                                    json={"token": fresh_token},
+                                    auth=(fresh_user, fresh_password),
+                                )
+                                for _ in range(30)
+                            )
+                        )
+                    )
+
+            hashed_mid = hashes["count"]
+            # The storm emptied the bucket: wait for one token to come back (0.5 per second).
+            time.sleep(2.1)
+            burst = asyncio.run(valid_burst())
+            assert [a.status_code for a in burst] == [200] * 30, [a.text for a in burst][:3]
+            assert hashes["count"] - hashed_mid == 1, hashes["count"] - hashed_mid
+            hashed_before += 1
+            time.sleep(int(refused[0].headers["retry-after"]))
+            late = client.post("/wallet/getBalance", json={"token": token}, auth=(username, "x"))
+            assert late.status_code == 401, late.text  # a token came back: hashed and refused
+    finally:
+        server.stop()
+    record_result(
+        "failed-authentication limit per address",
+        "sqlite" if settings.database_url.startswith("sqlite") else "postgres",
+        operations=84,
+        faults=0,
+        failures=0,
+        invariant_checks=9,
+        scryptRuns=hashes["count"] - hashed_before,
+        refused=len(refused),
+    )
 
 
 # -- over HTTP -------------------------------------------------------------------------------

@@ -20,3 +20,21 @@ def test_records_are_summed_per_suite_and_backend() -> None:
     page = render(rows, mode="CI-sized", exit_code=1, seconds=3, command="qwallet verify")
     assert "| kill | sqlite | 2 | 15 | 10 | 1 | 10 |" in page
     assert "failures in all suites: **1**" in page
+
+
+def test_liveness_and_model_tables_are_rendered() -> None:
+    records = [
+        {"suite": "kill", "backend": "sqlite", "runs": 1, "operations": 10, "faults": 5,
+         "failures": 0, "invariantChecks": 7, "holdsOpened": 12, "holdsFinalizedByCallers": 12,
+         "holdsLeftPending": 0},
+        {"suite": "live", "backend": "postgres", "runs": 1, "operations": 10, "faults": 5,
+         "failures": 0, "invariantChecks": 7, "holdsOpened": 30, "holdsFinalizedByCallers": 20,
+         "holdsFinalizedByResolver": 10, "holdsLeftPending": 0},
+        {"suite": "model", "backend": "sqlite", "runs": 200, "operations": 9000, "faults": 0,
+         "failures": 0, "invariantChecks": 100, "examples": 200, "steps": 50, "calls": 9000,
+         "seconds": 120.4},
+    ]  # fmt: skip
+    page = render(aggregate(records), mode="CI-sized", exit_code=0, seconds=3, command="x")
+    assert "| kill | sqlite | 12 | 12 | 0 | 0 |" in page
+    assert "| live | postgres | 30 | 20 | 10 | 0 |" in page
+    assert "| sqlite | 200 | 50 | 9,000 | 120 |" in page

@@ -4,6 +4,14 @@ Basic credentials are checked with scrypt once; a verified ``Authorization`` hea
 remembered (keyed by its SHA-256, never by the password) for ``credential_cache_ttl_s``, so the hot
 path does no password hashing. Unknown users are checked against a dummy hash so that timing does
 not reveal whether the username or the password was wrong.
+
+Failures are not cached, so every request with a wrong password costs one scrypt. To keep that
+from becoming a CPU denial of service, :class:`FailedAuthLimiter` keeps a token bucket of failed
+authentications per client address: a request whose header is not already verified takes a token
+*before* scrypt runs and gives it back when the credentials turn out right; an address with an
+empty bucket is answered 429 / 104 with ``Retry-After`` and no hashing at all. A header answered
+from the cache never touches the bucket, so a partner with valid credentials keeps working even
+while its address is being used for guessing.
 """
 
 from __future__ import annotations
@@ -13,8 +21,10 @@ import base64
 import binascii
 import hashlib
 import ipaddress
+import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from functools import lru_cache
 
 from qwallet.service.credentials import DUMMY_HASH, verify_password
@@ -25,6 +35,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_CACHED_CREDENTIALS = 10_000
 MAX_AUTHORIZATION_BYTES = 1024
+MAX_FAILURE_BUCKETS = 100_000
 
 
 def parse_basic(header: bytes) -> tuple[str, bytes] | None:
@@ -56,6 +67,20 @@ class PartnerAuthenticator:
         self._ttl_s = ttl_s
         self._cache: OrderedDict[bytes, tuple[Partner, float]] = OrderedDict()
         self._pending: dict[bytes, asyncio.Future[Partner | None]] = {}
+
+    def cached(self, header: bytes | None) -> Partner | None:
+        """The partner of an already verified, unexpired header; never hashes a password."""
+        if not header:
+            return None
+        cached = self._cache.get(hashlib.sha256(header).digest())
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        return None
+
+    def verifying(self, header: bytes | None) -> bool:
+        """Whether a verification of exactly this header is in flight (a caller would join it
+        and run no scrypt of its own)."""
+        return bool(header) and hashlib.sha256(header or b"").digest() in self._pending
 
     async def authenticate(self, header: bytes | None) -> Partner | None:
         if not header:
@@ -95,6 +120,60 @@ class PartnerAuthenticator:
             if len(self._cache) > MAX_CACHED_CREDENTIALS:
                 self._cache.popitem(last=False)
         return partner
+
+
+class FailedAuthLimiter:
+    """Token buckets of failed authentications per client address (process memory, bounded).
+
+    ``acquire`` takes a token before a verification that may run scrypt (0.0 when allowed, else
+    the seconds until a token is back); ``refund`` gives it back when the credentials were right.
+    Taking before hashing bounds the scrypt work of one address even when its requests arrive all
+    at once. The least recently used buckets are dropped beyond ``max_buckets``.
+    """
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: int,
+        *,
+        max_buckets: int = MAX_FAILURE_BUCKETS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        assert rate_per_s > 0 and burst >= 1, (rate_per_s, burst)
+        self.rate_per_s = rate_per_s
+        self.burst = float(burst)
+        self._max_buckets = max_buckets
+        self._clock = clock
+        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+
+    def _refilled(self, key: Hashable) -> tuple[float, float]:
+        now = self._clock()
+        tokens, updated = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + (now - updated) * self.rate_per_s), now
+
+    def _store(self, key: Hashable, tokens: float, now: float) -> None:
+        self._buckets[key] = (tokens, now)
+        self._buckets.move_to_end(key)
+        if len(self._buckets) > self._max_buckets:
+            self._buckets.popitem(last=False)
+
+    def acquire(self, key: Hashable) -> float:
+        tokens, now = self._refilled(key)
+        if tokens >= 1.0:
+            self._store(key, tokens - 1.0, now)
+            return 0.0
+        self._store(key, tokens, now)
+        return (1.0 - tokens) / self.rate_per_s
+
+    def refund(self, key: Hashable) -> None:
+        tokens, now = self._refilled(key)
+        self._store(key, min(self.burst, tokens + 1.0), now)
+
+    def retry_after_s(self, wait_s: float) -> int:
+        return 0 if wait_s <= 0 else max(1, math.ceil(wait_s))
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 @lru_cache(maxsize=1024)

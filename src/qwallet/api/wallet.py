@@ -4,7 +4,8 @@ Deliberately not a Starlette route: one request passes through exactly this code
 once, Basic auth from the cache, allow-list, bounded body read, strict decode, one store call,
 one encoded answer — which keeps the per-request cost low enough for the throughput targets.
 
-Order of checks: method and endpoint (405/404) → credentials (401) → client address (403) →
+Order of checks: method and endpoint (405/404) → failed-authentication limit per client address
+(429, only for credentials not already verified) → credentials (401) → client address (403) →
 body size (413) → body (400) → the use case (business errors as 200).
 """
 
@@ -20,7 +21,12 @@ from collections.abc import Awaitable, Callable
 from starlette.types import Receive, Scope, Send
 
 from qwallet.api import metrics, requests, responses
-from qwallet.api.auth import ClientAddressResolver, PartnerAuthenticator, address_allowed
+from qwallet.api.auth import (
+    ClientAddressResolver,
+    FailedAuthLimiter,
+    PartnerAuthenticator,
+    address_allowed,
+)
 from qwallet.api.ratelimit import RateLimiter
 from qwallet.api.requests import BeginRequest, ConfirmRequest, RollbackRequest, TokenRequest
 from qwallet.clock import Clock
@@ -85,6 +91,9 @@ class WalletAPI:
             settings.rate_limit_partner_burst,
             settings.rate_limit_player_rps,
             settings.rate_limit_player_burst,
+        )
+        self._auth_failures = FailedAuthLimiter(
+            settings.auth_failure_rps, settings.auth_failure_burst
         )
         # TEST ONLY (QWALLET_TEST_CRASH_POINT=after_commit): die between commit and answer.
         self._crash_probability = (
@@ -158,14 +167,38 @@ class WalletAPI:
             )
         if scope["method"] != "POST":
             raise HttpError(405, ErrorCode.MALFORMED_REQUEST, "Every Wallet API call is a POST.")
-        partner = await self._auth.authenticate(headers.get(b"authorization"))
-        if partner is None:
-            raise HttpError(401, ErrorCode.NOT_AUTHORIZED, "Missing or invalid credentials.")
-        if partner.ip_allow:
-            client = scope.get("client")
+        authorization = headers.get(b"authorization")
+        client = scope.get("client")
+        address = None
+        partner = self._auth.cached(authorization)
+        if partner is None and self._auth.verifying(authorization):
+            # The same header is being verified right now (cache expiry under load): join that
+            # verification; it runs no scrypt of its own and is charged nothing.
+            partner = await self._auth.authenticate(authorization)
+            if partner is None:
+                raise HttpError(401, ErrorCode.NOT_AUTHORIZED, "Missing or invalid credentials.")
+        elif partner is None:
+            # Not verified yet: this may run scrypt. Each client address has a budget of failed
+            # authentications; the token is taken first and given back when the credentials hold.
             address = self._addresses.resolve(
                 client[0] if client else None, headers.get(b"x-forwarded-for")
             )
+            if wait := self._auth_failures.retry_after_s(self._auth_failures.acquire(address)):
+                raise HttpError(
+                    429,
+                    ErrorCode.RATE_LIMITED,
+                    f"Too many failed authentications from this address; retry after {wait} s.",
+                    wait,
+                )
+            partner = await self._auth.authenticate(authorization)
+            if partner is None:
+                raise HttpError(401, ErrorCode.NOT_AUTHORIZED, "Missing or invalid credentials.")
+            self._auth_failures.refund(address)
+        if partner.ip_allow:
+            if address is None:
+                address = self._addresses.resolve(
+                    client[0] if client else None, headers.get(b"x-forwarded-for")
+                )
             if not address_allowed(address, partner.ip_allow):
                 raise HttpError(
                     403,

@@ -21,6 +21,12 @@ from typing import Annotated, Any
 import typer
 
 COLUMNS = ("runs", "operations", "faults", "failures", "invariantChecks")
+HOLD_COLUMNS = (
+    "holdsOpened",
+    "holdsFinalizedByCallers",
+    "holdsFinalizedByResolver",
+    "holdsLeftPending",
+)
 
 SUITES = """## What the suites assert
 
@@ -51,8 +57,30 @@ calls invalid is refused (4xx, or an error body on 200 — e.g. 102 for amounts 
 confirm / rollback over 10 wallets; every acknowledged answer matches the final state and the \
 ledger replayed in order; nothing applied twice; wallets + partner + operator sum to zero and the \
 partner holds exactly the confirmed flows; no negative balance anywhere. |
+| `test_races.py` | races at scale, 2 processes | two `qwallet serve` processes on one \
+database, requests spread over both, on SQLite and on PostgreSQL at READ COMMITTED and at \
+SERIALIZABLE (`default_transaction_isolation` of the test database; 134 retried with backoff): \
+over-subscription rounds (100 concurrent withdrawals of 1.00 on exactly K.00: exactly K holds, \
+distinct ids and balances K-1 … 0, the rest 121), duplicate storms (20 identical begins, then \
+20 identical confirms: one hold, byte-identical replays) and confirm-vs-rollback rounds (exactly \
+one winner, replays repeat the race's answers); wallet and `reconcile` exact after every round. \
+CI 5 / 25 / 50 rounds per backend, long 100 / 500 / 1,000. |
+| `test_liveness.py` | liveness: kill -9 + partner never finalizes, hold resolver | \
+`qwallet serve` (both backends) SIGKILLed under retrying withdraw → confirm / rollback flows \
+while a partner opens withdrawals and never finalizes them; each abandoned hold gets a fate in \
+the partner kit (confirmed, rolled back, no record, pending then confirmed later). The hold \
+resolver, with a manual clock past the hold window, asks the kit's real Query Withdrawal \
+endpoint: afterwards nothing is pending, each hold is in the state its fate says, the full \
+history check passes. The abandoned holds count as faults. |
+| `test_model.py` | model-based (Hypothesis state machine) | the state machine of \
+`tests/integration/test_model_based.py` against a live server (the configured examples and \
+steps per backend, every Wallet API call, session expiry and blocking against a reference \
+model); invariant checks are the model's balance comparisons (available, held, pendingIn, \
+status per wallet per step). |
 | `test_security.py` | rate limits, timing, logs, bandit | 429 / 104 with `Retry-After` per \
-session token and per partner, and a refused call changes nothing; unknown user and wrong \
+session token and per partner, and a refused call changes nothing; failed authentications per \
+client address: 50 wrong passwords at once run scrypt only for the burst (counted), the rest get \
+429 / 104 without hashing, verified credentials keep working; unknown user and wrong \
 password answer in the same median time (within 1.5x); no password, token, API key or \
 Authorization value in debug logs, database tracebacks included; `bandit -r src` has no \
 high-severity finding. |
@@ -70,6 +98,16 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for column in COLUMNS:
             row[column] += int(record.get(column, 0))
         row["seconds"] = float(row.get("seconds", 0)) + float(record.get("seconds", 0))
+        for extra in HOLD_COLUMNS:
+            if extra in record:
+                row[extra] = int(row.get(extra, 0)) + int(record[extra])
+        for extra in ("examples", "steps", "calls"):
+            if extra in record:
+                row[extra] = (
+                    int(record[extra])
+                    if extra == "steps"
+                    else int(row.get(extra, 0)) + int(record[extra])
+                )
     return list(rows.values())
 
 
@@ -106,6 +144,41 @@ def render(
             f"| {row['suite']} | {row['backend']} | {row['runs']:,} | {row['operations']:,}"
             f" | {row['faults']:,} | {row['failures']:,} | {row['invariantChecks']:,} |"
         )
+    liveness = [row for row in rows if row.get("holdsOpened") is not None]
+    if liveness:
+        lines += [
+            "",
+            "### Liveness: every hold reaches a final state",
+            "",
+            "Holds (withdrawals that held funds, deposits that went pending) opened by each fault"
+            " run, and how they were finalized: by the callers' own confirm / rollback retries,"
+            " or by the hold resolver for those a partner abandoned on purpose.",
+            "",
+            "| suite | backend | holds opened | finalized by callers | finalized by the"
+            " resolver | left pending |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for row in liveness:
+            lines.append(
+                f"| {row['suite']} | {row['backend']} | {row['holdsOpened']:,}"
+                f" | {row.get('holdsFinalizedByCallers', 0):,}"
+                f" | {row.get('holdsFinalizedByResolver', 0):,}"
+                f" | {row.get('holdsLeftPending', 0):,} |"
+            )
+    models = [row for row in rows if row.get("examples") is not None]
+    if models:
+        lines += [
+            "",
+            "### Model-based test size",
+            "",
+            "| backend | examples | steps per example (max) | Wallet API calls | seconds |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for row in models:
+            lines.append(
+                f"| {row['backend']} | {row['examples']:,} | {row['steps']:,}"
+                f" | {row['calls']:,} | {float(row.get('seconds', 0)):.0f} |"
+            )
     lines += [
         "",
         "Columns: *operations* are HTTP requests sent (retries included) or cases run; *faults*",
