@@ -20,10 +20,13 @@ import contextlib
 import multiprocessing
 import os
 import secrets
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -289,7 +292,18 @@ class _Bench:
         self._steps_done = 0
         self._steps_total = 1
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> None:
+        if interrupted:
+            # Load runs in flight would go on to their deadline: end our generator processes.
+            generators = list(self._pool._processes.values())
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for process in generators:
+                with contextlib.suppress(OSError, ValueError):
+                    process.terminate()
+            for process in generators:
+                with contextlib.suppress(OSError, ValueError):
+                    process.join(timeout=5)
+            return
         self._pool.shutdown(cancel_futures=True)
 
     def _tag(self, scenario: str) -> str:
@@ -398,9 +412,9 @@ class _Bench:
             "--port",
             str(port),
         ]
-        server = processes.Server(argv, env, port, self.workdir / f"{name}.log")
-        server.wait_ready(workers=options.workers)
-        return server
+        return _ready(
+            processes.Server(argv, env, port, self.workdir / f"{name}.log"), options.workers
+        )
 
     def _start_reference(self, bench_db: database.BenchDatabase) -> processes.Server | None:
         root = repository_root()
@@ -426,8 +440,7 @@ class _Bench:
             "warning",
         ]
         server = processes.Server(argv, env, port, self.workdir / "reference.log")
-        server.wait_ready(workers=self.options.workers)
-        return server
+        return _ready(server, self.options.workers)
 
     def _settle(
         self,
@@ -622,20 +635,62 @@ class _Bench:
                     run.failure = "the server logged 'database is locked'"
         except Exception as error:
             run.failure = repr(error)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
         report.runs.append(run)
-        for path in directory.iterdir():
-            path.unlink()
-        directory.rmdir()
+
+
+def _ready(server: processes.Server, workers: int) -> processes.Server:
+    """Wait for a started server; stop it if it never gets ready (or the wait is interrupted)."""
+    try:
+        server.wait_ready(workers=workers)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM, like Ctrl-C, raises ``KeyboardInterrupt`` in the benchmark, so that every
+    ``finally`` runs: the servers it started are stopped, its database dropped, its generator
+    processes ended. Further signals are ignored while that cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.getsignal(number) for number in wanted}
+
+    def interrupted(number: int, _frame: object) -> None:
+        for other in wanted:
+            signal.signal(other, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"interrupted by {signal.Signals(number).name}")
+
+    for number in wanted:
+        signal.signal(number, interrupted)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def run_bench(options: BenchOptions, progress: Progress | None = None) -> BenchReport:
-    """Run the whole benchmark; the database it creates is dropped afterwards."""
-    workdir = Path(tempfile.mkdtemp(prefix="qwallet-bench-"))
-    bench = _Bench(options, progress or (lambda _text, _done: None), workdir)
-    try:
-        return bench.run()
-    finally:
-        bench.close()
+    """Run the whole benchmark; the database it creates is dropped afterwards.
+
+    Interrupted (Ctrl-C, SIGTERM), it stops what it started and drops its database before
+    ``KeyboardInterrupt`` propagates."""
+    with _signals_interrupt():
+        workdir = Path(tempfile.mkdtemp(prefix="qwallet-bench-"))
+        bench = _Bench(options, progress or (lambda _text, _done: None), workdir)
+        interrupted = True
+        try:
+            report = bench.run()
+            interrupted = False
+            return report
+        finally:
+            bench.close(interrupted)
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 __all__ = [
