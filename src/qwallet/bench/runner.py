@@ -39,6 +39,7 @@ import asyncpg
 
 from qwallet.bench import database, pgbench, processes
 from qwallet.bench.loadgen import (
+    REPLAY_POOL,
     SCENARIOS,
     LoadResult,
     LoadSpec,
@@ -71,6 +72,7 @@ class BenchOptions:
     warmup_s: float = 1.0
     settle_max_s: float = 30.0
     """Longest warm-up of a freshly started server (bursts until its rate stops rising)."""
+    replay_pool: int = REPLAY_POOL
     repetitions: int = 3
     open_fractions: tuple[float, ...] = (0.25, 0.5, 0.7, 0.9)
     open_duration_s: float = 8.0
@@ -94,12 +96,13 @@ class BenchOptions:
         base = cls(
             players=5_000,
             connections=16,
-            duration_s=2.0,
+            duration_s=1.5,
             warmup_s=0.3,
-            settle_max_s=8.0,
+            settle_max_s=5.0,
+            replay_pool=256,
             repetitions=1,
             open_fractions=(0.7,),
-            open_duration_s=2.0,
+            open_duration_s=1.5,
             label="short",
         )
         return replace(base, **overrides)
@@ -346,6 +349,7 @@ class _Bench:
                 # Unique per load run and generator: mm ids never repeat within a database.
                 tag=f"{tag}{run}.{index}.",
                 seed=options.seed * 1_000_003 + run * 101 + index,
+                replay_pool=options.replay_pool // generators,
             )
             for index in range(generators)
         ]
