@@ -87,7 +87,7 @@ class BenchDatabase:
 
 
 def _uuid(prefix: str, index: int) -> str:
-    return str(uuid.UUID(md5(f"{prefix}{index}".encode()).hexdigest()))  # noqa: S324
+    return str(uuid.UUID(md5(f"{prefix}{index}".encode(), usedforsecurity=False).hexdigest()))
 
 
 def admin_url_for(admin_url: str, database: str) -> str:
