@@ -77,7 +77,7 @@ def test_sigterm_stops_the_servers_and_drops_the_database(tmp_path: Path) -> Non
         bench.send_signal(signal.SIGTERM)
         _, stderr = bench.communicate(timeout=60)
         assert bench.returncode == 130, stderr[-2000:]
-        alive = [p.pid for p in seen.values() if p.is_running() and p.status() != "zombie"]
+        alive = _still_running(seen.values(), grace_s=5.0)
         assert alive == [], f"processes left running: {alive}"
         assert not (created & asyncio.run(_bench_databases())), "the bench database was kept"
     finally:
@@ -91,3 +91,20 @@ def _cmdline(process: psutil.Process) -> list[str]:
         return list(process.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return []
+
+
+def _still_running(candidates: object, grace_s: float) -> list[str]:
+    """The processes still alive after ``grace_s`` (helpers such as multiprocessing's resource
+    tracker exit on their own shortly after their parent)."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        alive = []
+        for process in candidates:  # type: ignore[attr-defined]
+            try:
+                if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(f"{process.pid} {' '.join(_cmdline(process))[:200]}")
+            except psutil.NoSuchProcess:
+                continue
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.2)
