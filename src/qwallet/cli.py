@@ -156,9 +156,13 @@ def serve(
     else:
         migrate.upgrade(settings.database_url)
     logs.configure(log_level)
+    from qwallet.api.responses import CoalescingHttpToolsProtocol
+
     server_options: dict[str, Any] = {
         "host": host,
         "port": port,
+        # httptools with each answer written in one send() (see CoalescingHttpToolsProtocol).
+        "http": CoalescingHttpToolsProtocol,
         "access_log": False,
         # Our own trusted-proxy rule decides about X-Forwarded-For (qwallet.api.auth).
         "proxy_headers": False,

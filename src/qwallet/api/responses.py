@@ -6,9 +6,11 @@ spliced in as raw text so they never pass through ``float``.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, cast
 
 import msgspec
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from qwallet.domain.errors import ErrorCode, WalletError
 from qwallet.domain.money import Currency, CurrencyRegistry, format_amount
@@ -66,3 +68,48 @@ def error_body(
 
 def plain_error(code: ErrorCode, description: str) -> bytes:
     return _encode({"errorCode": int(code), "errorDescription": description})
+
+
+# -- writing an answer ----------------------------------------------------------------------------
+
+
+class _CoalescingTransport:
+    """Hands the writes of one event-loop step to the real transport as one.
+
+    uvicorn writes a response's head and its body separately: two ``send()`` calls, two TCP
+    segments (``TCP_NODELAY``) and so two wake-ups of the client for every answer. Buffered until
+    the end of the loop step they go out in one. Everything else is the real transport's.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, each answer written in one ``send()``."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(cast(asyncio.Transport, _CoalescingTransport(transport, self.loop)))

@@ -102,7 +102,11 @@ def bench_command(
             progress.update(task, description=text, completed=done)
             progress.console.print(f"  {text}")
 
-        result = run_bench(options, show)
+        try:
+            result = run_bench(options, show)
+        except KeyboardInterrupt:
+            console.print("interrupted: the servers were stopped and the bench database dropped")
+            raise typer.Exit(130) from None
     notes_path = Path(__file__).with_name("notes.md")
     notes = notes_path.read_text(encoding="utf-8") if notes_path.exists() else ""
     written = report_module.render(result, output, notes)

@@ -87,6 +87,8 @@ class LoadSpec:
     tag: str = "x"
     seed: int = 1
     hot_player: int = 1
+    replay_pool: int = REPLAY_POOL
+    """Withdrawals made (unmeasured) before a replay run, to be replayed."""
 
 
 @dataclass
@@ -360,7 +362,7 @@ class _Runner:
             self.result.flows += 1
 
     async def _prepare_replays(self, workload: _Workload, connection: _Connection) -> None:
-        share = max(1, REPLAY_POOL // self.spec.connections)
+        share = max(1, self.spec.replay_pool // self.spec.connections)
         for _ in range(share):
             request, mm_id, _token = workload._withdraw(workload._token())
             qw_id = await self._send(connection, request, time.perf_counter(), False)
@@ -444,4 +446,12 @@ def decode_histogram(encoded: bytes) -> HdrHistogram:
     return histogram
 
 
-__all__ = ["SCENARIOS", "LoadResult", "LoadSpec", "decode_histogram", "run_load", "token_for"]
+__all__ = [
+    "REPLAY_POOL",
+    "SCENARIOS",
+    "LoadResult",
+    "LoadSpec",
+    "decode_histogram",
+    "run_load",
+    "token_for",
+]
