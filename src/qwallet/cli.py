@@ -180,7 +180,7 @@ def serve(
     else:
         from qwallet.api.app import create_app
 
-        uvicorn.run(create_app(settings), **server_options)
+        uvicorn.run(create_app(settings, freeze_heap=True), **server_options)
 
 
 def _data_dir(settings: Settings) -> Path:

@@ -86,6 +86,43 @@ def test_credential_rotation_with_overlap(new_wallet: Any, platform: Platform) -
     assert httpx.post(f"{url}/wallet/getBalance", json=token_body, auth=new_auth).status_code == 200
 
 
+def test_revoked_credential_is_refused_within_the_cache_ttl(
+    settings: Any, clock: Any, platform: Platform
+) -> None:
+    """A short TTL on a second live server: steady use of the new credential never fails, the
+    revoked one is refused once its TTL has run out (the re-check is a store lookup)."""
+    import dataclasses
+    import time
+
+    from qwallet.service import partners
+
+    ttl_s = 0.5
+    live = LiveServer(dataclasses.replace(settings, credential_cache_ttl_s=ttl_s), clock)
+    live.start()
+    try:
+        username, password = platform.create_partner()
+        token = platform.create_session(platform.create_player("5.00"), username)
+        new = platform.run(partners.rotate_credentials(platform.store, username, 0))
+        old_auth, new_auth = (username, password), (new.username, new.password)
+        url, body = f"{live.url}/wallet/getBalance", {"token": token}
+        for auth in (old_auth, new_auth):
+            assert httpx.post(url, json=body, auth=auth).status_code == 200
+        platform.run(partners.revoke_old_credentials(platform.store, username, 0))
+        revoked_at = time.monotonic()
+        with httpx.Client(timeout=10) as client:
+            while client.post(url, json=body, auth=old_auth).status_code == 200:
+                assert client.post(url, json=body, auth=new_auth).status_code == 200
+                assert time.monotonic() - revoked_at < ttl_s + 2.0, "old credential still valid"
+                time.sleep(0.02)
+            refused = client.post(url, json=body, auth=old_auth)
+            assert is_error(refused, 401, 103)
+            for _ in range(3):
+                assert client.post(url, json=body, auth=new_auth).status_code == 200
+                time.sleep(ttl_s)
+    finally:
+        live.stop()
+
+
 def test_ip_allow_list_refuses_and_changes_nothing(new_wallet: Any, platform: Platform) -> None:
     wallet: Wallet = new_wallet("10.00", ip_allow=["10.9.8.0/24"])
     response = wallet.raw("withdraw", WITHDRAW % wallet.token.encode())

@@ -7,6 +7,7 @@ The store is opened in the lifespan, so each server process has its own connecti
 
 from __future__ import annotations
 
+import gc
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,10 +42,25 @@ def _package_file(package: str, name: str) -> bytes | None:
 
 
 class QWalletApp:
-    """The ASGI callable. ``store`` may be passed in (tests); otherwise it is opened at startup."""
+    """The ASGI callable. ``store`` may be passed in (tests); otherwise it is opened at startup.
 
-    def __init__(self, settings: Settings, clock: Clock | None = None, store: Store | None = None):
+    ``freeze_heap`` (``qwallet serve``, one app per process): after startup, move every object
+    alive then (modules, templates, the pool) into the collector's permanent generation. A full
+    collection otherwise walks all of them, 25-50 ms during which the worker answers nothing; it
+    showed as the p99.9 of the open-loop benchmark (docs/benchmarks.md). Not for an app that
+    shares its process (the tests), whose other objects would be frozen with it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        *,
+        freeze_heap: bool = False,
+    ):
         self.settings = settings
+        self._freeze_heap = freeze_heap
         self.clock = clock or SystemClock()
         self._given_store = store
         self.store: Store | None = None
@@ -78,6 +94,9 @@ class QWalletApp:
         await self.player_web.start(store)
         try:
             async with running_resolver(store, self.settings, self.clock), self.admin.sampling():
+                if self._freeze_heap:
+                    gc.collect()
+                    gc.freeze()
                 yield
         finally:
             await self.player_web.stop()
@@ -158,14 +177,18 @@ class QWalletApp:
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Clock | None = None, store: Store | None = None
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    store: Store | None = None,
+    freeze_heap: bool = False,
 ) -> QWalletApp:
-    return QWalletApp(settings or Settings.from_env(), clock, store)
+    return QWalletApp(settings or Settings.from_env(), clock, store, freeze_heap=freeze_heap)
 
 
 def create_app_from_env() -> QWalletApp:
     """The factory ``uvicorn`` calls in each worker process (``serve --workers N``)."""
-    return create_app(Settings.from_env())
+    return create_app(Settings.from_env(), freeze_heap=True)
 
 
 __all__ = ["QWalletApp", "create_app", "create_app_from_env"]

@@ -1,9 +1,10 @@
 """Partner authentication (HTTP Basic), the client address, and the per-partner IP allow-list.
 
 Basic credentials are checked with scrypt once; a verified ``Authorization`` header is then
-remembered (keyed by its SHA-256, never by the password) for ``credential_cache_ttl_s``, so the hot
-path does no password hashing. Unknown users are checked against a dummy hash so that timing does
-not reveal whether the username or the password was wrong.
+remembered (keyed by its SHA-256, never by the password) for ``credential_cache_ttl_s`` and
+re-checked before that runs out with a store lookup (no scrypt), so the hot path does no password
+hashing and never waits for one at an expiry. Unknown users are checked against a dummy hash so
+that timing does not reveal whether the username or the password was wrong.
 
 Failures are not cached, so every request with a wrong password costs one scrypt. To keep that
 from becoming a CPU denial of service, :class:`FailedAuthLimiter` keeps a token bucket of failed
@@ -20,15 +21,18 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import hmac
 import ipaddress
+import logging
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from functools import lru_cache
 
 from qwallet.service.credentials import DUMMY_HASH, verify_password
-from qwallet.store.port import Partner, WalletStore
+from qwallet.store.port import Partner, PartnerCredential, WalletStore
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -36,6 +40,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_CACHED_CREDENTIALS = 10_000
 MAX_AUTHORIZATION_BYTES = 1024
 MAX_FAILURE_BUCKETS = 100_000
+
+logger = logging.getLogger("qwallet.auth")
 
 
 def parse_basic(header: bytes) -> tuple[str, bytes] | None:
@@ -61,65 +67,126 @@ def parse_basic(header: bytes) -> tuple[str, bytes] | None:
         return None
 
 
+@dataclass(slots=True)
+class _Verified:
+    """A header whose password matched ``password_hash``; trusted until ``expires_at``."""
+
+    partner: Partner
+    username: str
+    password_hash: str
+    refresh_at: float
+    expires_at: float
+
+
 class PartnerAuthenticator:
-    def __init__(self, store: WalletStore, ttl_s: float) -> None:
+    """Verifies Basic headers once, then answers them from memory.
+
+    A verified header is trusted for ``ttl_s``. Only revocation can make it wrong later (a
+    credential's hash never changes: rotation adds a new credential), so re-checking it needs a
+    store lookup, never scrypt. After half the TTL the first request starts that lookup in the
+    background and is answered from memory, so steady traffic never waits at an expiry; a header
+    idle for the whole TTL waits for the lookup (a fraction of a millisecond). A revoked
+    credential is therefore refused at most ``ttl_s`` after its revocation.
+    """
+
+    def __init__(
+        self, store: WalletStore, ttl_s: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._store = store
         self._ttl_s = ttl_s
-        self._cache: OrderedDict[bytes, tuple[Partner, float]] = OrderedDict()
+        self._clock = clock
+        self._cache: OrderedDict[bytes, _Verified] = OrderedDict()
         self._pending: dict[bytes, asyncio.Future[Partner | None]] = {}
+        self._refreshing: dict[bytes, asyncio.Task[None]] = {}
 
     def cached(self, header: bytes | None) -> Partner | None:
         """The partner of an already verified, unexpired header; never hashes a password."""
         if not header:
             return None
-        cached = self._cache.get(hashlib.sha256(header).digest())
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
-        return None
+        key = hashlib.sha256(header).digest()
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        now = self._clock()
+        if now >= entry.expires_at:
+            return None
+        if now >= entry.refresh_at and key not in self._refreshing:
+            task = asyncio.ensure_future(self._refresh(key, entry))
+            self._refreshing[key] = task
+            task.add_done_callback(lambda _done: self._refreshing.pop(key, None))
+        return entry.partner
 
-    def verifying(self, header: bytes | None) -> bool:
-        """Whether a verification of exactly this header is in flight (a caller would join it
-        and run no scrypt of its own)."""
-        return bool(header) and hashlib.sha256(header or b"").digest() in self._pending
+    def verified_before(self, header: bytes | None) -> bool:
+        """Whether this header is being verified right now or was verified before: either way
+        :meth:`authenticate` runs no scrypt for it (it joins the verification in flight or
+        re-checks the credential with a store lookup)."""
+        if not header:
+            return False
+        key = hashlib.sha256(header).digest()
+        return key in self._pending or key in self._cache
 
     async def authenticate(self, header: bytes | None) -> Partner | None:
         if not header:
             return None
         key = hashlib.sha256(header).digest()
-        cached = self._cache.get(key)
-        now = time.monotonic()
-        if cached is not None:
-            if cached[1] > now:
-                return cached[0]
-            del self._cache[key]
+        entry = self._cache.get(key)
+        if entry is not None and self._clock() < entry.expires_at:
+            return entry.partner
         # Single flight: when an entry expires under load, every request holding that header
-        # would otherwise run its own scrypt at once (a stampede every TTL); they share one.
+        # would otherwise verify it on its own at once; they share one verification.
         pending = self._pending.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(self._verify(header, key))
+            pending = asyncio.ensure_future(self._verify(header, key, entry))
             self._pending[key] = pending
             pending.add_done_callback(lambda _done: self._pending.pop(key, None))
         return await asyncio.shield(pending)
 
-    async def _verify(self, header: bytes, key: bytes) -> Partner | None:
+    async def _refresh(self, key: bytes, entry: _Verified) -> None:
+        try:
+            await self._recheck(key, entry)
+        except Exception:  # the store is unreachable: keep the entry until it expires
+            logger.warning("credential re-check for %s failed; retried later", entry.username)
+
+    async def _recheck(self, key: bytes, entry: _Verified) -> Partner | None:
+        """Re-read the credential ``entry`` was verified against; drop the entry if revoked."""
+        for credential in await self._store.find_credential(entry.username):
+            if hmac.compare_digest(credential.password_hash, entry.password_hash):
+                self._remember(key, credential)
+                return credential.partner
+        self._cache.pop(key, None)
+        return None
+
+    async def _verify(self, header: bytes, key: bytes, known: _Verified | None) -> Partner | None:
+        if known is not None:
+            # This header matched ``known.password_hash`` before; if that credential is gone
+            # (revoked), the header is refused: its random password matches no other credential.
+            return await self._recheck(key, known)
         parsed = parse_basic(header)
         if parsed is None:
             return None
         username, password = parsed
         credentials = await self._store.find_credential(username)
-        partner = None
         # scrypt takes tens of milliseconds: keep it off the event loop.
         for credential in credentials:
             if await asyncio.to_thread(verify_password, password, credential.password_hash):
-                partner = credential.partner
-                break
+                self._remember(key, credential)
+                return credential.partner
         if not credentials:
             await asyncio.to_thread(verify_password, password, DUMMY_HASH)
-        if partner is not None:
-            self._cache[key] = (partner, time.monotonic() + self._ttl_s)
-            if len(self._cache) > MAX_CACHED_CREDENTIALS:
-                self._cache.popitem(last=False)
-        return partner
+        return None
+
+    def _remember(self, key: bytes, credential: PartnerCredential) -> None:
+        now = self._clock()
+        self._cache[key] = _Verified(
+            credential.partner,
+            credential.username,
+            credential.password_hash,
+            refresh_at=now + self._ttl_s / 2,
+            expires_at=now + self._ttl_s,
+        )
+        self._cache.move_to_end(key)
+        if len(self._cache) > MAX_CACHED_CREDENTIALS:
+            self._cache.popitem(last=False)
 
 
 class FailedAuthLimiter:

@@ -171,9 +171,9 @@ class WalletAPI:
         client = scope.get("client")
         address = None
         partner = self._auth.cached(authorization)
-        if partner is None and self._auth.verifying(authorization):
-            # The same header is being verified right now (cache expiry under load): join that
-            # verification; it runs no scrypt of its own and is charged nothing.
+        if partner is None and self._auth.verified_before(authorization):
+            # Verified before (its cache entry ran out: a store lookup re-checks it) or being
+            # verified right now (join that): no scrypt of its own, so it is charged nothing.
             partner = await self._auth.authenticate(authorization)
             if partner is None:
                 raise HttpError(401, ErrorCode.NOT_AUTHORIZED, "Missing or invalid credentials.")
