@@ -45,7 +45,13 @@ def test_tiny_bench_run_writes_the_report_and_passes_correctness(tmp_path: Path)
         assert scenario.errors == 0
         assert scenario.median_fps > 0
         assert scenario.ceiling is not None and scenario.ceiling.ok, scenario.ceiling
+        # pgbench open loop at the 70 % point's rate, its latencies read from its own logs.
+        floor = scenario.ceiling_open
+        assert floor is not None and floor.ok and floor.rate, floor
+        assert 0 < floor.percentiles_ms["p50"] <= floor.percentiles_ms["p99"], floor
+        assert floor.percentiles_ms["p99"] <= floor.percentiles_ms["max"], floor
     assert result.ok
     text = output.read_text()
     assert "## qwallet-postgresql" in text and "Saturation" in text
+    assert "*pgbench alone, same SQL*" in text
     assert (tmp_path / "bench" / "throughput.png").exists()

@@ -11,7 +11,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _TOKEN = "md5('t' || :i)::uuid::text"  # noqa: S105 - SQL, not a secret
@@ -73,6 +73,10 @@ class PgbenchResult:
     latency_ms: float
     ok: bool
     detail: str = ""
+    rate: float | None = None
+    """Offered transactions/s of an open-loop (``-R``) run; None for a closed-loop one."""
+    percentiles_ms: dict[str, float] = field(default_factory=dict)
+    """Open loop: p50 … max of the per-transaction latencies, from the scheduled start."""
 
 
 def available() -> str | None:
@@ -93,7 +97,11 @@ def run(
     players: int,
     partner_id: int,
     now_ms: int,
+    rate: float | None = None,
 ) -> PgbenchResult:
+    """Closed loop by default; with ``rate``, open loop (``-R``): transactions are scheduled at
+    that rate and each one's latency is logged from its scheduled start (pgbench's own
+    definition under ``-R``), the way the HTTP generator measures."""
     binary = available()
     if binary is None:
         return PgbenchResult(scenario, clients, 0.0, 0, 0.0, False, "pgbench not found")
@@ -117,6 +125,11 @@ def run(
             f"partner={partner_id}",
             "-D",
             f"now={now_ms}",
+            *(
+                ["-R", f"{rate:.0f}", "-l", "--log-prefix", str(Path(directory) / "tx")]
+                if rate
+                else []
+            ),
             "-f",
             str(script),
             "-h",
@@ -130,6 +143,7 @@ def run(
         completed = subprocess.run(  # noqa: S603
             argv, capture_output=True, text=True, timeout=duration_s + 60, check=False
         )
+        percentiles = _logged_percentiles(Path(directory)) if rate else {}
     out = completed.stdout + completed.stderr
     tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
     failed = re.search(r"number of failed transactions: (\d+)", out)
@@ -142,7 +156,29 @@ def run(
         float(latency.group(1)) if latency else 0.0,
         completed.returncode == 0 and tps is not None,
         "" if completed.returncode == 0 else out[-500:],
+        rate=rate,
+        percentiles_ms=percentiles,
     )
+
+
+def _logged_percentiles(directory: Path) -> dict[str, float]:
+    """Percentiles of the ``time`` column (µs) of pgbench's per-transaction logs."""
+    latencies_us: list[int] = []
+    for log in directory.glob("tx.*"):
+        for line in log.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and fields[2].isdigit():
+                latencies_us.append(int(fields[2]))
+    if not latencies_us:
+        return {}
+    latencies_us.sort()
+    last = len(latencies_us) - 1
+    found = {
+        name: latencies_us[min(last, int(len(latencies_us) * share))] / 1000.0
+        for name, share in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999))
+    }
+    found["max"] = latencies_us[-1] / 1000.0
+    return found
 
 
 __all__ = ["SCRIPTS", "PgbenchResult", "available", "run"]

@@ -127,6 +127,8 @@ class ScenarioResult:
     saturation: list[Measurement] = field(default_factory=list)
     open_loop: list[Measurement] = field(default_factory=list)
     ceiling: pgbench.PgbenchResult | None = None
+    ceiling_open: pgbench.PgbenchResult | None = None
+    """pgbench alone, open loop at the offered rate of the 70 % point (latency floor)."""
     verdict: database.Verdict | None = None
     deadlocks: int = 0
 
@@ -470,6 +472,28 @@ class _Bench:
             if time.monotonic() - started >= self.options.settle_max_s:
                 return rates
 
+    def _pgbench(
+        self,
+        scenario: str,
+        bench_db: database.BenchDatabase,
+        duration_s: float,
+        rate: float | None = None,
+    ) -> pgbench.PgbenchResult:
+        url = urlsplit(bench_db.url)
+        return pgbench.run(
+            scenario,
+            host=url.hostname or "127.0.0.1",
+            port=url.port or 5432,
+            user=url.username or "postgres",
+            database=bench_db.name,
+            clients=self.options.connections,
+            duration_s=max(1, round(duration_s)),
+            players=bench_db.players,
+            partner_id=bench_db.partner_id,
+            now_ms=int(time.time() * 1000),
+            rate=rate,
+        )
+
     def _run_target(
         self,
         target: str,
@@ -499,19 +523,7 @@ class _Bench:
                     f" {measurement.flows_per_s:,.0f} flows/s"
                 )
             if ceiling and bench_db.backend == "postgresql":
-                url = urlsplit(bench_db.url)
-                result.ceiling = pgbench.run(
-                    scenario,
-                    host=url.hostname or "127.0.0.1",
-                    port=url.port or 5432,
-                    user=url.username or "postgres",
-                    database=bench_db.name,
-                    clients=options.connections,
-                    duration_s=max(1, round(options.duration_s)),
-                    players=bench_db.players,
-                    partner_id=bench_db.partner_id,
-                    now_ms=int(time.time() * 1000),
-                )
+                result.ceiling = self._pgbench(scenario, bench_db, options.duration_s)
                 self._step(f"{target} {scenario} pgbench: {result.ceiling.tps:,.0f} tps")
             for fraction in options.open_fractions:
                 rate = max(1.0, result.median_fps * fraction)
@@ -524,6 +536,13 @@ class _Bench:
                     f"{target} {scenario} open loop {fraction:.0%}:"
                     f" p99 {measurement.latency_ms.get('p99', 0):.1f} ms"
                 )
+                if ceiling and bench_db.backend == "postgresql" and abs(fraction - 0.7) < 0.01:
+                    # The database alone at the same offered rate: the floor of the tail.
+                    result.ceiling_open = self._pgbench(
+                        scenario, bench_db, options.open_duration_s, rate=rate
+                    )
+                    floor = result.ceiling_open.percentiles_ms.get("p99", 0.0)
+                    self._step(f"{target} {scenario} pgbench open loop 70%: p99 {floor:.1f} ms")
             result.deadlocks = asyncio.run(database.deadlocks(bench_db)) - deadlocks_before
             result.verdict = asyncio.run(database.verify(bench_db, acked, tag, full_reconcile=True))
             if result.errors:
@@ -542,7 +561,8 @@ class _Bench:
         per_scenario = options.repetitions + len(options.open_fractions) + 1
         total = 0
         if options.postgres:
-            total += len(options.scenarios) * (per_scenario + int(options.ceiling))
+            ceiling_steps = int(options.ceiling) * (1 + int(0.7 in options.open_fractions))
+            total += len(options.scenarios) * (per_scenario + ceiling_steps)
             if options.reference:
                 total += len(REFERENCE_SCENARIOS) * per_scenario
         if options.sqlite:
