@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+
 from qwallet.verify import aggregate, render
+from tests.reliability.harness import QWALLET
 
 
 def test_records_are_summed_per_suite_and_backend() -> None:
@@ -38,3 +43,19 @@ def test_liveness_and_model_tables_are_rendered() -> None:
     assert "| kill | sqlite | 12 | 12 | 0 | 0 |" in page
     assert "| live | postgres | 30 | 20 | 10 | 0 |" in page
     assert "| sqlite | 200 | 50 | 9,000 | 120 |" in page
+
+
+def test_append_keeps_the_records_of_earlier_parts(tmp_path: Path) -> None:
+    """A long run made in parts: ``--append`` adds to the records file instead of emptying it."""
+    root = Path(__file__).resolve().parents[2]
+    results, page = tmp_path / "records.jsonl", tmp_path / "page.md"
+    earlier = {"suite": "earlier part", "backend": "sqlite", "runs": 1, "operations": 7,
+               "faults": 0, "failures": 0, "invariantChecks": 3}  # fmt: skip
+    results.write_text(json.dumps(earlier) + "\n")
+    quick = "test_records_are_summed_per_suite_and_backend"  # records nothing itself
+    command = [QWALLET, "verify", "--root", str(root), "-k", quick]
+    command += ["--results", str(results), "--output", str(page)]
+    subprocess.run([*command, "--append"], check=True, capture_output=True, timeout=300)
+    assert "| earlier part | sqlite | 1 | 7 | 0 | 0 | 3 |" in page.read_text()
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    assert "earlier part" not in page.read_text()

@@ -212,6 +212,14 @@ def verify(
         typer.Option(help="Records file; with --no-run, render an existing one."),
     ] = None,
     run: Annotated[bool, typer.Option("--run/--no-run", help="Run the suites first.")] = True,
+    append: Annotated[
+        bool,
+        typer.Option(
+            "--append",
+            help="Keep the records already in --results and add this run's: a long run can be"
+            " made in parts (-k) and rendered as one page.",
+        ),
+    ] = False,
 ) -> None:
     """Run the reliability suites and regenerate docs/reliability.md from their records."""
     root = root.resolve()
@@ -223,8 +231,11 @@ def verify(
         command += ["-k", select]
     started = time.monotonic()
     exit_code = 0
+    if append and results is None:
+        raise typer.BadParameter("--append needs --results (the file the parts add up in)")
     if run:
-        records_path.write_text("")
+        if not append or not records_path.exists():
+            records_path.write_text("")
         env = {**os.environ, "QWALLET_VERIFY_RESULTS": str(records_path)}
         if long:
             env["QWALLET_LONG"] = "1"
@@ -240,7 +251,7 @@ def verify(
         seconds=time.monotonic() - started if run else None,
         command="qwallet verify"
         + (" --long" if long else "")
-        + (f" -k {select!r}" if select else ""),
+        + (" --append (several runs)" if append else f" -k {select!r}" if select else ""),
     )
     target = output or root / "docs" / "reliability.md"
     target.write_text(page)
