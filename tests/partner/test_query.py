@@ -183,3 +183,51 @@ def test_abandoned_withdrawal_answers_rolled_back_after_recovery(
     asyncio.run(recover())
     response = httpx.post(url, json={"mmTransactionId": mm_id, "qwTransactionId": qw_id}, auth=AUTH)
     assert response.json()["status"] == "ROLLED_BACK"
+
+
+def test_expired_entries_answer_their_decision(db_path: Path) -> None:
+    """A confirm and a rollback that the platform never acknowledged in 48 hours: their outbox
+    entries expire, and the Query endpoint answers the decision (spec §3 asks for the final state;
+    ``PENDING`` would make the platform's resolver ask again for ever and keep the player's funds
+    held). A withdrawal with no decision yet is the only one that answers ``PENDING``."""
+    clock = FakeClock()
+    wallet = InMemoryWallet(clock=clock.now)
+    token = wallet.add_player("100.00")
+    wallet.fail_next("confirmWithdrawal", "timeout", times=10_000)
+    wallet.fail_next("rollbackWithdrawal", "timeout", times=10_000)
+    one = Money(Decimal("1.00"), "XAG")
+    asked: dict[str, tuple[str, str]] = {}
+
+    async def expire_both() -> None:
+        kit = make_kit(wallet, db_path, clock)
+        async with kit.withdrawal(token, one) as w:
+            pass
+        asked["CONFIRMED"] = (w.mm_transaction_id, _qw(w.result))
+        with pytest.raises(Boom):
+            async with kit.withdrawal(token, one) as w:
+                raise Boom
+        asked["ROLLED_BACK"] = (w.mm_transaction_id, _qw(w.result))
+        undecided = kit.withdrawal(token, one)
+        await undecided.__aenter__()
+        asked["PENDING"] = (undecided.mm_transaction_id, _qw(undecided.result))
+        while (due := await kit.store.next_due_at()) is not None:
+            clock.set(max(due, clock.now()))
+            await kit.outbox.run_due()
+        for status in ("CONFIRMED", "ROLLED_BACK"):
+            entry = await kit.store.get_entry("withdrawal", asked[status][0])
+            assert entry is not None and entry.state == "expired", entry
+        await kit.client.aclose()
+        await kit.store.close()
+
+    asyncio.run(expire_both())
+    store = SQLiteStore(db_path)
+    with serve(QueryWithdrawalApp(store, [AUTH])) as base:
+        for status, (mm_id, qw_id) in asked.items():
+            response = httpx.post(
+                base + "/query",
+                json={"mmTransactionId": mm_id, "qwTransactionId": qw_id},
+                auth=AUTH,
+            )
+            assert response.status_code == 200
+            assert response.json() == {"mmTransactionId": mm_id, "status": status}
+    asyncio.run(store.close())
