@@ -36,18 +36,18 @@ def test_model_based_at_ci_size(
     backend = "sqlite" if platform.settings.database_url.startswith("sqlite") else "postgres"
     counts = {"calls": 0, "views": 0}
     send = httpx.Client.send
-    view = platform.player
+    view = platform.players
 
     def counting_send(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> Any:
         counts["calls"] += 1
         return send(self, request, **kwargs)
 
-    def counting_view(player_id: str) -> dict[str, Any]:
-        counts["views"] += 1
-        return view(player_id)
+    def counting_view(player_ids: list[str]) -> list[dict[str, Any]]:
+        counts["views"] += len(player_ids)
+        return view(player_ids)
 
     monkeypatch.setattr(httpx.Client, "send", counting_send)
-    monkeypatch.setattr(platform, "player", counting_view)
+    monkeypatch.setattr(platform, "players", counting_view)
     started = time.monotonic()
     failures = 0
     try:
