@@ -54,9 +54,10 @@ assertions. |
 negative data, all schemathesis checks plus: no HTTP 500, no code 100, and data the document \
 calls invalid is refused (4xx, or an error body on 200 — e.g. 102 for amounts ≤ 0). |
 | `test_bank_workload.py` | bank workload | 24 concurrent clients, random withdraw / deposit / \
-confirm / rollback over 10 wallets; every acknowledged answer matches the final state and the \
-ledger replayed in order; nothing applied twice; wallets + partner + operator sum to zero and the \
-partner holds exactly the confirmed flows; no negative balance anywhere. |
+confirm / rollback over 10 wallets (100 in the long run); every acknowledged answer matches \
+the final state and the ledger replayed in order; nothing applied twice; wallets + partner + \
+operator sum to zero and the partner holds exactly the confirmed flows; no negative balance \
+anywhere. |
 | `test_races.py` | races at scale, 2 processes | two `qwallet serve` processes on one \
 database, requests spread over both, on SQLite and on PostgreSQL at READ COMMITTED and at \
 SERIALIZABLE (`default_transaction_isolation` of the test database; 134 retried with backoff): \
