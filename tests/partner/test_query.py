@@ -14,6 +14,7 @@ from qwallet.partner import (
     FakeClock,
     InMemoryWallet,
     Money,
+    PartnerKit,
     QueryWithdrawalApp,
     SQLiteStore,
 )
@@ -37,22 +38,30 @@ def records(db_path: Path) -> dict[str, tuple[str, str]]:
 
     async def main() -> None:
         kit = make_kit(wallet, db_path, FakeClock())
-        one = Money(Decimal("1.00"), "XAG")
-        async with kit.withdrawal(token, one) as w:
-            pass
-        assert not w.acknowledged  # decided, not yet delivered: still CONFIRMED
-        found["confirmed"] = (w.mm_transaction_id, _qw(w.result))
-        with pytest.raises(Boom):
-            async with kit.withdrawal(token, one) as w:
-                raise Boom
-        found["rolled_back"] = (w.mm_transaction_id, _qw(w.result))
-        pending = kit.withdrawal(token, one)
-        await pending.__aenter__()  # follow-up still running
-        found["pending"] = (pending.mm_transaction_id, _qw(pending.result))
+        found.update(await one_of_each(kit, token))
         await kit.client.aclose()
         await kit.store.close()
 
     asyncio.run(main())
+    return found
+
+
+async def one_of_each(kit: PartnerKit, token: str) -> dict[str, tuple[str, str]]:
+    """A confirmed, a rolled-back and an undecided withdrawal (the platform's confirm failing);
+    kit state → (mmTransactionId, qwTransactionId)."""
+    one = Money(Decimal("1.00"), "XAG")
+    found: dict[str, tuple[str, str]] = {}
+    async with kit.withdrawal(token, one) as w:
+        pass
+    assert not w.acknowledged  # decided, not yet delivered: still CONFIRMED
+    found["confirmed"] = (w.mm_transaction_id, _qw(w.result))
+    with pytest.raises(Boom):
+        async with kit.withdrawal(token, one) as w:
+            raise Boom
+    found["rolled_back"] = (w.mm_transaction_id, _qw(w.result))
+    pending = kit.withdrawal(token, one)
+    await pending.__aenter__()  # follow-up still running
+    found["pending"] = (pending.mm_transaction_id, _qw(pending.result))
     return found
 
 
@@ -195,21 +204,13 @@ def test_expired_entries_answer_their_decision(db_path: Path) -> None:
     token = wallet.add_player("100.00")
     wallet.fail_next("confirmWithdrawal", "timeout", times=10_000)
     wallet.fail_next("rollbackWithdrawal", "timeout", times=10_000)
-    one = Money(Decimal("1.00"), "XAG")
     asked: dict[str, tuple[str, str]] = {}
 
     async def expire_both() -> None:
         kit = make_kit(wallet, db_path, clock)
-        async with kit.withdrawal(token, one) as w:
-            pass
-        asked["CONFIRMED"] = (w.mm_transaction_id, _qw(w.result))
-        with pytest.raises(Boom):
-            async with kit.withdrawal(token, one) as w:
-                raise Boom
-        asked["ROLLED_BACK"] = (w.mm_transaction_id, _qw(w.result))
-        undecided = kit.withdrawal(token, one)
-        await undecided.__aenter__()
-        asked["PENDING"] = (undecided.mm_transaction_id, _qw(undecided.result))
+        made = await one_of_each(kit, token)
+        asked["CONFIRMED"], asked["ROLLED_BACK"] = made["confirmed"], made["rolled_back"]
+        asked["PENDING"] = made["pending"]
         while (due := await kit.store.next_due_at()) is not None:
             clock.set(max(due, clock.now()))
             await kit.outbox.run_due()
