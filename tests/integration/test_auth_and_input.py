@@ -123,6 +123,32 @@ def test_revoked_credential_is_refused_within_the_cache_ttl(
         live.stop()
 
 
+def test_nul_characters_are_refused_and_change_nothing(
+    new_wallet: Any, server: LiveServer, platform: Platform
+) -> None:
+    """PostgreSQL cannot store U+0000; a request carrying one is refused before any store sees
+    it, the same way on both backends (the long fuzzing run found a 500 for a username)."""
+    wallet: Wallet = new_wallet("10.00")
+    refused = httpx.post(
+        f"{server.url}/wallet/getBalance",
+        json={"token": wallet.token},
+        headers={"Authorization": basic(wallet.username.encode() + b"\x00", b"x")},
+    )
+    assert is_error(refused, 401, 103)
+    token = wallet.token.encode()
+    rollback = b'{"token": "%s", "mmTransactionId": "nul-1", "rollbackReason": "a\\u0000"}' % token
+    assert is_error(wallet.raw("rollbackWithdrawal", rollback), 400, 101)
+    deposit = (
+        b'{"token": "%s", "mmTransactionId": "nul-2", "amount": {"amount": 1.00,'
+        b' "currencyCode": "XAG"}, "txDescription": "\\u0000"}' % token
+    )
+    assert is_error(wallet.raw("deposit", deposit), 400, 101)
+    assert platform.player(wallet.player_id)["available"] == "10.00"
+    # The refused rollback left no record behind: the same id still withdraws.
+    status, answer = wallet.money("withdraw", "nul-1", "1.00")
+    assert status == 200 and answer["balance"]["amount"] == 9, answer
+
+
 def test_ip_allow_list_refuses_and_changes_nothing(new_wallet: Any, platform: Platform) -> None:
     wallet: Wallet = new_wallet("10.00", ip_allow=["10.9.8.0/24"])
     response = wallet.raw("withdraw", WITHDRAW % wallet.token.encode())
@@ -243,6 +269,17 @@ BAD_BODIES: list[tuple[bytes, int, int]] = [
     ),
     (
         b'{"token": "\xff\xfe", "mmTransactionId": "x", "amount": {"amount": 1.00, "currencyCode": "XAG"}}',
+        400,
+        101,
+    ),
+    # U+0000 cannot be stored by PostgreSQL: malformed on every backend (found by fuzzing)
+    (
+        b'{"token": "T\\u0000", "mmTransactionId": "x", "amount": {"amount": 1.00, "currencyCode": "XAG"}}',
+        400,
+        101,
+    ),
+    (
+        b'{"token": "T", "mmTransactionId": "x", "amount": {"amount": 1.00, "currencyCode": "XAG"}, "txDescription": "a\\u0000b"}',
         400,
         101,
     ),

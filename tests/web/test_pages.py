@@ -111,3 +111,18 @@ def test_blocked_player_cannot_play(world: World) -> None:
     browser = world.browser(player)
     world.platform.block(player.id)
     assert browser.get(f"/play/{game.name}").status_code == 403
+
+
+def test_a_form_with_a_nul_character_is_refused(world: World) -> None:
+    """U+0000 in any form field is refused with 400 before a handler uses it (PostgreSQL cannot
+    store it: a sign-in with one in the username was a 500 there)."""
+    player = world.player()
+    browser = world.browser()
+    browser.get("/login")
+    response = browser.client.post(
+        "/login",
+        data={"csrf_token": browser.csrf, "username": player.username + "\x00", "password": "x"},
+    )
+    assert response.status_code == 400, response.text
+    assert "U+0000" in response.text
+    assert browser.sign_in(player.username).status_code == 303

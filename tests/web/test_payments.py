@@ -85,6 +85,9 @@ def test_same_message_twice_is_the_same_order(world: World) -> None:
         ({"productDesc": "d" * 256}, "productDesc"),
         ({"extParams": "e" * 1025}, "extParams"),
         ({"extParams": None}, "extParams"),
+        # U+0000 in any text (PostgreSQL cannot store it), free texts included
+        ({"productName": "a\u0000"}, "productName must not contain U+0000"),
+        ({"extParams": "\u0000"}, "extParams must not contain U+0000"),
         ({"color": "red"}, "color"),
     ],
 )

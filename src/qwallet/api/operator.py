@@ -12,6 +12,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from qwallet.api.requests import NO_NUL
 from qwallet.clock import Clock
 from qwallet.domain.errors import ErrorCode
 from qwallet.service import sessions
@@ -20,14 +21,14 @@ from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
 from qwallet.store.factory import Store
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_NUL)]
 
 
 class SessionRequest(msgspec.Struct, forbid_unknown_fields=True):
     playerId: Name
     partner: Name
     gameCode: Name | None = None
-    language: Annotated[str, msgspec.Meta(min_length=2, max_length=8)] | None = None
+    language: Annotated[str, msgspec.Meta(min_length=2, max_length=8, pattern=NO_NUL)] | None = None
 
 
 _decode_session_request = msgspec.json.Decoder(SessionRequest).decode

@@ -16,11 +16,14 @@ from qwallet.domain.money import AmountTypeError, CurrencyRegistry, parse_amount
 
 T = TypeVar("T")
 
-Token = Annotated[str, msgspec.Meta(max_length=64)]
+# No string may hold U+0000: PostgreSQL cannot store it (the query fails), so it is refused as
+# malformed (101) on both backends before it reaches a store.
+NO_NUL = r"^[^\x00]*$"
+Token = Annotated[str, msgspec.Meta(max_length=64, pattern=NO_NUL)]
 MmTransactionId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x20-\x7e]+$")
 ]
-Text255 = Annotated[str, msgspec.Meta(max_length=255)]
+Text255 = Annotated[str, msgspec.Meta(max_length=255, pattern=NO_NUL)]
 
 
 class Amount(msgspec.Struct, forbid_unknown_fields=True):

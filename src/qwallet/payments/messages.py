@@ -74,6 +74,8 @@ def _text(name: str, value: str | None, max_chars: int, *, required: bool, ids: 
         raise _invalid(f"{name} must not be empty.")
     if len(value) > max_chars:
         raise _invalid(f"{name} must be at most {max_chars} characters.")
+    if "\x00" in value:  # PostgreSQL cannot store U+0000
+        raise _invalid(f"{name} must not contain U+0000.")
     if ids and _CONTROL.search(value):
         raise _invalid(f"{name} must not contain control characters.")
 

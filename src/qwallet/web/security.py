@@ -41,6 +41,10 @@ async def require_csrf(request: Request) -> None:
         form = await request.form()
         value = form.get(CSRF_FIELD)
         given = value if isinstance(value, str) else None
+        # Every form handler reads this same parsed form: refuse U+0000 once, here, before any
+        # field reaches a query (PostgreSQL cannot store it).
+        if any(isinstance(field, str) and "\x00" in field for field in form.values()):
+            raise HTTPException(400, "Form fields must not contain U+0000.")
     if not isinstance(expected, str) or not given or not hmac.compare_digest(expected, given):
         raise HTTPException(403, "Missing or invalid CSRF token; reload the page and try again.")
 
