@@ -162,6 +162,9 @@ class ServerProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
     def kill(self) -> None:
         """SIGKILL, as a crashed machine or the OOM killer would."""
         assert self.process is not None

@@ -39,6 +39,7 @@ KILLS = scale(5, 50)
 MIN_FLOWS = scale(300, 5000)
 CONCURRENCY = 12
 TIME_LIMIT_S = scale(90, 1800)
+CRASH_POINT_EXIT_CODE = 70  # what qwallet.api.wallet exits with at QWALLET_TEST_CRASH_POINT
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -168,7 +169,14 @@ def test_crash_after_commit_is_answered_by_the_replay(fresh_url: str, tmp_path: 
         while not stop.is_set():
             if not server.alive():
                 crashes += 1
-                await asyncio.to_thread(server.start)
+                try:
+                    await asyncio.to_thread(server.start)
+                except RuntimeError:
+                    # A retry reached the new process and the crash point struck again before
+                    # /readyz answered (seen in the long run): that is one more crash, not a
+                    # failed start; the next pass counts it and starts the server again.
+                    if server.alive() or server.returncode() != CRASH_POINT_EXIT_CODE:
+                        raise
             await asyncio.sleep(0.02)
 
     async def drive() -> None:
