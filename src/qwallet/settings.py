@@ -60,6 +60,18 @@ class Settings:
     # requests whose credentials are not already verified get 429 / 104 without running scrypt.
     auth_failure_rps: float = 10.0
     auth_failure_burst: int = 20
+    # Failed sign-ins (player pages, admin console), operator API keys: budgets kept in the
+    # database, so they hold across ``--workers N`` and machines (qwallet.service.failure_budgets).
+    # Per client address the Wallet API's budget above applies; per username *and* address this
+    # one: ``sign_in_failure_burst`` tries, one more every ``sign_in_failure_refill_s``. Keyed by
+    # address too, so nobody can lock an account out from another address.
+    sign_in_failure_burst: int = 5
+    sign_in_failure_refill_s: float = 60.0
+    # /metrics answers only to these addresses (CIDRs) or to ``Authorization: Bearer <token>``.
+    metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    metrics_token: str | None = None
+    # The gauges /metrics reads from the database are refreshed at most this often.
+    metrics_cache_s: float = 5.0
     # TEST ONLY: "after_commit" makes the Wallet API process exit abruptly (os._exit) after the
     # store call returned and before the answer is sent, with this probability per call. Used by
     # the reliability suite to prove that a caller's retry gets the replayed answer.
@@ -115,6 +127,15 @@ class Settings:
             rate_limit_player_burst=int(get("RATE_LIMIT_PLAYER_BURST", "100")),
             auth_failure_rps=float(get("AUTH_FAILURE_RPS", "10")),
             auth_failure_burst=int(get("AUTH_FAILURE_BURST", "20")),
+            sign_in_failure_burst=int(get("SIGN_IN_FAILURE_BURST", "5")),
+            sign_in_failure_refill_s=float(get("SIGN_IN_FAILURE_REFILL_S", "60")),
+            metrics_allow=tuple(
+                item.strip()
+                for item in get("METRICS_ALLOW", "127.0.0.1/32,::1/128").split(",")
+                if item.strip()
+            ),
+            metrics_token=env.get("QWALLET_METRICS_TOKEN") or None,
+            metrics_cache_s=float(get("METRICS_CACHE_S", "5")),
             test_crash_point=get("TEST_CRASH_POINT", "") or None,
             test_crash_probability=float(get("TEST_CRASH_PROBABILITY", "1")),
         )

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -44,7 +45,23 @@ partners = Table(
     Column("query_password", Text, nullable=True),
     # Currency of ``productPrice`` in the partner's purchase messages (spec §2.2).
     Column("payment_currency", Text, nullable=True),
+    # A sandbox partner is a studio's test integration: only it may be offered the demo payment
+    # providers (docs/security.md). Production partners can never list them: the check below
+    # holds whatever code writes the row.
+    Column("sandbox", Integer, nullable=False, server_default="0"),
+    # Comma-separated payment methods offered to the partner's players (``wallet``,
+    # ``sandbox_card``); configured explicitly per partner.
+    Column("payment_methods", Text, nullable=False, server_default="wallet"),
+    # 1 when the operator allowed a plain-http callback URL for this partner (shown with a
+    # warning in the console); otherwise callback URLs must be https.
+    Column("allow_http_callback", Integer, nullable=False, server_default="0"),
     CheckConstraint("callback_format IN ('form', 'json')", name="ck_partners_callback_format"),
+    CheckConstraint("sandbox IN (0, 1)", name="ck_partners_sandbox"),
+    CheckConstraint(
+        "sandbox = 1 OR (',' || payment_methods || ',') NOT LIKE '%,sandbox_card,%'",
+        name="ck_partners_sandbox_methods",
+    ),
+    CheckConstraint("allow_http_callback IN (0, 1)", name="ck_partners_allow_http_callback"),
 )
 
 partner_credentials = Table(
@@ -75,6 +92,9 @@ players = Table(
     Column("limit_day", Integer, nullable=False),
     Column("day_withdrawn_minor", BigInteger, nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
+    # Bumped on sign-out, password change and block: a browser session cookie carries the
+    # generation it was issued with and is refused once it differs (docs/security.md).
+    Column("web_generation", Integer, nullable=False, server_default="0"),
     CheckConstraint("available_minor >= 0", name="ck_players_available_not_negative"),
     CheckConstraint("held_minor >= 0", name="ck_players_held_not_negative"),
     CheckConstraint("pending_in_minor >= 0", name="ck_players_pending_in_not_negative"),
@@ -189,6 +209,8 @@ operators = Table(
     Column("password_hash", Text, nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("disabled_at_ms", BigInteger, nullable=True),
+    # Bumped on sign-out and password change (see players.web_generation).
+    Column("web_generation", Integer, nullable=False, server_default="0"),
 )
 
 payment_orders = Table(
@@ -263,6 +285,19 @@ hold_resolutions = Table(
         name="ck_hold_resolutions_action",
     ),
     Index("ix_hold_resolutions_transaction", "qw_transaction_id"),
+)
+
+failure_budgets = Table(
+    "failure_budgets",
+    metadata,
+    # Token buckets of failed authentications shared by every server process
+    # (``qwallet.service.failure_budgets``): scope says what is guarded (``player_sign_in`` …),
+    # key whom (an address, or username and address).
+    Column("scope", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Index("ix_failure_budgets_updated", "updated_at_ms"),
 )
 
 audit_log = Table(
