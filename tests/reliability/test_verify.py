@@ -59,3 +59,25 @@ def test_append_keeps_the_records_of_earlier_parts(tmp_path: Path) -> None:
     assert "| earlier part | sqlite | 1 | 7 | 0 | 0 | 3 |" in page.read_text()
     subprocess.run(command, check=True, capture_output=True, timeout=300)
     assert "earlier part" not in page.read_text()
+
+
+def test_security_matrix_lists_each_attack_per_backend() -> None:
+    records = [
+        {"suite": "security", "backend": "sqlite", "runs": 1, "operations": 41, "faults": 0,
+         "failures": 0, "invariantChecks": 0, "module": "test_web", "case": "test_lockout",
+         "finding": "Finding 5: 40 wrong passwords | then the right one"},
+        {"suite": "security", "backend": "postgres", "runs": 1, "operations": 41, "faults": 0,
+         "failures": 1, "invariantChecks": 0, "module": "test_web", "case": "test_lockout",
+         "finding": "Finding 5: 40 wrong passwords | then the right one"},
+        {"suite": "security", "backend": "-", "runs": 1, "operations": 3, "faults": 0,
+         "failures": 0, "invariantChecks": 0, "module": "test_kit", "case": "test_shift",
+         "finding": "Finding 4: field shift"},
+    ]  # fmt: skip
+    page = render(aggregate(records), mode="CI-sized", exit_code=1, seconds=3, command="x",
+                  records=records)  # fmt: skip
+    assert "**2 of 3** runs refused" in page
+    assert (
+        "| `test_web` | Finding 5: 40 wrong passwords \\| then the right one"
+        " | refused (41) | **FAILED** (41) | — |" in page
+    )
+    assert "| `test_kit` | Finding 4: field shift | — | — | refused (3) |" in page

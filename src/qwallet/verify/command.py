@@ -1,4 +1,5 @@
-"""Run the reliability suites (pytest, ``tests/reliability``) and write their figures.
+"""Run the reliability and security suites (``tests/reliability``, ``tests/security``) and
+write their figures.
 
 Each test appends one JSON record per run to the file named by ``QWALLET_VERIFY_RESULTS``
 (suite, backend, runs, operations, faults, failures, invariantChecks and extras). This command
@@ -85,6 +86,11 @@ client address: 50 wrong passwords at once run scrypt only for the burst (counte
 password answer in the same median time (within 1.5x); no password, token, API key or \
 Authorization value in debug logs, database tracebacks included; `bandit -r src` has no \
 high-severity finding. |
+| `tests/security/` | security matrix | one regression test per attack of docs/security.md \
+(sandbox payments in production, blocked players paying, payment currency, callback field \
+shifts, sign-in throttling, sign-out, body caps, NUL bytes, credential timing and the hardening \
+list), each against a real server on loopback, on both backends where storage is involved: the \
+attack is refused and changes nothing. |
 """.splitlines()
 
 
@@ -119,6 +125,7 @@ def render(
     exit_code: int | None,
     seconds: float | None,
     command: str,
+    records: list[dict[str, Any]] | None = None,
 ) -> str:
     total_failures = sum(int(row["failures"]) for row in rows)
     lines = [
@@ -180,6 +187,7 @@ def render(
                 f"| {row['backend']} | {row['examples']:,} | {row['steps']:,}"
                 f" | {row['calls']:,} | {float(row.get('seconds', 0)):.0f} |"
             )
+    lines += security_matrix(records or [])
     lines += [
         "",
         "Columns: *operations* are HTTP requests sent (retries included) or cases run; *faults*",
@@ -191,6 +199,58 @@ def render(
         *SUITES,
     ]
     return "\n".join(lines)
+
+
+def security_matrix(records: list[dict[str, Any]]) -> list[str]:
+    """The security matrix: one row per attack (test), a column per backend.
+
+    Each cell says whether the running server refused the attack (the regression test passed) and
+    how many HTTP requests the test sent; the finding is the first line of the test's docstring.
+    """
+    cases: dict[tuple[str, str], dict[str, Any]] = {}
+    backends: list[str] = []
+    for record in records:
+        if record.get("suite") != "security" or "case" not in record:
+            continue
+        backend = str(record["backend"])
+        if backend not in backends:
+            backends.append(backend)
+        row = cases.setdefault(
+            (str(record.get("module", "")), str(record["case"])),
+            {"finding": str(record.get("finding", "")), "cells": {}},
+        )
+        requests, failures = row["cells"].get(backend, (0, 0))
+        row["cells"][backend] = (
+            requests + int(record.get("operations", 0)),
+            failures + int(record.get("failures", 0)),
+        )
+    if not cases:
+        return []
+    refused = sum(1 for row in cases.values() for _, f in row["cells"].values() if f == 0)
+    total = sum(len(row["cells"]) for row in cases.values())
+    lines = [
+        "",
+        "### Security matrix",
+        "",
+        f"Attacks from `tests/security` (docs/security.md): **{refused} of {total}** runs"
+        " refused as documented. A cell is *refused* when the regression test passed; the number"
+        " is the HTTP requests the test sent.",
+        "",
+        "| module | attack | " + " | ".join(backends) + " |",
+        "|---|---|" + "---|" * len(backends),
+    ]
+    for (module, _case), row in cases.items():
+        cells = []
+        for backend in backends:
+            if backend not in row["cells"]:
+                cells.append("—")
+                continue
+            requests, failures = row["cells"][backend]
+            verdict = "refused" if failures == 0 else "**FAILED**"
+            cells.append(f"{verdict} ({requests:,})")
+        finding = row["finding"].replace("|", "\\|")
+        lines.append(f"| `{module}` | {finding} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _suite_seconds(rows: list[dict[str, Any]]) -> float:
@@ -222,12 +282,13 @@ def verify(
         ),
     ] = False,
 ) -> None:
-    """Run the reliability suites and regenerate docs/reliability.md from their records."""
+    """Run the reliability and security suites; regenerate docs/reliability.md from their
+    records."""
     root = root.resolve()
     if run and not (root / "tests" / "reliability").is_dir():
         raise typer.BadParameter(f"no tests/reliability under {root} (use --root)")
     records_path = results or Path(tempfile.mkstemp(prefix="qwallet-verify-", suffix=".jsonl")[1])
-    command = ["pytest", "-q", "-p", "no:cacheprovider", "tests/reliability"]
+    command = ["pytest", "-q", "-p", "no:cacheprovider", "tests/reliability", "tests/security"]
     if select:
         command += ["-k", select]
     started = time.monotonic()
@@ -253,6 +314,7 @@ def verify(
         command="qwallet verify"
         + (" --long" if long else "")
         + (" --append (several runs)" if append else f" -k {select!r}" if select else ""),
+        records=records,
     )
     target = output or root / "docs" / "reliability.md"
     target.write_text(page)
