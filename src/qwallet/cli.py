@@ -335,7 +335,9 @@ HttpHelp = "Allow a plain-http payment callback URL (insecure; https is required
 @partners_app.command("create")
 def partners_create(
     name: str,
-    payment_currency: Annotated[str, typer.Option("--payment-currency", help=PaymentCurrencyHelp)],
+    payment_currency: Annotated[
+        str | None, typer.Option("--payment-currency", help=f"Required. {PaymentCurrencyHelp}")
+    ] = None,
     ip_allow: Annotated[
         list[str] | None, typer.Option("--ip-allow", help="CIDR allowed to call (repeatable).")
     ] = None,
@@ -361,13 +363,14 @@ def partners_create(
             client_url=client_url,
             callback_url=callback_url,
             query_url=query_url,
-            payment_currency=partners.payment_currency(
-                settings.currency_registry, payment_currency
-            ),
+            payment_currency=None
+            if payment_currency is None
+            else partners.payment_currency(settings.currency_registry, payment_currency),
             sandbox=sandbox,
             payment_methods=_methods_option(payment_methods) or [],
             allow_http_callback=allow_http_callback,
             operator=CLI_OPERATOR,
+            require_payment_currency=True,
         )
 
     credential = _with_store(settings, work)

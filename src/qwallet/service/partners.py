@@ -133,6 +133,7 @@ async def create_partner(
     payment_methods: Sequence[str] = DEFAULT_METHODS,
     allow_http_callback: bool = False,
     operator: str | None = None,
+    require_payment_currency: bool = False,
 ) -> IssuedCredential:
     """Create a partner; its username is its name, its password is returned once.
 
@@ -149,6 +150,8 @@ async def create_partner(
     client_url, query_url = check_url(client_url), check_url(query_url)
     callback_url = check_callback_url(callback_url, allow_http=allow_http_callback)
     methods = _methods(payment_methods, sandbox=sandbox)
+    if payment_currency is None and require_payment_currency:
+        raise OperatorError("a payment currency is required (--payment-currency)")
     currency_code = None if payment_currency is None else payment_currency.code
     async with db.transaction() as tx:
         if await tx.fetchrow("SELECT id FROM partners WHERE name = $1", name):
