@@ -127,10 +127,18 @@ class Platform:
     def amount(self, text: str, currency: str = "XAG") -> int:
         return parse_operator_amount(text, self.settings.currency_registry[currency])
 
-    def create_partner(self, ip_allow: list[str] | None = None) -> tuple[str, str]:
+    def create_partner(
+        self, ip_allow: list[str] | None = None, payment_currency: str = "XAG"
+    ) -> tuple[str, str]:
         name = f"studio-{secrets.token_hex(4)}"
         credential = self.run(
-            partners.create_partner(self.store, name, self.clock.now_ms(), ip_allow=ip_allow)
+            partners.create_partner(
+                self.store,
+                name,
+                self.clock.now_ms(),
+                ip_allow=ip_allow,
+                payment_currency=self.settings.currency_registry[payment_currency],
+            )
         )
         return credential.username, credential.password
 

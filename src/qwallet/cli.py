@@ -58,6 +58,8 @@ app.command("bench")(bench_command)
 app.command("verify")(verify_command)
 
 console = Console(stderr=True)
+# The audit log's "operator" for changes made on the command line.
+CLI_OPERATOR = "cli"
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
 
@@ -155,6 +157,7 @@ def serve(
             _print_banner(info)
     else:
         migrate.upgrade(settings.database_url)
+    _refuse_sandbox_in_production(settings)
     logs.configure(log_level)
     from qwallet.api.responses import CoalescingHttpToolsProtocol
 
@@ -181,6 +184,20 @@ def serve(
         from qwallet.api.app import create_app
 
         uvicorn.run(create_app(settings, freeze_heap=True), **server_options)
+
+
+def _refuse_sandbox_in_production(settings: Settings) -> None:
+    """Do not serve while a production partner could be paid by a sandbox method."""
+    names = _with_store(settings, partners.sandbox_violations)
+    if names:
+        console.print(
+            "[red]error:[/red] refusing to start: partner(s) "
+            + ", ".join(names)
+            + " list a sandbox payment method (sandbox_card) but are not sandbox partners."
+            " Fix with `qwallet partners update NAME --payment-methods wallet`"
+            " (or `--sandbox` for a test integration)."
+        )
+        raise typer.Exit(3)
 
 
 def _data_dir(settings: Settings) -> Path:
@@ -305,22 +322,40 @@ def _credential_json(credential: partners.IssuedCredential) -> dict[str, Any]:
     }
 
 
+def _methods_option(text: str | None) -> list[str] | None:
+    return None if text is None else [part for part in text.split(",") if part.strip()]
+
+
+PaymentCurrencyHelp = "Currency of the partner's prices; every order is charged in it."
+MethodsHelp = "Comma-separated payment methods: wallet, sandbox_card (sandbox partners only)."
+SandboxHelp = "A sandbox partner (test integration): may offer sandbox payment methods."
+HttpHelp = "Allow a plain-http payment callback URL (insecure; https is required otherwise)."
+
+
 @partners_app.command("create")
 def partners_create(
     name: str,
+    payment_currency: Annotated[
+        str | None, typer.Option("--payment-currency", help=f"Required. {PaymentCurrencyHelp}")
+    ] = None,
     ip_allow: Annotated[
         list[str] | None, typer.Option("--ip-allow", help="CIDR allowed to call (repeatable).")
     ] = None,
     client_url: Annotated[str | None, typer.Option(help="Game client URL for the iframe.")] = None,
     callback_url: Annotated[str | None, typer.Option(help="Payment callback URL.")] = None,
     query_url: Annotated[str | None, typer.Option(help="Query Withdrawal URL.")] = None,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help=SandboxHelp)] = False,
+    payment_methods: Annotated[str, typer.Option("--payment-methods", help=MethodsHelp)] = "wallet",
+    allow_http_callback: Annotated[
+        bool, typer.Option("--allow-http-callback", help=HttpHelp)
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Create a partner; prints its Basic credentials (the password is shown only once)."""
     settings = Settings.from_env()
-    credential = _with_store(
-        settings,
-        lambda store: partners.create_partner(
+
+    async def work(store: Store) -> partners.IssuedCredential:
+        return await partners.create_partner(
             store,
             name,
             _now(),
@@ -328,12 +363,73 @@ def partners_create(
             client_url=client_url,
             callback_url=callback_url,
             query_url=query_url,
-        ),
-    )
+            payment_currency=None
+            if payment_currency is None
+            else partners.payment_currency(settings.currency_registry, payment_currency),
+            sandbox=sandbox,
+            payment_methods=_methods_option(payment_methods) or [],
+            allow_http_callback=allow_http_callback,
+            operator=CLI_OPERATOR,
+            require_payment_currency=True,
+        )
+
+    credential = _with_store(settings, work)
     _emit(
         as_json,
         _credential_json(credential),
         f"partner {name}: username {credential.username} password {credential.password}",
+    )
+
+
+@partners_app.command("update")
+def partners_update(
+    name: str,
+    payment_currency: Annotated[
+        str | None, typer.Option("--payment-currency", help=PaymentCurrencyHelp)
+    ] = None,
+    client_url: Annotated[str | None, typer.Option(help="Game client URL ('' clears it).")] = None,
+    callback_url: Annotated[
+        str | None, typer.Option(help="Payment callback URL ('' clears it).")
+    ] = None,
+    query_url: Annotated[
+        str | None, typer.Option(help="Query Withdrawal URL ('' clears it).")
+    ] = None,
+    sandbox: Annotated[
+        bool | None, typer.Option("--sandbox/--no-sandbox", help=SandboxHelp)
+    ] = None,
+    payment_methods: Annotated[
+        str | None, typer.Option("--payment-methods", help=MethodsHelp)
+    ] = None,
+    allow_http_callback: Annotated[
+        bool | None,
+        typer.Option("--allow-http-callback/--no-allow-http-callback", help=HttpHelp),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a partner's settings; only the options given change. Audited."""
+    settings = Settings.from_env()
+
+    async def work(store: Store) -> dict[str, Any]:
+        change = partners.PartnerUpdate(
+            client_url=client_url,
+            callback_url=callback_url,
+            query_url=query_url,
+            payment_currency=None
+            if payment_currency is None
+            else partners.payment_currency(settings.currency_registry, payment_currency),
+            sandbox=sandbox,
+            payment_methods=_methods_option(payment_methods),
+            allow_http_callback=allow_http_callback,
+        )
+        return await partners.update_partner(
+            store, name, change, operator=CLI_OPERATOR, now_ms=_now()
+        )
+
+    changed = _with_store(settings, work)
+    _emit(
+        as_json,
+        {"partner": name, "changed": changed},
+        f"partner {name}: " + (", ".join(f"{k}={v}" for k, v in changed.items()) or "no change"),
     )
 
 
@@ -379,7 +475,14 @@ def partners_list(as_json: JsonOption = False) -> None:
     _emit(
         as_json,
         {"partners": rows},
-        "\n".join(f"{r['name']}\tallow={r['ipAllow'] or 'any'}" for r in rows) or "no partners",
+        "\n".join(
+            f"{r['name']}\tallow={r['ipAllow'] or 'any'}\tcurrency={r['paymentCurrency'] or '-'}"
+            f"\tmethods={','.join(r['paymentMethods'])}"  # type: ignore[arg-type]
+            + ("\tsandbox" if r["sandbox"] else "")
+            + ("\tHTTP-CALLBACK-ALLOWED" if r["allowHttpCallback"] else "")
+            for r in rows
+        )
+        or "no partners",
     )
 
 

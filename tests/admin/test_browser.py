@@ -188,6 +188,7 @@ def test_new_partner_secrets_page(page: Any, server: LiveServer, platform: Platf
     page.get_by_label(re.compile(r"^Name")).first.fill(name)
     page.get_by_label("Display name").first.fill("Studio Demo")
     page.get_by_label("Query Withdrawal URL").first.fill("https://studio.example/qw/query")
+    page.get_by_label(re.compile(r"^Payment currency")).first.select_option("EUR")
     page.get_by_role("button", name="Create partner").click()
     expect(page.get_by_role("heading", name=f"Secrets for {name}")).to_be_visible()
     expect(page.locator("[data-secret]")).to_have_count(5)

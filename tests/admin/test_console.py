@@ -209,6 +209,8 @@ def test_partner_creation_shows_secrets_once(console: Console, platform: Platfor
             "query_username": "qw-platform",
             "query_password": "",
             "ip_allow": "203.0.113.0/24, 198.51.100.7",
+            "payment_currency": "EUR",
+            "payment_methods": "wallet",
         },
     )
     assert created.status_code == 200
@@ -226,6 +228,8 @@ def test_partner_creation_shows_secrets_once(console: Console, platform: Platfor
     assert row["callback_secret"] == callback_secret
     assert row["query_password"] == query_password and row["query_username"] == "qw-platform"
     assert json.loads(row["ip_allow"]) == ["203.0.113.0/24", "198.51.100.7/32"]
+    assert (row["payment_currency"], row["payment_methods"]) == ("EUR", "wallet")
+    assert (row["sandbox"], row["allow_http_callback"]) == (0, 0)
     (credential,) = sql(
         platform,
         "SELECT password_hash FROM partner_credentials c JOIN partners p ON p.id = c.partner_id"
@@ -267,9 +271,17 @@ def test_partner_creation_shows_secrets_once(console: Console, platform: Platfor
             "query_url": "http://127.0.0.1:9/q",
             "query_username": "u",
             "ip_allow": "",
+            "payment_currency": "USD",
+            "payment_methods": "wallet",
         },
     )
     assert updated.status_code == 303
+    assert (
+        sql(platform, "SELECT payment_currency FROM partners WHERE name = $1", name)[0][
+            "payment_currency"
+        ]
+        == "USD"
+    )
     assert (
         sql(platform, "SELECT query_url FROM partners WHERE name = $1", name)[0]["query_url"]
         == "http://127.0.0.1:9/q"
@@ -285,6 +297,98 @@ def test_partner_creation_shows_secrets_once(console: Console, platform: Platfor
     bad = console.post("/admin/partners", {"name": "Bad Name!"})
     assert bad.status_code == 303
     assert "Partner not created" in console.get("/admin/partners").text
+
+
+def partner_row(platform: Platform, name: str) -> dict[str, Any] | None:
+    rows = sql(platform, "SELECT * FROM partners WHERE name = $1", name)
+    return dict(rows[0]) if rows else None
+
+
+def test_partner_payment_settings(console: Console, platform: Platform) -> None:
+    """Currency required and known; sandbox card only for sandbox partners; https callbacks
+    unless plain http is allowed, and then a warning; every change audited."""
+    base = {"client_url": "https://g.example/", "payment_currency": "EUR"}
+    refusals = [
+        ({"payment_currency": ""}, "a payment currency is required"),
+        ({"payment_currency": "XYZ"}, "unknown payment currency"),
+        ({"payment_methods": ["wallet", "sandbox_card"]}, "only a sandbox partner"),
+        ({"payment_methods": "paypal"}, "unknown payment method"),
+        ({"callback_url": "http://acme.example/pay"}, "must be https"),
+    ]
+    for change, why in refusals:
+        name = f"bad-{secrets.token_hex(3)}"
+        assert console.post("/admin/partners", {"name": name, **base, **change}).status_code == 303
+        assert why in console.get("/admin/partners").text, why
+        assert partner_row(platform, name) is None
+
+    name = f"sbx-{secrets.token_hex(3)}"
+    created = console.post(
+        "/admin/partners",
+        {
+            "name": name,
+            **base,
+            "sandbox": "1",
+            "payment_methods": ["wallet", "sandbox_card"],
+            "callback_url": "http://10.0.0.5/pay",
+            "allow_http_callback": "1",
+        },
+    )
+    assert created.status_code == 200
+    row = partner_row(platform, name)
+    assert row is not None
+    assert (row["sandbox"], row["payment_methods"], row["allow_http_callback"]) == (
+        1,
+        "wallet,sandbox_card",
+        1,
+    )
+    listing = console.get("/admin/partners").text
+    section = listing[listing.index(f'data-partner="{name}"') :]
+    section = section[: section.index("</section>")]
+    assert 'data-testid="http-callback-warning"' in section
+    assert "http://10.0.0.5/pay" in section and 'data-testid="sandbox-badge"' in section
+
+    # Turning sandbox off while the sandbox card is listed, or plain http off while the
+    # callback URL is http, is refused and changes nothing.
+    form = {
+        "client_url": "https://g.example/",
+        "query_username": "qwallet",
+        "callback_url": "http://10.0.0.5/pay",
+        "payment_currency": "EUR",
+        "payment_methods": ["wallet", "sandbox_card"],
+        "allow_http_callback": "1",
+    }
+    console.post(f"/admin/partners/{name}", {**form})  # sandbox unticked
+    assert "only a sandbox partner" in console.get("/admin/partners").text
+    console.post(f"/admin/partners/{name}", {**form, "sandbox": "1", "allow_http_callback": ""})
+    assert "must be https" in console.get("/admin/partners").text
+    assert partner_row(platform, name) == row
+
+    console.post(
+        f"/admin/partners/{name}",
+        {
+            "client_url": "https://g.example/",
+            "query_username": "qwallet",
+            "callback_url": "https://acme.example/pay",
+            "payment_currency": "GBP",
+            "payment_methods": "wallet",
+        },
+    )
+    row = partner_row(platform, name)
+    assert row is not None
+    assert (row["sandbox"], row["payment_methods"], row["allow_http_callback"]) == (0, "wallet", 0)
+    assert (row["payment_currency"], row["callback_url"]) == ("GBP", "https://acme.example/pay")
+    section = console.get("/admin/partners").text
+    section = section[section.index(f'data-partner="{name}"') :]
+    assert "http-callback-warning" not in section[: section.index("</section>")]
+    updates = [r for r in audit_rows(platform, target=name) if r["action"] == "partner.update"]
+    assert len(updates) == 1
+    assert json.loads(updates[0]["details"]) == {
+        "allowHttpCallback": False,
+        "callbackUrl": "https://acme.example/pay",
+        "paymentCurrency": "GBP",
+        "paymentMethods": "wallet",
+        "sandbox": False,
+    }
 
 
 def test_transactions_filter_and_detail(

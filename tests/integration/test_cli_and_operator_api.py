@@ -41,7 +41,17 @@ def as_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 def test_operator_cli_end_to_end(database_url: str, server: LiveServer) -> None:
     name = f"cli-studio-{time.monotonic_ns() % 10**8}"
     created = as_json(
-        qwallet(database_url, "partners", "create", name, "--ip-allow", "127.0.0.0/8", "--json")
+        qwallet(
+            database_url,
+            "partners",
+            "create",
+            name,
+            "--ip-allow",
+            "127.0.0.0/8",
+            "--payment-currency",
+            "XAG",
+            "--json",
+        )
     )
     assert created["username"] == name and len(created["password"]) >= 24
     listed = as_json(qwallet(database_url, "partners", "list", "--json"))

@@ -128,13 +128,26 @@ class World:
         callback_url: str | None = None,
         secret: str | None = None,
         callback_format: str = "form",
-        payment_currency: str | None = None,
+        payment_currency: str = "XAG",
+        sandbox: bool = False,
+        payment_methods: str = "wallet",
     ) -> Game:
+        """A partner with a game client; a sandbox partner offers the sandbox card too."""
         name = f"game-{secrets.token_hex(4)}"
         platform = self.platform
+        if sandbox and payment_methods == "wallet":
+            payment_methods = "wallet,sandbox_card"
         platform.run(
             partners.create_partner(
-                platform.store, name, platform.clock.now_ms(), client_url=client_url
+                platform.store,
+                name,
+                platform.clock.now_ms(),
+                client_url=client_url,
+                payment_currency=platform.settings.currency_registry[payment_currency],
+                sandbox=sandbox,
+                payment_methods=payment_methods.split(","),
+                # The test receivers listen on loopback without TLS.
+                allow_http_callback=True,
             )
         )
         set_partner(
@@ -143,7 +156,6 @@ class World:
             callback_url=callback_url,
             callback_secret=secret,
             callback_format=callback_format,
-            payment_currency=payment_currency,
             display_name=f"Game {name}",
         )
         return Game(name, client_url)

@@ -32,7 +32,7 @@ from tests.conftest import Platform
 from .conftest import set_partner
 
 SECRET = "MKiLHWZvGPTq2258"
-CALLBACK_URL = "http://partner.test/pay/quantum"
+CALLBACK_URL = "https://partner.test/pay/quantum"
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -47,7 +47,15 @@ def test_worked_example_sign() -> None:
 def paid_order(platform: Platform, *, callback_format: str = "form") -> tuple[str, str]:
     name = f"dl-{secrets.token_hex(4)}"
     now = platform.clock.now_ms()
-    platform.run(partners.create_partner(platform.store, name, now, client_url="http://g.test/"))
+    platform.run(
+        partners.create_partner(
+            platform.store,
+            name,
+            now,
+            client_url="http://g.test/",
+            payment_currency=platform.settings.currency_registry["XAG"],
+        )
+    )
     set_partner(
         platform,
         name,
@@ -102,6 +110,7 @@ def worker(platform: Platform, partner: Partner, **policy: Any) -> PaymentWorker
             platform.store,
             platform.clock,
             {"wallet": WalletProvider()},
+            currencies=platform.settings.currency_registry,
             policy=DeliveryPolicy(**{"schedule_s": (5.0, 30.0), "max_attempts": 3, **policy}),
             transport=httpx.MockTransport(partner),
         )
@@ -141,6 +150,15 @@ def test_callback_is_signed_as_the_kit_verifies(platform: Platform) -> None:
     fields = dict(parse_qsl(request.content.decode(), keep_blank_values=True))
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
     assert fields["uid"] == player_id and fields["productPrice"] == "4.90"
+    assert list(fields) == [
+        "uid", "serverId", "cpOrderId", "productId", "productPrice", "extParams",
+        "amount", "currencyCode", "provider", "ts", "sign",
+    ]  # fmt: skip
+    assert (fields["amount"], fields["currencyCode"], fields["provider"]) == (
+        "4.90",
+        "XAG",
+        "wallet",
+    )
     assert fields["ts"] == str(platform.clock.now_ms())
     assert fields["sign"] == payment_sign(
         fields["cpOrderId"], "10001", player_id, "4.90", "gems.100", fields["ts"], SECRET
@@ -172,6 +190,7 @@ def test_fails_twice_then_delivered(platform: Platform) -> None:
     # Each attempt is signed afresh: ts differs.
     bodies = [r.content for r in partner.requests]
     assert bodies[0].startswith(b'{"uid": ') and b'"productPrice": 4.90' in bodies[0]
+    assert b'"amount": 4.90, "currencyCode": "XAG", "provider": "wallet"' in bodies[0]
     assert len(set(bodies)) == 3
     platform.run(delivery.stop())
 
@@ -269,3 +288,35 @@ def test_concurrent_workers_send_each_attempt_once(platform: Platform) -> None:
         assert order_state(platform, order_id)["attempts"] == [(1, "delivered")]
     for w in workers:
         platform.run(w.stop())
+
+
+def test_plain_http_callback_is_sent_only_where_allowed(platform: Platform) -> None:
+    order_id, _ = paid_order(platform)
+    partner_id = order_state(platform, order_id)["partner_id"]
+
+    async def http_url(allow: int) -> None:
+        async with platform.store.transaction() as tx:
+            await tx.execute(
+                "UPDATE partners SET callback_url = $1, allow_http_callback = $2 WHERE id = $3",
+                "http://partner.test/pay/quantum",
+                allow,
+                partner_id,
+            )
+
+    platform.run(http_url(0))
+    partner = Partner(ok)
+    delivery = worker(platform, partner)
+    platform.run(delivery.run_once())
+    plain = "http://partner.test/pay/quantum"
+    assert [r for r in partner.requests if str(r.url) == plain] == []  # nothing was sent
+    rows = order_state(platform, order_id)["rows"]
+    assert (
+        rows[0]["outcome"] == "retry" and "plain-http callback URL not allowed" in rows[0]["error"]
+    )
+
+    platform.run(http_url(1))  # the operator's explicit opt-in
+    platform.clock.advance(5_000)
+    platform.run(delivery.run_once())
+    assert [str(r.url) for r in partner.requests if str(r.url) == plain] == [plain]
+    assert order_state(platform, order_id)["state"] == "delivered"
+    platform.run(delivery.stop())

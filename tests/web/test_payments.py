@@ -46,7 +46,7 @@ def transaction_of(world: World, qw_transaction_id: str) -> dict[str, Any]:
 
 
 def test_same_message_twice_is_the_same_order(world: World) -> None:
-    browser, token, _ = open_game(world)
+    browser, token, _ = open_game(world, sandbox=True)
     message = purchase(productNumber=3)
     first = browser.post_json("/payments/orders", {"token": token, "message": message})
     again = browser.post_json("/payments/orders", {"token": token, "message": message})
@@ -175,7 +175,9 @@ def test_concurrent_wallet_payments_never_overdraw(world: World) -> None:
 
 def test_sandbox_approve_is_paid_then_delivered(world: World, tmp_path: Path) -> None:
     with kit_receiver(tmp_path) as receiver:
-        browser, token, player = open_game(world, callback_url=receiver.url, secret=receiver.secret)
+        browser, token, player = open_game(
+            world, callback_url=receiver.url, secret=receiver.secret, sandbox=True
+        )
         order = browser.order(token, productPrice=0.5, productNumber=4).json()["order"]
         started = browser.pay(order["orderId"], "sandbox_card", "approve")
         assert started.status_code == 200 and started.json()["order"]["state"] == "paying"
@@ -199,7 +201,9 @@ def test_sandbox_approve_is_paid_then_delivered(world: World, tmp_path: Path) ->
 
 def test_sandbox_decline_is_declined_and_not_delivered(world: World, tmp_path: Path) -> None:
     with kit_receiver(tmp_path) as receiver:
-        browser, token, _ = open_game(world, callback_url=receiver.url, secret=receiver.secret)
+        browser, token, _ = open_game(
+            world, callback_url=receiver.url, secret=receiver.secret, sandbox=True
+        )
         order = browser.order(token).json()["order"]
         assert browser.pay(order["orderId"], "sandbox_card", "decline").status_code == 200
         advance(world.platform.clock, 2.5)
@@ -224,9 +228,25 @@ def test_json_callback_format(world: World, tmp_path: Path) -> None:
 
 
 def test_partner_payment_currency(world: World) -> None:
-    browser, token, _ = open_game(world, payment_currency="EUR")
+    browser, token, _ = open_game(world, payment_currency="EUR", sandbox=True)
     created = browser.order(token, productPrice=1.25).json()
     assert created["order"]["currency"] == "EUR" and not created["order"]["walletPayable"]
+    assert created["order"]["amount"] == "1.25"
     assert [m["method"] for m in created["methods"]] == ["sandbox_card"]
     refused = browser.pay(created["order"]["orderId"], "wallet")
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_method"
+
+
+def test_methods_are_the_partners(world: World) -> None:
+    """A production partner offers what it lists, never the sandbox card."""
+    browser, token, _ = open_game(world)
+    created = browser.order(token).json()
+    assert [m["method"] for m in created["methods"]] == ["wallet"]
+    order_id = created["order"]["orderId"]
+    refused = browser.pay(order_id, "sandbox_card", "approve")
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_method"
+    assert world.order_row(order_id)["state"] == "created"
+    # A production partner priced in another currency than the wallet offers nothing.
+    browser, token, _ = open_game(world, payment_currency="EUR")
+    created = browser.order(token).json()
+    assert created["methods"] == [] and not created["order"]["walletPayable"]

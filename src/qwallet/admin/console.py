@@ -32,6 +32,7 @@ from qwallet.admin.history import ErrorHistory
 from qwallet.clock import Clock
 from qwallet.domain.errors import WalletError
 from qwallet.domain.money import Currency, format_amount, parse_operator_amount
+from qwallet.payments.methods import KNOWN_METHODS, SANDBOX_METHODS, split_methods
 from qwallet.service import audit, holds, operators, orders_admin, players, reconcile
 from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
@@ -496,13 +497,33 @@ class AdminConsole:
             "partners.html",
             rows=rows,
             ip_lists={row["name"]: json.loads(row["ip_allow"] or "[]") for row in rows},
+            method_lists={row["name"]: split_methods(row["payment_methods"]) for row in rows},
+            known_methods=KNOWN_METHODS,
+            sandbox_methods=SANDBOX_METHODS,
+            currency_codes=self.settings.currency_registry.codes(),
         )
 
     def _shown_once(self, request: Request, shown: partner_admin.ShownOnce) -> Response:
         return self.render(request, "secrets.html", shown=shown)
 
+    @staticmethod
+    async def _partner_form(request: Request) -> tuple[dict[str, str], list[str]]:
+        """The partner form's text fields, and the payment methods ticked (a repeated field)."""
+        form = await request.form()
+        methods = [
+            value.strip()[:MAX_FIELD_CHARS]
+            for value in form.getlist("payment_methods")
+            if isinstance(value, str) and value.strip()
+        ][: len(KNOWN_METHODS) + 1]
+        fields = {
+            key: value.strip()[:MAX_FIELD_CHARS]
+            for key, value in form.items()
+            if isinstance(value, str) and key not in (CSRF_FIELD, "payment_methods")
+        }
+        return fields, methods
+
     async def create_partner(self, request: Request) -> Response:
-        form = await self._form(request)
+        form, methods = await self._partner_form(request)
         try:
             shown = await partner_admin.create(
                 self.db,
@@ -516,6 +537,11 @@ class AdminConsole:
                 query_username=form.get("query_username"),
                 query_password=form.get("query_password"),
                 ip_allow=partner_admin.split_cidrs(form.get("ip_allow", "")),
+                currencies=self.settings.currency_registry,
+                payment_currency=form.get("payment_currency"),
+                sandbox=form.get("sandbox") == "1",
+                payment_methods=methods,
+                allow_http_callback=form.get("allow_http_callback") == "1",
             )
         except OperatorError as error:
             self.flash(request, f"Partner not created: {error}", "error")
@@ -523,7 +549,7 @@ class AdminConsole:
         return self._shown_once(request, shown)
 
     async def update_partner(self, request: Request) -> Response:
-        form = await self._form(request)
+        form, methods = await self._partner_form(request)
         name = request.path_params["name"]
         try:
             await partner_admin.update(
@@ -536,6 +562,11 @@ class AdminConsole:
                 query_url=form.get("query_url"),
                 query_username=form.get("query_username"),
                 ip_allow=partner_admin.split_cidrs(form.get("ip_allow", "")),
+                currencies=self.settings.currency_registry,
+                payment_currency=form.get("payment_currency"),
+                sandbox=form.get("sandbox") == "1",
+                payment_methods=methods,
+                allow_http_callback=form.get("allow_http_callback") == "1",
             )
             self.flash(request, f"Partner {name} updated.")
         except OperatorError as error:

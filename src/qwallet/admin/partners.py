@@ -1,21 +1,23 @@
-"""Partner set-up from the console: endpoints and the secrets that are shown exactly once.
+"""Partner set-up from the console: endpoints, payment settings, and the secrets that are shown
+exactly once.
 
 The Wallet API password is stored as a hash (``service.partners``). The payment-callback secret
 and the platform's Query Withdrawal password are stored in clear because the platform must sign
 and authenticate with them, but the console shows each only in the answer that created it.
+Payment settings (currency, sandbox, methods, plain-http callbacks) are validated by
+``service.partners``, the same rules as the CLI's.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from qwallet.domain.money import CurrencyRegistry
 from qwallet.service import audit, partners
-from qwallet.service.partners import OperatorError
+from qwallet.service.partners import OperatorError, PartnerUpdate, check_url
 from qwallet.store.sql import Row, SqlDatabase
-
-MAX_URL_CHARS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +30,6 @@ class ShownOnce:
 
 def new_callback_secret() -> str:
     return secrets.token_urlsafe(24)
-
-
-def check_url(url: str | None) -> str | None:
-    url = (url or "").strip()
-    if not url:
-        return None
-    if len(url) > MAX_URL_CHARS or not url.startswith(("http://", "https://")):
-        raise OperatorError(f"not an http(s) URL: {url[:80]!r}")
-    return url
 
 
 async def create(
@@ -52,12 +45,15 @@ async def create(
     query_username: str | None,
     query_password: str | None,
     ip_allow: list[str],
+    currencies: CurrencyRegistry,
+    payment_currency: str | None,
+    sandbox: bool,
+    payment_methods: Sequence[str],
+    allow_http_callback: bool,
 ) -> ShownOnce:
-    client_url, callback_url, query_url = (
-        check_url(client_url),
-        check_url(callback_url),
-        check_url(query_url),
-    )
+    currency = partners.payment_currency(currencies, payment_currency)
+    client_url, query_url = check_url(client_url), check_url(query_url)
+    callback_url = partners.check_callback_url(callback_url, allow_http=allow_http_callback)
     cidrs = partners.normalize_cidrs(ip_allow)
     credential = await partners.create_partner(
         db,
@@ -67,6 +63,10 @@ async def create(
         client_url=client_url,
         callback_url=callback_url,
         query_url=query_url,
+        payment_currency=currency,
+        sandbox=sandbox,
+        payment_methods=payment_methods,
+        allow_http_callback=allow_http_callback,
     )
     callback_secret = new_callback_secret()
     query_username = (query_username or "").strip() or "qwallet"
@@ -93,6 +93,10 @@ async def create(
                 "queryUrl": query_url,
                 "queryUsername": query_username,
                 "ipAllow": cidrs,
+                "paymentCurrency": currency.code,
+                "sandbox": sandbox,
+                "paymentMethods": ",".join(payment_methods),
+                "allowHttpCallback": allow_http_callback,
             },
             now_ms,
         )
@@ -158,30 +162,26 @@ async def update(
     query_url: str | None,
     query_username: str | None,
     ip_allow: list[str],
+    currencies: CurrencyRegistry,
+    payment_currency: str | None,
+    sandbox: bool,
+    payment_methods: Sequence[str],
+    allow_http_callback: bool,
 ) -> None:
-    """Change a partner's endpoints and allow-list (secrets are changed by ``rotate``)."""
-    values = {
-        "clientUrl": check_url(client_url),
-        "callbackUrl": check_url(callback_url),
-        "queryUrl": check_url(query_url),
-        "queryUsername": (query_username or "").strip() or None,
-    }
-    cidrs = partners.normalize_cidrs(ip_allow)
-    async with db.transaction() as tx:
-        changed = await tx.execute(
-            "UPDATE partners SET client_url = $1, callback_url = $2, query_url = $3,"
-            " query_username = $4, ip_allow = $5 WHERE name = $6",
-            values["clientUrl"],
-            values["callbackUrl"],
-            values["queryUrl"],
-            values["queryUsername"],
-            json.dumps(cidrs) if cidrs else None,
-            name,
-        )
-        if changed != 1:
-            raise OperatorError(f"no partner named {name!r}")
-        details = {**values, "ipAllow": cidrs}
-        await audit.record(tx, operator, "partner.update", name, details, now_ms)
+    """Change a partner's endpoints, allow-list and payment settings (the whole form at once;
+    secrets are changed by ``rotate``). Audited as ``partner.update`` with what changed."""
+    change = PartnerUpdate(
+        client_url=client_url or "",
+        callback_url=callback_url or "",
+        query_url=query_url or "",
+        query_username=query_username or "",
+        ip_allow=ip_allow,
+        payment_currency=partners.payment_currency(currencies, payment_currency),
+        sandbox=sandbox,
+        payment_methods=payment_methods,
+        allow_http_callback=allow_http_callback,
+    )
+    await partners.update_partner(db, name, change, operator=operator, now_ms=now_ms)
 
 
 async def list_all(db: SqlDatabase) -> list[Row]:
@@ -189,7 +189,8 @@ async def list_all(db: SqlDatabase) -> list[Row]:
     async with db.transaction() as tx:
         return await tx.fetch(
             "SELECT p.name, p.display_name, p.ip_allow, p.client_url, p.callback_url,"
-            " p.query_url, p.query_username, p.created_at_ms,"
+            " p.query_url, p.query_username, p.created_at_ms, p.payment_currency, p.sandbox,"
+            " p.payment_methods, p.allow_http_callback,"
             " CASE WHEN p.callback_secret IS NULL THEN 0 ELSE 1 END AS has_callback_secret,"
             " CASE WHEN p.query_password IS NULL THEN 0 ELSE 1 END AS has_query_password,"
             " (SELECT COUNT(*) FROM partner_credentials c"

@@ -2,7 +2,9 @@
 
 - ``create_order`` / ``get_order``: an order per partner and ``cpOrderId``, owned by a player.
 - ``PaymentProvider``: ``WalletProvider`` (pay from balance, one database transaction) and
-  ``SandboxCardProvider`` (approve / decline, confirmed asynchronously).
+  ``SandboxCardProvider`` (approve / decline, confirmed asynchronously; sandbox partners only).
+  Which providers an order may use is the partner's configuration (``qwallet.payments.methods``),
+  checked inside each payment's transaction (``qwallet.payments.authorize``).
 - ``PaymentWorker``: settles provider events and delivers paid orders to the partner with
   bounded retries; ``redeliver`` is the operator's second chance.
 
@@ -13,21 +15,34 @@ from qwallet.payments.callback import build_callback, is_acknowledged, md5_sign,
 from qwallet.payments.delivery import DeliveryPolicy, redeliver
 from qwallet.payments.errors import PaymentError
 from qwallet.payments.messages import Purchase, PurchaseMessage, validate_purchase
+from qwallet.payments.methods import (
+    KNOWN_METHODS,
+    SANDBOX_METHODS,
+    MethodsError,
+    PartnerMethods,
+    check_methods,
+    split_methods,
+)
 from qwallet.payments.orders import Order, create_order, find_order, get_order
 from qwallet.payments.providers import (
     PaymentProvider,
     ProviderEvent,
     SandboxCardProvider,
     WalletProvider,
-    default_providers,
+    offered,
+    provider_registry,
     settle,
 )
 from qwallet.payments.wallet import pay_with_wallet
 from qwallet.payments.worker import PaymentWorker
 
 __all__ = [
+    "KNOWN_METHODS",
+    "SANDBOX_METHODS",
     "DeliveryPolicy",
+    "MethodsError",
     "Order",
+    "PartnerMethods",
     "PaymentError",
     "PaymentProvider",
     "PaymentWorker",
@@ -37,15 +52,18 @@ __all__ = [
     "SandboxCardProvider",
     "WalletProvider",
     "build_callback",
+    "check_methods",
     "create_order",
-    "default_providers",
     "find_order",
     "get_order",
     "is_acknowledged",
     "md5_sign",
+    "offered",
     "pay_with_wallet",
+    "provider_registry",
     "redeliver",
     "settle",
     "signature_header",
+    "split_methods",
     "validate_purchase",
 ]

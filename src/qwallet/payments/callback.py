@@ -1,15 +1,18 @@
 """The payment callback the platform sends to the partner (spec §2.3), byte for byte.
 
 Fields: ``uid`` (the playerId), ``serverId``, ``cpOrderId``, ``productId``, ``productPrice``,
-``extParams``, ``ts`` (milliseconds, fresh on every attempt) and ``sign`` — uppercase hex MD5 of
-cpOrderId + serverId + uid + productPrice + productId + ts + secret, with the numbers written
-exactly as the game sent them. The body is ``application/x-www-form-urlencoded`` unless the
-partner's ``callback_format`` is ``json``; in JSON, ``serverId``, ``productPrice`` and ``ts`` are
-numbers with that same text.
+``extParams``, ``amount`` (the total charged, productPrice x productNumber, with the payment
+currency's decimals: ``9.98``), ``currencyCode`` (``EUR``), ``provider`` (the method that paid:
+``wallet`` or ``sandbox_card``), ``ts`` (milliseconds, fresh on every attempt) and ``sign`` —
+uppercase hex MD5 of cpOrderId + serverId + uid + productPrice + productId + ts + secret, with the
+numbers written exactly as the game sent them (the documented formula: ``amount``,
+``currencyCode``, ``provider`` and ``extParams`` are not in it). The body is
+``application/x-www-form-urlencoded`` unless the partner's ``callback_format`` is ``json``; in
+JSON, ``serverId``, ``productPrice``, ``amount`` and ``ts`` are numbers with that same text.
 
 Every callback also carries ``X-QW-Signature: t=<ms>,v1=<hex>``: HMAC-SHA256 keyed with the same
-secret over ``"<t>."`` followed by the exact body, which, unlike ``sign``, covers ``extParams``
-and expires with ``t``.
+secret over ``"<t>."`` followed by the exact body, which, unlike ``sign``, covers every field
+(``extParams``, ``amount``, ``currencyCode``, ``provider`` included) and expires with ``t``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ def build_callback(
     product_id: str,
     product_price: str,
     ext_params: str,
+    amount: str,
+    currency_code: str,
+    provider: str,
     ts_ms: int,
     secret: str,
     body_format: str,
@@ -63,11 +69,14 @@ def build_callback(
         "productId": product_id,
         "productPrice": product_price,
         "extParams": ext_params,
+        "amount": amount,
+        "currencyCode": currency_code,
+        "provider": provider,
         "ts": ts,
         "sign": sign,
     }
     if body_format == "json":
-        numbers = ("serverId", "productPrice", "ts")
+        numbers = ("serverId", "productPrice", "amount", "ts")
         # Numbers are spliced in as their exact text; json.dumps would not keep "4.90".
         items = [
             f"{json.dumps(name)}: {value if name in numbers else json.dumps(value)}"

@@ -10,6 +10,11 @@ The attempt's result is written with the same condition, so a process whose leas
 After attempt *n* of a round fails the order is retried ``schedule_s[n-1]`` later (the last
 value repeats); after ``max_attempts`` it is ``failed``. ``redeliver`` starts a new round.
 Every attempt is a ``payment_attempts`` row; ``attempt`` numbers all attempts of the order.
+
+Before sending, the attempt is refused (recorded with its error, retried like any failure) when
+the partner's callback URL is plain ``http`` and the operator did not allow that for the partner
+(``allow_http_callback``), or when the order was paid by a sandbox method and the partner is not
+a sandbox partner: a sandbox "payment" is never announced to a production partner.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from dataclasses import dataclass
 import httpx
 
 from qwallet.clock import Clock
+from qwallet.domain.money import CurrencyRegistry, format_amount
 from qwallet.payments.callback import build_callback, is_acknowledged
 from qwallet.payments.errors import PaymentError
+from qwallet.payments.methods import SANDBOX_METHODS
 from qwallet.payments.orders import Order
 from qwallet.store.sql import Row, SqlDatabase
 
@@ -64,9 +71,15 @@ class Deliverer:
     """Sends due callbacks. ``client`` is an ``httpx.AsyncClient`` (tests inject a transport)."""
 
     def __init__(
-        self, db: SqlDatabase, clock: Clock, client: httpx.AsyncClient, policy: DeliveryPolicy
+        self,
+        db: SqlDatabase,
+        clock: Clock,
+        client: httpx.AsyncClient,
+        policy: DeliveryPolicy,
+        currencies: CurrencyRegistry,
     ) -> None:
         self.db, self.clock, self.client, self.policy = db, clock, client, policy
+        self.currencies = currencies
 
     async def deliver_due(self) -> int:
         """Attempt every due order once (concurrently, one batch); return how many were tried."""
@@ -94,7 +107,8 @@ class Deliverer:
                 order.next_delivery_at_ms,
             )
             partner = await tx.fetchrow(
-                "SELECT callback_url, callback_secret, callback_format FROM partners WHERE id = $1",
+                "SELECT callback_url, callback_secret, callback_format, allow_http_callback,"
+                " sandbox FROM partners WHERE id = $1",
                 order.partner_id,
             )
         if claimed != 1:
@@ -112,6 +126,12 @@ class Deliverer:
         url, secret = partner["callback_url"], partner["callback_secret"]
         if not isinstance(url, str) or not url or not isinstance(secret, str) or not secret:
             return AttemptResult(None, None, "partner has no callback URL or secret", False)
+        refusal = self._refusal(order, partner, url)
+        if refusal is not None:
+            return AttemptResult(None, None, refusal, False)
+        currency = self.currencies.get(order.currency)
+        if currency is None:
+            return AttemptResult(None, None, f"currency {order.currency} is not configured", False)
         callback = build_callback(
             uid=order.player_id,
             server_id=order.server_id,
@@ -119,6 +139,9 @@ class Deliverer:
             product_id=order.product_id,
             product_price=order.product_price,
             ext_params=order.ext_params,
+            amount=format_amount(order.amount_minor, currency),
+            currency_code=order.currency,
+            provider=str(order.method),
             ts_ms=now_ms,
             secret=secret,
             body_format=str(partner["callback_format"] or "form"),
@@ -136,6 +159,14 @@ class Deliverer:
             None,
             is_acknowledged(response.status_code, body),
         )
+
+    @staticmethod
+    def _refusal(order: Order, partner: Row, url: str) -> str | None:
+        if url.lower().startswith("http://") and not partner["allow_http_callback"]:
+            return "refused: plain-http callback URL not allowed for this partner (https needed)"
+        if order.method in SANDBOX_METHODS and not partner["sandbox"]:
+            return f"refused: paid by {order.method} but the partner is not a sandbox partner"
+        return None
 
     async def _record(self, order: Order, result: AttemptResult, lease_until_ms: int) -> None:
         now_ms = self.clock.now_ms()

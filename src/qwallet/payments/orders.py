@@ -101,12 +101,15 @@ class Order:
 _SELECT = "SELECT * FROM payment_orders"
 
 
-async def _game_session(tx: SqlTransaction, token: str, player_id: str) -> Row:
+async def _game_session(tx: SqlTransaction, dialect: str, token: str, player_id: str) -> Row:
+    # The player row is share-locked on PostgreSQL: a block racing with the order either
+    # commits first (and is seen here) or waits until the order is written.
+    lock = " FOR SHARE OF pl, p" if dialect == "postgresql" else ""
     row = await tx.fetchrow(
-        "SELECT s.partner_id, s.revoked_at_ms, p.payment_currency, pl.currency AS wallet_currency"
-        " FROM sessions s JOIN partners p ON p.id = s.partner_id"
+        "SELECT s.partner_id, s.revoked_at_ms, p.name AS partner_name, p.payment_currency,"
+        " pl.status AS player_status FROM sessions s JOIN partners p ON p.id = s.partner_id"
         " JOIN players pl ON pl.id = s.player_id"
-        " WHERE s.token = $1 AND s.player_id = $2",
+        f" WHERE s.token = $1 AND s.player_id = $2{lock}",
         token,
         player_id,
     )
@@ -126,12 +129,23 @@ async def create_order(
 ) -> tuple[Order, bool]:
     """Create the order for a purchase message, or return the existing identical one.
 
-    Returns ``(order, created)``. The currency is the partner's ``payment_currency``, or the
-    player's wallet currency when the partner has none.
+    Returns ``(order, created)``. The player must be active (checked in the transaction that
+    writes the order). The currency is the partner's ``payment_currency``, whatever the player's
+    wallet holds: a partner without one takes no orders (409 ``no_payment_currency``) until the
+    operator sets it.
     """
     async with db.transaction() as tx:
-        session = await _game_session(tx, token, player_id)
-        code = session["payment_currency"] or session["wallet_currency"]
+        session = await _game_session(tx, db.dialect, token, player_id)
+        if session["player_status"] != "active":
+            raise PaymentError(403, "blocked", "Your account is blocked.")
+        code = session["payment_currency"]
+        if not code:
+            raise PaymentError(
+                409,
+                "no_payment_currency",
+                f"Game {session['partner_name']} has no payment currency configured;"
+                " purchases are unavailable until the operator sets one.",
+            )
         currency = currencies.get(code)
         if currency is None:
             raise PaymentError(409, "currency", f"Payment currency {code} is not configured.")

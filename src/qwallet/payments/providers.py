@@ -6,24 +6,37 @@ after the player clicked: the payment worker asks every provider for its ``due_e
 tick and applies them with ``settle``. Because pending payments live in the database
 (``state = 'paying'``, ``method``, ``provider_reference``), a restart loses nothing.
 
-Shipped providers:
+Which providers a player is offered is the partner's configuration, never the client's choice:
+a provider is offered (``offered``) and may ``start`` only when the order's partner lists its
+method in ``partners.payment_methods`` and, for a sandbox provider, the partner is a sandbox
+partner (``qwallet.payments.methods``); ``start`` checks this again inside its own transaction
+(``qwallet.payments.authorize``), and ``settle`` never pays a sandbox event for an order of a
+partner that is not (or no longer) a sandbox partner: such an event declines the payment.
+
+Shipped providers (``provider_registry``; the registry only says what this process can run):
 
 - ``WalletProvider`` (``wallet``): one database transaction, see ``qwallet.payments.wallet``;
   offered when the order's currency is the player's wallet currency.
-- ``SandboxCardProvider`` (``sandbox_card``): the player picks the outcome (``approve`` or
-  ``decline``); the "provider" confirms it ``delay_s`` later.
+- ``SandboxCardProvider`` (``sandbox_card``, sandbox partners only): the player picks the
+  outcome (``approve`` or ``decline``); the "provider" confirms it ``delay_s`` later.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from qwallet.payments import wallet
+from qwallet.payments.authorize import payable_order
 from qwallet.payments.errors import PaymentError
-from qwallet.payments.orders import Order, get_order
+from qwallet.payments.methods import SANDBOX_CARD, SANDBOX_METHODS, PartnerMethods
+from qwallet.payments.orders import Order
 from qwallet.store.sql import SqlDatabase
+
+logger = logging.getLogger("qwallet.payments.providers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +80,7 @@ class WalletProvider:
 class SandboxCardProvider:
     """A test card: ``approve`` or ``decline``, confirmed ``delay_s`` after the click."""
 
-    method = "sandbox_card"
+    method = SANDBOX_CARD
     label = "Sandbox card"
     OPTIONS = ("approve", "decline")
 
@@ -85,6 +98,7 @@ class SandboxCardProvider:
         # The outcome the sandbox will report travels in the reference, like a test card number.
         reference = f"sandbox:{uuid.uuid4().hex}:{option}"
         async with db.transaction() as tx:
+            order = await payable_order(tx, db.dialect, order_id, player_id, self.method)
             changed = await tx.execute(
                 "UPDATE payment_orders SET state = 'paying', method = $1,"
                 " provider_reference = $2, updated_at_ms = $3"
@@ -95,10 +109,11 @@ class SandboxCardProvider:
                 order_id,
                 player_id,
             )
-        order = await get_order(db, order_id, player_id)
-        if changed != 1:
-            raise PaymentError(409, "state", f"This order is {order.state}; it cannot be paid.")
-        return order
+            if changed != 1:
+                raise PaymentError(409, "state", f"This order is {order.state}; it cannot be paid.")
+            row = await tx.fetchrow("SELECT * FROM payment_orders WHERE id = $1", order_id)
+        assert row is not None
+        return Order.from_row(row)
 
     async def due_events(self, db: SqlDatabase, now_ms: int) -> list[ProviderEvent]:
         async with db.transaction() as tx:
@@ -119,36 +134,72 @@ class SandboxCardProvider:
         ]
 
 
-async def settle(db: SqlDatabase, event: ProviderEvent, now_ms: int) -> bool:
+async def settle(db: SqlDatabase, event: ProviderEvent, now_ms: int, *, method: str) -> str | None:
     """Apply a provider's verdict once: ``paying`` → ``paid`` (due for delivery) or ``declined``.
 
-    Only the payment the provider knows (same reference) is settled, and only once: a repeated
-    or stale event changes nothing and returns False.
+    Returns ``"paid"``, ``"declined"``, ``"refused"`` (an approval that was not applied, the
+    payment declined instead) or None when nothing changed. Only the payment the provider knows
+    (same method and reference) is settled, and only once: a repeated or stale event changes
+    nothing. An approval from a sandbox provider pays only an order of a sandbox partner; for any
+    other order the payment is declined: the sandbox never pays a production partner.
     """
+    sandbox = method in SANDBOX_METHODS
+    paying = "id = $2 AND state = 'paying' AND method = $3 AND provider_reference = $4"
     async with db.transaction() as tx:
+        changed = 0
         if event.approved:
             changed = await tx.execute(
                 "UPDATE payment_orders SET state = 'paid', paid_at_ms = $1, updated_at_ms = $1,"
                 " next_delivery_at_ms = $1, delivery_attempts = 0"
-                " WHERE id = $2 AND state = 'paying' AND provider_reference = $3",
+                f" WHERE {paying} AND ($5 = 0 OR EXISTS (SELECT 1 FROM partners p"
+                "  WHERE p.id = payment_orders.partner_id AND p.sandbox = 1))",
                 now_ms,
                 event.order_id,
+                method,
                 event.reference,
+                int(sandbox),
             )
-        else:
-            changed = await tx.execute(
-                "UPDATE payment_orders SET state = 'declined', updated_at_ms = $1"
-                " WHERE id = $2 AND state = 'paying' AND provider_reference = $3",
-                now_ms,
-                event.order_id,
-                event.reference,
-            )
-    return changed == 1
+        if changed == 1:
+            return "paid"
+        declined = await tx.execute(
+            f"UPDATE payment_orders SET state = 'declined', updated_at_ms = $1 WHERE {paying}",
+            now_ms,
+            event.order_id,
+            method,
+            event.reference,
+        )
+    if declined != 1:
+        return None
+    if event.approved:
+        logger.error(
+            "refused a %s approval for order %s: its partner is not a sandbox partner",
+            method,
+            event.order_id,
+        )
+        return "refused"
+    return "declined"
 
 
-def default_providers(sandbox_delay_s: float) -> dict[str, PaymentProvider]:
+def provider_registry(sandbox_delay_s: float) -> dict[str, PaymentProvider]:
+    """Every provider this process can run, by method. Offering one is per partner (``offered``)."""
     providers: list[PaymentProvider] = [WalletProvider(), SandboxCardProvider(sandbox_delay_s)]
     return {provider.method: provider for provider in providers}
+
+
+def offered(
+    providers: Mapping[str, PaymentProvider],
+    order: Order,
+    partner: PartnerMethods,
+    wallet_currency: str,
+) -> list[PaymentProvider]:
+    """The providers the player may choose for ``order``, in the partner's order of methods."""
+    return [
+        providers[method]
+        for method in partner.methods
+        if method in providers
+        and partner.allows(method)
+        and providers[method].offered_for(order, wallet_currency)
+    ]
 
 
 __all__ = [
@@ -156,6 +207,7 @@ __all__ = [
     "ProviderEvent",
     "SandboxCardProvider",
     "WalletProvider",
-    "default_providers",
+    "offered",
+    "provider_registry",
     "settle",
 ]

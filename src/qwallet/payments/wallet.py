@@ -6,6 +6,10 @@ kind ``withdrawal`` for the order's partner, ``mm_transaction_id`` ``payment:<or
 so the ledger sums to zero per step and ``qwallet reconcile`` sees exactly the four entries a
 final transaction implies.
 
+Before any write, ``authorize.payable_order`` checks in the same transaction that the order's
+partner offers the wallet and that the player is active (the player row stays locked on
+PostgreSQL until commit).
+
 Concurrency is the database's: the order moves to ``paid`` with a conditional UPDATE
 (``state IN ('created', 'declined')``), so two clicks cannot both pay; the wallet is debited with
 a conditional UPDATE (``available_minor >= amount``, player active, same currency, daily limit),
@@ -19,11 +23,13 @@ import uuid
 from qwallet.domain import ledger
 from qwallet.domain.sessions import utc_day
 from qwallet.domain.transactions import Kind, Phase
-from qwallet.payments.errors import PaymentError, not_found
+from qwallet.payments.authorize import payable_order
+from qwallet.payments.errors import PaymentError
+from qwallet.payments.methods import WALLET
 from qwallet.payments.orders import Order
 from qwallet.store.sql import SqlDatabase, SqlTransaction
 
-METHOD = "wallet"
+METHOD = WALLET
 
 
 def mm_transaction_id(order_id: str) -> str:
@@ -34,12 +40,7 @@ async def pay_with_wallet(db: SqlDatabase, order_id: str, player_id: str, now_ms
     """Pay the order from the wallet; paying an order already paid this way is a no-op."""
     qw_transaction_id = str(uuid.uuid4())
     async with db.transaction() as tx:
-        row = await tx.fetchrow(
-            "SELECT * FROM payment_orders WHERE id = $1 AND player_id = $2", order_id, player_id
-        )
-        if row is None:
-            raise not_found()
-        order = Order.from_row(row)
+        order = await payable_order(tx, db.dialect, order_id, player_id, METHOD)
         if order.method == METHOD and order.state in ("paid", "delivered", "failed"):
             return order
         claimed = await tx.execute(

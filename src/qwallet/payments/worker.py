@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import httpx
 
 from qwallet.clock import Clock
+from qwallet.domain.money import CurrencyRegistry
 from qwallet.payments.delivery import Deliverer, DeliveryPolicy
 from qwallet.payments.providers import PaymentProvider, settle
 from qwallet.store.sql import SqlDatabase
@@ -30,6 +31,7 @@ class PaymentWorker:
         clock: Clock,
         providers: Mapping[str, PaymentProvider],
         *,
+        currencies: CurrencyRegistry,
         policy: DeliveryPolicy | None = None,
         interval_s: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -40,7 +42,7 @@ class PaymentWorker:
         self.policy = policy or DeliveryPolicy()
         # No redirects: a callback is answered where it was sent, or it is not delivered.
         self._client = httpx.AsyncClient(transport=transport, follow_redirects=False)
-        self.deliverer = Deliverer(db, clock, self._client, self.policy)
+        self.deliverer = Deliverer(db, clock, self._client, self.policy, currencies)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -49,12 +51,9 @@ class PaymentWorker:
         now_ms = self.clock.now_ms()
         for provider in self.providers.values():
             for event in await provider.due_events(self.db, now_ms):
-                if await settle(self.db, event, now_ms):
-                    logger.info(
-                        "payment %s for order %s",
-                        "approved" if event.approved else "declined",
-                        event.order_id,
-                    )
+                outcome = await settle(self.db, event, now_ms, method=provider.method)
+                if outcome is not None:
+                    logger.info("payment %s for order %s", outcome, event.order_id)
         return await self.deliverer.deliver_due()
 
     def wake(self) -> None:

@@ -3,6 +3,10 @@
 The documented withdraw example uses the session token below; the demo player holds enough XAG
 for it. The demo partner's password and the demo operator key are stored hashed like any other,
 so each start issues fresh ones (and revokes the previous) in order to print them.
+
+The demo partner is a sandbox partner (``DEMO_PAYMENT_METHODS``: the wallet and the sandbox
+card), priced in XAG, with plain-http callbacks allowed (the demo game runs on loopback http).
+Only demo data is set up this way: a production partner can never offer the sandbox card.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from dataclasses import dataclass
 
 from qwallet.domain.money import Currency
 from qwallet.service import api_keys, operators, partners, players, sessions
-from qwallet.service.partners import IssuedCredential
+from qwallet.service.partners import IssuedCredential, PartnerUpdate
 from qwallet.service.player_logins import set_player_password
 from qwallet.store.sql import SqlDatabase
 
@@ -22,6 +26,9 @@ DEMO_BALANCE_MINOR = 100_000_00
 DEMO_OPERATOR_KEY_NAME = "demo"
 DEMO_ADMIN = "admin"
 DEMO_PLAYER_USERNAME = "demo"
+DEMO_PAYMENT_METHODS = ("wallet", "sandbox_card")
+# Who the audit log says set the demo partner up.
+DEMO_OPERATOR = "demo-seed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +59,31 @@ async def seed_demo(
     if has_partner:
         credential = await partners.rotate_credentials(db, DEMO_PARTNER, now_ms)
         await partners.revoke_old_credentials(db, DEMO_PARTNER, now_ms)
+        # A database seeded before partners had payment settings gets them now.
+        await partners.update_partner(
+            db,
+            DEMO_PARTNER,
+            PartnerUpdate(
+                payment_currency=xag,
+                sandbox=True,
+                payment_methods=DEMO_PAYMENT_METHODS,
+                allow_http_callback=True,
+            ),
+            operator=DEMO_OPERATOR,
+            now_ms=now_ms,
+        )
     else:
-        credential = await partners.create_partner(db, DEMO_PARTNER, now_ms, client_url=client_url)
+        credential = await partners.create_partner(
+            db,
+            DEMO_PARTNER,
+            now_ms,
+            client_url=client_url,
+            payment_currency=xag,
+            sandbox=True,
+            payment_methods=DEMO_PAYMENT_METHODS,
+            allow_http_callback=True,
+            operator=DEMO_OPERATOR,
+        )
     if not has_player:
         await players.create_player(
             db,

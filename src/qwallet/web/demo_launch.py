@@ -7,7 +7,9 @@ Two child processes, both ours to stop:
    sign-in the demo seed provides).
 2. ``qwallet demo-partner``, the demo game backend (``qwallet.demo``), started after the demo
    partner has been pointed at it in the platform's database: ``client_url``, ``callback_url``,
-   ``query_url``, a fresh ``callback_secret`` and Query Withdrawal credentials. The same values
+   ``query_url``, a fresh ``callback_secret`` and Query Withdrawal credentials; it is a sandbox
+   partner (wallet and sandbox card), priced in XAG, with its loopback plain-http callback
+   allowed. The same values
    reach the demo-partner process through its environment (``QWALLET_DEMO_*``, see
    ``demo_partner_environment``).
 """
@@ -76,7 +78,10 @@ async def configure_demo_partner(
         changed = await tx.execute(
             "UPDATE partners SET client_url = $1, callback_url = $2, query_url = $3,"
             " callback_secret = $4, callback_format = 'form', query_username = $5,"
-            " query_password = $6, display_name = COALESCE(display_name, $7)"
+            " query_password = $6, display_name = COALESCE(display_name, $7),"
+            # The demo partner is a sandbox partner on loopback http (qwallet.service.demo).
+            " sandbox = 1, payment_methods = 'wallet,sandbox_card', allow_http_callback = 1,"
+            " payment_currency = COALESCE(payment_currency, 'XAG')"
             " WHERE name = $8",
             config.client_url,
             config.callback_url,

@@ -24,15 +24,17 @@ from qwallet.domain.money import format_amount
 from qwallet.payments import (
     DeliveryPolicy,
     Order,
+    PartnerMethods,
     PaymentError,
     PaymentProvider,
     PaymentWorker,
     PurchaseMessage,
     create_order,
-    default_providers,
     get_order,
+    offered,
+    provider_registry,
 )
-from qwallet.service import sessions
+from qwallet.service import partners, sessions
 from qwallet.service.player_logins import authenticate
 from qwallet.settings import Settings
 from qwallet.store.sql import SqlDatabase
@@ -105,19 +107,31 @@ class PlayerWeb:
 
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings, self.clock = settings, clock
-        self.providers: dict[str, PaymentProvider] = default_providers(
+        # What this process can run; which of them an order may use is its partner's setting.
+        self.providers: dict[str, PaymentProvider] = provider_registry(
             settings.payment_sandbox_delay_s
         )
         self._db: SqlDatabase | None = None
         self.worker: PaymentWorker | None = None
 
     async def start(self, db: SqlDatabase) -> None:
+        # Also checked by ``qwallet serve`` before it listens; here for any other way of
+        # running the app: no process serves payments while a production partner lists a
+        # sandbox method.
+        violations = await partners.sandbox_violations(db)
+        if violations:
+            raise RuntimeError(
+                "refusing to start: partner(s) "
+                + ", ".join(violations)
+                + " list a sandbox payment method but are not sandbox partners"
+            )
         self._db = db
         if self.settings.payment_worker_interval_s > 0:
             self.worker = PaymentWorker(
                 db,
                 self.clock,
                 self.providers,
+                currencies=self.settings.currency_registry,
                 policy=DeliveryPolicy(
                     schedule_s=self.settings.payment_retry_schedule_s,
                     max_attempts=self.settings.payment_max_attempts,
@@ -282,9 +296,8 @@ class PlayerWeb:
             lifetime_s=settings.session_lifetime_s,
             game_code=partner["name"],
         )
-        payment_currency = settings.currency_registry.get(
-            partner["payment_currency"] or player["currency"]
-        )
+        # The game validates prices in the partner's currency, the one orders are charged in.
+        payment_currency = settings.currency_registry.get(partner["payment_currency"] or "")
         config = {
             "gameOrigin": origin,
             "token": issued.token,
@@ -318,21 +331,29 @@ class PlayerWeb:
                 raise PaymentError(413, "too_large", "Request body is too large.")
         return body
 
-    def _order_json(self, order: Order, player: dict[str, Any]) -> dict[str, Any]:
+    async def _partner_methods(self, partner_id: int) -> PartnerMethods:
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
+                "SELECT sandbox, payment_methods FROM partners WHERE id = $1", partner_id
+            )
+        if row is None:
+            return PartnerMethods((), False)
+        return PartnerMethods.from_row(row["payment_methods"], row["sandbox"])
+
+    async def _order_json(self, order: Order, player: dict[str, Any]) -> dict[str, Any]:
         settings = self.settings
         methods = []
         if order.state in ("created", "declined"):
-            for provider in self.providers.values():
-                if provider.offered_for(order, player["currency"]):
-                    options = list(getattr(provider, "OPTIONS", ()))
-                    methods.append(
-                        {"method": provider.method, "label": provider.label, "options": options}
-                    )
-        return {
-            "order": order.as_json(settings.currency_registry, player["currency"]),
-            "methods": methods,
-            "balance": player["balance"],
-        }
+            partner = await self._partner_methods(order.partner_id)
+            for provider in offered(self.providers, order, partner, player["currency"]):
+                options = list(getattr(provider, "OPTIONS", ()))
+                methods.append(
+                    {"method": provider.method, "label": provider.label, "options": options}
+                )
+        shown = order.as_json(settings.currency_registry, player["currency"])
+        if order.state in ("created", "declined"):
+            shown["walletPayable"] = any(m["method"] == "wallet" for m in methods)
+        return {"order": shown, "methods": methods, "balance": player["balance"]}
 
     async def create_order(self, request: Request) -> Response:
         player = await self._player(request)
@@ -357,7 +378,8 @@ class PlayerWeb:
             )
         except PaymentError as error:
             return _json_error(error)
-        return JSONResponse(self._order_json(order, player), status_code=201 if created else 200)
+        shown = await self._order_json(order, player)
+        return JSONResponse(shown, status_code=201 if created else 200)
 
     async def show_order(self, request: Request) -> Response:
         player = await self._player(request)
@@ -367,7 +389,7 @@ class PlayerWeb:
             order = await get_order(self.db, request.path_params["order_id"], player["id"])
         except PaymentError as error:
             return _json_error(error)
-        return JSONResponse(self._order_json(order, player))
+        return JSONResponse(await self._order_json(order, player))
 
     async def pay_order(self, request: Request) -> Response:
         player = await self._player(request)
@@ -384,6 +406,8 @@ class PlayerWeb:
             provider = self.providers.get(parsed.method)
             if provider is None or not provider.offered_for(order, player["currency"]):
                 raise PaymentError(400, "invalid_method", "This payment method is not offered.")
+            # Whether the partner offers the method, and whether the player may pay, is decided
+            # by ``start`` inside the payment's own transaction, from the database rows.
             order = await provider.start(
                 self.db, order_id, player["id"], parsed.option, self.clock.now_ms()
             )
@@ -393,4 +417,4 @@ class PlayerWeb:
         if worker is not None:
             worker.wake()
         player = await self._player(request) or player
-        return JSONResponse(self._order_json(order, player))
+        return JSONResponse(await self._order_json(order, player))
