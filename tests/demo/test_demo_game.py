@@ -9,18 +9,15 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import time
 from pathlib import Path
-from urllib.parse import urlencode
 
 import httpx
 import pytest
 
 import qwallet.demo
 from qwallet.demo import PACKS, DemoConfig
-from qwallet.partner import payment_sign, signature_header
 
-from .conftest import CALLBACK_SECRET, QUERY_AUTH, Demo
+from .conftest import QUERY_AUTH, Demo, encode_callback, paid_callback
 
 
 def assert_ledger_consistent(demo: Demo, player_id: str | None = None) -> None:
@@ -134,19 +131,6 @@ def test_bonus_cooldown(demo: Demo) -> None:
     assert demo.wallet()["available"] == "110.00"
 
 
-def _callback(order: str, uid: str, pack_id: str, price: str, ts_ms: int) -> dict[str, str]:
-    return {
-        "uid": uid,
-        "serverId": "1",
-        "cpOrderId": order,
-        "productId": pack_id,
-        "productPrice": price,
-        "extParams": json.dumps({"playerId": uid}),
-        "ts": str(ts_ms),
-        "sign": payment_sign(order, "1", uid, price, pack_id, str(ts_ms), CALLBACK_SECRET),
-    }
-
-
 def test_purchase_message_and_delivered_pack_appear_once(demo: Demo) -> None:
     response = demo.api("/api/orders", packId="gems.large")
     assert response.status_code == 200
@@ -169,16 +153,11 @@ def test_purchase_message_and_delivered_pack_appear_once(demo: Demo) -> None:
     assert response.json()["targetOrigin"] == demo.game.config.origin
     waiting = demo.api("/api/inventory").json()
     assert [o["status"] for o in waiting["orders"]] == ["waiting"] and waiting["items"] == []
+    assert waiting["orders"][0]["currencyCode"] == "XAG"
 
     # The platform delivers the paid order, twice (at-least-once).
-    form = _callback(
-        message["cpOrderId"], demo.player_id, "gems.large", "4.99", int(time.time() * 1000)
-    )
-    body = urlencode(form).encode()
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-QW-Signature": signature_header(body, CALLBACK_SECRET, int(time.time() * 1000)),
-    }
+    form = paid_callback(message["cpOrderId"], demo.player_id, "gems.large", "4.99")
+    body, headers = encode_callback(form)
     for _ in range(2):
         delivered = demo.http.post("/pay/quantum", content=body, headers=headers)
         assert delivered.status_code == 200 and delivered.text == "success"
@@ -188,25 +167,30 @@ def test_purchase_message_and_delivered_pack_appear_once(demo: Demo) -> None:
     assert [o["status"] for o in inventory["orders"]] == ["delivered"]
 
     # A JSON delivery of another order works too (the receiver accepts both).
-    other = _callback("a" * 32, demo.player_id, "gems.small", "0.99", int(time.time() * 1000))
-    assert demo.http.post("/pay/quantum", json=other).text == "success"
-    items = demo.api("/api/inventory").json()["items"]
-    assert [(i["id"], i["quantity"]) for i in items] == [("gems", 700)]
+    other = demo.order("gems.small")
+    fields = paid_callback(other["cpOrderId"], demo.player_id, "gems.small", "0.99")
+    assert demo.callback(fields, "json").text == "success"
+    assert demo.items() == [("gems", 700)]
 
 
 def test_bad_callbacks_deliver_nothing(demo: Demo) -> None:
-    now_ms = int(time.time() * 1000)
-    forged = _callback("b" * 32, demo.player_id, "chest.gold", "9.99", now_ms)
-    forged["productPrice"] = "0.01"
-    response = demo.http.post("/pay/quantum", data=forged)
+    chest = demo.order("chest.gold")["cpOrderId"]
+    forged = paid_callback(chest, demo.player_id, "chest.gold", "9.99")
+    forged["productPrice"] = "0.01"  # the header is recomputed by encode_callback; sign is not
+    response = demo.callback(forged)
     assert response.status_code == 403 and response.json()["error"] == "bad_sign"
-    # Correctly signed, but not the catalog price: refused (500), the platform retries and
-    # finally shows it to its operator.
-    cheap = _callback("c" * 32, demo.player_id, "chest.gold", "0.01", now_ms)
-    assert demo.http.post("/pay/quantum", data=cheap).status_code == 500
-    unknown = _callback("d" * 32, demo.player_id, "no.such.pack", "1.00", now_ms)
-    assert demo.http.post("/pay/quantum", data=unknown).status_code == 500
-    assert demo.api("/api/inventory").json()["items"] == []
+    # Correctly signed, but not what the studio issued: refused before anything is recorded.
+    cheap = paid_callback(chest, demo.player_id, "chest.gold", "0.01")
+    response = demo.callback(cheap)
+    assert response.status_code == 422 and response.json()["error"] == "order_mismatch"
+    unknown = paid_callback("d" * 32, demo.player_id, "no.such.pack", "1.00")
+    response = demo.callback(unknown)
+    assert response.status_code == 422 and response.json()["error"] == "not_issued"
+    assert demo.items() == []
+    # None of that was recorded: the genuine callback still delivers.
+    genuine = paid_callback(chest, demo.player_id, "chest.gold", "9.99")
+    assert demo.callback(genuine).text == "success"
+    assert demo.items() == [("chest", 1)]
 
 
 def test_client_page_and_assets(demo: Demo) -> None:
@@ -254,10 +238,12 @@ def test_config_from_env(tmp_path: Path) -> None:
         "QWALLET_DEMO_QUERY_PASSWORD": "qp",
         "QWALLET_DEMO_DATA_DIR": str(tmp_path),
         "QWALLET_DEMO_BONUS_AMOUNT": "2.50",
+        "QWALLET_DEMO_PACK_CURRENCY": "EUR",
     }
     config = DemoConfig.from_env(env)
     assert config.username == "demo" and config.origin == "http://localhost:9000"
     assert str(config.bonus_amount) == "2.50" and config.kit_db_path == tmp_path / "kit.db"
+    assert config.pack_currency == "EUR"
     assert DemoConfig.from_env(env, platform_origin="https://lobby.example").origin == (
         "https://lobby.example"
     )

@@ -1,4 +1,9 @@
-"""The payment-callback receiver, served by uvicorn on loopback, called with real HTTP."""
+"""The payment-callback receiver, served by uvicorn on loopback, called with real HTTP.
+
+The form tests exercise the documented MD5 ``sign`` on its own, so their receiver runs in the
+explicit MD5-only mode; the JSON tests use the default mode (``X-QW-Signature`` required, with
+``amount``, ``currencyCode`` and ``provider``). Both deliver only the orders in ``issued``.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import pytest
 
 from qwallet.partner import (
     FakeClock,
+    IssuedOrder,
     PaymentCallbackApp,
     PaymentOrder,
     SQLiteStore,
@@ -74,6 +80,9 @@ class Receiver:
     delivered: list[PaymentOrder] = field(default_factory=list)
     fail_next: list[bool] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    issued: dict[str, IssuedOrder] = field(
+        default_factory=lambda: {EXAMPLE["cpOrderId"]: IssuedOrder(uid=EXAMPLE["uid"])}
+    )
 
     def post_form(self, fields: dict[str, str]) -> httpx.Response:
         return httpx.post(
@@ -96,7 +105,14 @@ def make_receiver(db_path: Path, **options: object) -> Iterator[Receiver]:
                 raise RuntimeError("inventory service down")
             receiver.delivered.append(order)
 
-    app = PaymentCallbackApp(store, SECRET, deliver, clock=clock, **options)  # type: ignore[arg-type]
+    app = PaymentCallbackApp(
+        store,
+        SECRET,
+        deliver,
+        issued_order=receiver.issued.get,
+        clock=clock,
+        **options,  # type: ignore[arg-type]
+    )
     with serve(app) as base:
         receiver.url = base + "/pay/quantum"
         yield receiver
@@ -105,7 +121,7 @@ def make_receiver(db_path: Path, **options: object) -> Iterator[Receiver]:
 
 @pytest.fixture
 def receiver(db_path: Path) -> Iterator[Receiver]:
-    yield from make_receiver(db_path)
+    yield from make_receiver(db_path, accept_md5_only=True)
 
 
 def test_worked_example_is_delivered(receiver: Receiver, db_path: Path) -> None:
@@ -177,6 +193,7 @@ def test_same_order_with_different_data_is_refused(receiver: Receiver) -> None:
 def test_tampered_field_is_rejected(receiver: Receiver, tamper: str) -> None:
     fields = {**EXAMPLE, "sign": EXAMPLE_SIGN}
     fields[tamper] = "1682319749001" if tamper == "ts" else fields[tamper] + "0"
+    receiver.issued[fields["cpOrderId"]] = IssuedOrder(uid=fields["uid"])
     response = receiver.post_form(fields)
     assert response.status_code == 403
     assert response.json()["error"] == "bad_sign"
@@ -252,7 +269,7 @@ def test_failing_hook_answers_500_and_the_retry_delivers(receiver: Receiver) -> 
 
 @pytest.fixture
 def json_receiver(db_path: Path) -> Iterator[Receiver]:
-    yield from make_receiver(db_path, body_format="json", require_header_signature=True)
+    yield from make_receiver(db_path, body_format="json")
 
 
 def json_body(price_text: str = "4.99") -> bytes:
@@ -263,7 +280,8 @@ def json_body(price_text: str = "4.99") -> bytes:
     return (
         '{"uid": "test", "serverId": 10001, "cpOrderId": "c9c35cf409344312146fa7546a94d1a6",'
         f' "productId": "wm.spin.1", "productPrice": {price_text}, "extParams": "",'
-        f' "ts": 1682319749000, "sign": "{sign}"}}'
+        f' "ts": 1682319749000, "sign": "{sign}",'
+        f' "amount": {price_text}, "currencyCode": "EUR", "provider": "wallet"}}'
     ).encode()
 
 
@@ -282,7 +300,9 @@ def test_json_body_with_header_signature(json_receiver: Receiver) -> None:
     body = json_body()
     response = post_json(json_receiver, body, signature_header(body, SECRET, now_ms(json_receiver)))
     assert (response.status_code, response.text) == (200, "success")
-    assert json_receiver.delivered[0].server_id == "10001"
+    order = json_receiver.delivered[0]
+    assert order.server_id == "10001" and order.header_signed
+    assert (order.amount, order.currency_code, order.provider) == ("4.99", "EUR", "wallet")
 
 
 def test_json_number_is_signed_as_sent(json_receiver: Receiver) -> None:
@@ -290,6 +310,7 @@ def test_json_number_is_signed_as_sent(json_receiver: Receiver) -> None:
     response = post_json(json_receiver, body, signature_header(body, SECRET, now_ms(json_receiver)))
     assert response.text == "success"
     assert json_receiver.delivered[0].product_price == "4.90"
+    assert json_receiver.delivered[0].amount == "4.90"
 
 
 def test_header_signature_checks(json_receiver: Receiver) -> None:
@@ -324,3 +345,62 @@ def test_json_rejects_non_scalar_values(json_receiver: Receiver) -> None:
     response = post_json(json_receiver, body, signature_header(body, SECRET, now_ms(json_receiver)))
     assert response.status_code == 400
     assert json_receiver.delivered == []
+
+
+def test_default_mode_requires_amount_currency_and_provider(json_receiver: Receiver) -> None:
+    body = json_body().replace(
+        b', "amount": 4.99, "currencyCode": "EUR", "provider": "wallet"', b""
+    )
+    response = post_json(json_receiver, body, signature_header(body, SECRET, now_ms(json_receiver)))
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "malformed",
+        "message": "missing field(s): amount, currencyCode, provider.",
+    }
+    assert json_receiver.delivered == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("amount", "-4.99"), ("amount", "4.9e0"), ("currencyCode", '"eu"'), ("provider", '"Card!"')],
+)
+def test_payment_fields_are_checked(json_receiver: Receiver, field: str, value: str) -> None:
+    original = {"amount": "4.99", "currencyCode": '"EUR"', "provider": '"wallet"'}[field]
+    body = json_body().replace(f'"{field}": {original}'.encode(), f'"{field}": {value}'.encode())
+    response = post_json(json_receiver, body, signature_header(body, SECRET, now_ms(json_receiver)))
+    assert response.status_code == 400 and response.json()["error"] == "malformed"
+    assert json_receiver.delivered == []
+
+
+def test_md5_only_mode_still_takes_the_old_callback(receiver: Receiver) -> None:
+    """Without the three new fields (a platform from before them): MD5-only mode only."""
+    assert receiver.post_form({**EXAMPLE, "sign": EXAMPLE_SIGN}).text == "success"
+    (order,) = receiver.delivered
+    assert (order.amount, order.currency_code, order.provider) == (None, None, None)
+    assert not order.header_signed
+
+
+def test_failing_lookup_answers_500_and_records_nothing(db_path: Path) -> None:
+    store = SQLiteStore(db_path)
+
+    def lookup(cp_order_id: str) -> IssuedOrder | None:
+        raise RuntimeError("game database down")
+
+    delivered: list[PaymentOrder] = []
+    app = PaymentCallbackApp(
+        store,
+        SECRET,
+        delivered.append,
+        issued_order=lookup,
+        accept_md5_only=True,
+        clock=FakeClock(EXAMPLE_NOW_S),
+    )
+    with serve(app) as base:
+        response = httpx.post(
+            base + "/pay/quantum",
+            content=urlencode({**EXAMPLE, "sign": EXAMPLE_SIGN}).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 500 and response.json()["error"] == "lookup_failed"
+    assert delivered == [] and not asyncio.run(store.is_delivered(EXAMPLE["cpOrderId"]))
+    asyncio.run(store.close())

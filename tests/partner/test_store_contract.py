@@ -25,6 +25,7 @@ from qwallet.partner import (
     FakeClock,
     FlowError,
     InMemoryWallet,
+    IssuedOrder,
     KitStore,
     Money,
     PartnerKit,
@@ -35,6 +36,7 @@ from qwallet.partner import (
     SQLiteStore,
     WalletClient,
     payment_sign,
+    signature_header,
 )
 
 PG_URL = os.environ.get("QWALLET_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -365,8 +367,13 @@ def test_query_and_callback_apps(new_store: StoreFactory) -> None:
             pass
         assert w.result is not None
         query = QueryWithdrawalApp(store, [("qw", "pw")])
+        issued = {"o-9": IssuedOrder("p", "gems", Decimal("4.99"), Decimal("4.99"), XAG)}
         receiver = PaymentCallbackApp(
-            store, "s3cret", lambda order: delivered.append(order.cp_order_id), clock=FakeClock(T0)
+            store,
+            "s3cret",
+            lambda order: delivered.append(order.cp_order_id),
+            issued_order=issued.get,
+            clock=FakeClock(T0),
         )
         ts = str(int(T0 * 1000))
         form = {
@@ -378,8 +385,15 @@ def test_query_and_callback_apps(new_store: StoreFactory) -> None:
             "extParams": "",
             "ts": ts,
             "sign": payment_sign("o-9", "1", "p", "4.99", "gems", ts, "s3cret"),
+            "amount": "4.99",
+            "currencyCode": XAG,
+            "provider": "wallet",
         }
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        body = urlencode(form).encode()
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-QW-Signature": signature_header(body, "s3cret", int(T0 * 1000)),
+        }
         async with (
             httpx.AsyncClient(transport=httpx.ASGITransport(query), base_url="http://q") as q,
             httpx.AsyncClient(transport=httpx.ASGITransport(receiver), base_url="http://c") as c,
@@ -400,7 +414,7 @@ def test_query_and_callback_apps(new_store: StoreFactory) -> None:
             )
             assert answer.json()["status"] == "CONFIRMED"
             for _ in range(2):
-                response = await c.post("/", content=urlencode(form), headers=headers)
+                response = await c.post("/", content=body, headers=headers)
                 assert response.text == "success"
         await kit.aclose()
 

@@ -43,12 +43,13 @@ from starlette.templating import Jinja2Templates
 
 from qwallet.demo._catalog import ITEMS, PACKS, SHOP_CURRENCY, Item, Pack
 from qwallet.demo._config import DemoConfig
-from qwallet.demo._inventory import AlreadyOwnedError, InventoryStore
+from qwallet.demo._inventory import AlreadyOwnedError, InventoryStore, NotIssuedError
 from qwallet.partner import (
     Clock,
     CurrencyMismatchError,
     InsufficientFundsError,
     InvalidAmountError,
+    IssuedOrder,
     KitStore,
     LimitExceededError,
     Money,
@@ -306,6 +307,7 @@ class DemoGame:
                     "cpOrderId": o.cp_order_id,
                     "packId": o.pack_id,
                     "price": o.price,
+                    "currencyCode": o.currency_code,
                     "createdAt": o.created_at,
                     "status": "delivered" if o.delivered_at is not None else "waiting",
                 }
@@ -321,8 +323,14 @@ class DemoGame:
             raise ApiError(404, "unknown_pack", "No such pack.")
         player_id, _ = await self._player(token)
         cp_order_id = uuid.uuid4().hex
+        # Recorded before the message leaves: the callback delivers only orders issued here.
         await self.inventory.create_order(
-            cp_order_id, player_id, pack.id, str(pack.price), self.clock.now()
+            cp_order_id,
+            player_id,
+            pack.id,
+            str(pack.price),
+            self.config.pack_currency,
+            self.clock.now(),
         )
         # Exactly the purchase message of spec §2.2; the client posts it to the parent page.
         message = {
@@ -341,6 +349,24 @@ class DemoGame:
 
     # -- platform → studio -------------------------------------------------------------------
 
+    async def issued_order(self, cp_order_id: str) -> IssuedOrder | None:
+        """The kit's issued-order lookup: what this game issued under ``cp_order_id``.
+
+        The receiver refuses (422) a callback for an order not found here, issued to another
+        player, or whose product, price, amount or currency differ, before anything is recorded.
+        """
+        known = await self.inventory.get_order(cp_order_id)
+        if known is None:
+            return None
+        price = Decimal(known.price)
+        return IssuedOrder(
+            uid=known.player_id,
+            product_id=known.pack_id,
+            product_price=price,
+            amount=price,  # productNumber is always 1 here
+            currency_code=known.currency_code,
+        )
+
     async def deliver(self, order: PaymentOrder) -> None:
         """The payment callback's hook: grant the paid pack to ``uid`` (idempotent by order)."""
         pack = PACKS.get(order.product_id)
@@ -352,24 +378,27 @@ class DemoGame:
             raise UndeliverableOrder(f"unreadable price {order.product_price!r}") from None
         if price != pack.price:
             raise UndeliverableOrder(f"price {order.product_price} is not the {pack.id} price")
-        known = await self.inventory.get_order(order.cp_order_id)
-        if known is not None and (known.player_id != order.uid or known.pack_id != pack.id):
-            raise UndeliverableOrder(f"order {order.cp_order_id} was started for another sale")
-        granted = await self.inventory.deliver_order(
-            order.cp_order_id,
-            order.uid,
-            pack.id,
-            order.product_price,
-            pack.item_id,
-            pack.quantity,
-            self.clock.now(),
-        )
+        try:
+            # Checked again inside the grant's transaction: only an order issued here, to uid.
+            granted = await self.inventory.deliver_order(
+                order.cp_order_id,
+                order.uid,
+                pack.id,
+                pack.item_id,
+                pack.quantity,
+                self.clock.now(),
+            )
+        except NotIssuedError:
+            raise UndeliverableOrder(f"order {order.cp_order_id} was not issued here") from None
         logger.info(
-            "order %s: %s for %s %s",
+            "order %s: %s for %s %s (%s %s by %s)",
             order.cp_order_id,
             pack.id,
             order.uid,
             "delivered" if granted else "already delivered",
+            order.amount,
+            order.currency_code,
+            order.provider,
         )
 
     # -- lifespan ----------------------------------------------------------------------------
@@ -527,6 +556,7 @@ def create_demo_game(
                 store,
                 config.callback_secret,
                 game.deliver,
+                issued_order=game.issued_order,
                 body_format="auto",
                 clock=clock,
                 window_s=callback_window_s,

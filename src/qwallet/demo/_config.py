@@ -13,6 +13,8 @@ Every field can come from the environment (``DemoConfig.from_env``), as ``QWALLE
 ``BONUS_AMOUNT``               XAG paid per bonus claim (default ``10.00``)
 ``BONUS_COOLDOWN_S``           seconds between two bonus claims of a player (default ``60``)
 ``SERVER_ID``                  the ``serverId`` of purchase messages (default ``1``)
+``PACK_CURRENCY``              the currency real-money packs are charged in: the partner's
+                               ``payment_currency`` at the platform (default ``XAG``)
 =============================  ==============================================================
 """
 
@@ -54,6 +56,9 @@ class DemoConfig:
     bonus_amount: Decimal = Decimal("10.00")
     bonus_cooldown_s: float = 60.0
     server_id: int = 1
+    pack_currency: str = "XAG"
+    """What the platform charges packs in (the partner's payment currency); a paid callback in
+    another currency, or for another amount, is refused."""
     timeout_s: float = 10.0
     """Per Wallet API call. A withdraw that times out is rolled back, never re-sent."""
 
@@ -68,6 +73,10 @@ class DemoConfig:
             origin_of(self.platform_origin)
         if not self.bonus_amount.is_finite() or self.bonus_amount <= 0:
             raise ValueError("bonus_amount must be a positive decimal")
+        if self.server_id < 0:
+            raise ValueError("server_id must be a non-negative integer")
+        if not (3 <= len(self.pack_currency) <= 12 and self.pack_currency.isalnum()):
+            raise ValueError("pack_currency must be a currency code (3-12 letters or digits)")
         if self.bonus_cooldown_s < 0 or self.timeout_s <= 0:
             raise ValueError("bonus_cooldown_s must be >= 0 and timeout_s > 0")
 
@@ -98,6 +107,7 @@ class DemoConfig:
             "query_password",
             "platform_origin",
             "kit_database_url",
+            "pack_currency",
         )
         for name in text_fields:
             if (value := env.get(ENV_PREFIX + name.upper())) is not None:

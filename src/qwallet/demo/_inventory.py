@@ -1,5 +1,9 @@
-"""The demo game's own records: what each player owns, the real-money orders it started, and
+"""The demo game's own records: what each player owns, the real-money orders it issued, and
 bonus claims. One SQLite file in the data directory, beside the kit's.
+
+Every real-money order is recorded (player, pack, price, currency) before its purchase message
+goes to the game client: the payment callback delivers only orders found here, issued to the
+callback's player, and a callback naming any other cpOrderId grants nothing.
 
 Every grant has a natural key — ``shop:<mmTransactionId>`` for an XAG purchase, ``pack:<cpOrderId>``
 for a paid pack — so granting the same thing twice (a callback delivered again after a crash)
@@ -18,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-__all__ = ["AlreadyOwnedError", "Grant", "InventoryStore", "Order"]
+__all__ = ["AlreadyOwnedError", "Grant", "InventoryStore", "NotIssuedError", "Order"]
 
 _T = TypeVar("_T")
 
@@ -41,7 +45,8 @@ CREATE TABLE IF NOT EXISTS demo_orders (
     pack_id TEXT NOT NULL,
     price TEXT NOT NULL,
     created_at REAL NOT NULL,
-    delivered_at REAL
+    delivered_at REAL,
+    currency_code TEXT              -- NULL only on orders issued before it was recorded
 );
 CREATE INDEX IF NOT EXISTS demo_orders_player ON demo_orders (player_id, created_at);
 CREATE TABLE IF NOT EXISTS demo_bonus_claims (
@@ -55,6 +60,10 @@ CREATE INDEX IF NOT EXISTS demo_bonus_player ON demo_bonus_claims (player_id, cl
 
 class AlreadyOwnedError(Exception):
     """A unique item the player already has."""
+
+
+class NotIssuedError(Exception):
+    """A cpOrderId this game did not issue (or issued to another player or for another pack)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,10 @@ class Order:
     price: str
     created_at: float
     delivered_at: float | None
+    currency_code: str | None
+
+
+_ORDER_COLUMNS = "cp_order_id, player_id, pack_id, price, created_at, delivered_at, currency_code"
 
 
 class InventoryStore:
@@ -87,6 +100,9 @@ class InventoryStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(demo_orders)")}
+        if "currency_code" not in columns:  # a game.db from before orders had a currency
+            self._db.execute("ALTER TABLE demo_orders ADD COLUMN currency_code TEXT")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -187,14 +203,22 @@ class InventoryStore:
     # -- real-money orders -------------------------------------------------------------------
 
     async def create_order(
-        self, cp_order_id: str, player_id: str, pack_id: str, price: str, now: float
+        self,
+        cp_order_id: str,
+        player_id: str,
+        pack_id: str,
+        price: str,
+        currency_code: str,
+        now: float,
     ) -> None:
+        """Record an issued order (committed before its purchase message is handed out)."""
+
         def run() -> None:
             with self._write() as db:
                 db.execute(
-                    "INSERT INTO demo_orders (cp_order_id, player_id, pack_id, price, created_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (cp_order_id, player_id, pack_id, price, now),
+                    "INSERT INTO demo_orders (cp_order_id, player_id, pack_id, price, "
+                    "currency_code, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (cp_order_id, player_id, pack_id, price, currency_code, now),
                 )
 
         await self._run(run)
@@ -202,8 +226,7 @@ class InventoryStore:
     async def get_order(self, cp_order_id: str) -> Order | None:
         def run() -> Order | None:
             row = self._db.execute(
-                "SELECT cp_order_id, player_id, pack_id, price, created_at, delivered_at "
-                "FROM demo_orders WHERE cp_order_id = ?",
+                f"SELECT {_ORDER_COLUMNS} FROM demo_orders WHERE cp_order_id = ?",
                 (cp_order_id,),
             ).fetchone()
             return None if row is None else Order(*row)
@@ -215,15 +238,15 @@ class InventoryStore:
         cp_order_id: str,
         player_id: str,
         pack_id: str,
-        price: str,
         item_id: str,
         quantity: int,
         now: float,
     ) -> bool:
         """Grant a paid pack and mark its order delivered, in one transaction; idempotent.
 
-        An order the game did not start here (another instance, or a lost record) is recorded
-        as it is delivered: the platform's signature says it was paid.
+        Only an order issued here, to ``player_id`` for ``pack_id``, is delivered; any other
+        raises ``NotIssuedError`` and changes nothing (a valid signature says the platform sent
+        the callback, not that this game sold that order to that player).
         """
 
         def run() -> bool:
@@ -233,15 +256,13 @@ class InventoryStore:
                     "SELECT 1 FROM demo_grants WHERE grant_id = ?", (grant_id,)
                 ).fetchone():
                     return False
-                db.execute(
-                    "INSERT INTO demo_orders (cp_order_id, player_id, pack_id, price, created_at) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (cp_order_id) DO NOTHING",
-                    (cp_order_id, player_id, pack_id, price, now),
-                )
-                db.execute(
-                    "UPDATE demo_orders SET delivered_at = ? WHERE cp_order_id = ?",
-                    (now, cp_order_id),
-                )
+                updated = db.execute(
+                    "UPDATE demo_orders SET delivered_at = ? "
+                    "WHERE cp_order_id = ? AND player_id = ? AND pack_id = ?",
+                    (now, cp_order_id, player_id, pack_id),
+                ).rowcount
+                if updated != 1:
+                    raise NotIssuedError(cp_order_id)
                 db.execute(
                     "INSERT INTO demo_grants (grant_id, player_id, item_id, quantity, source, "
                     "reference, granted_at) VALUES (?, ?, ?, ?, 'pack', ?, ?)",
@@ -254,9 +275,8 @@ class InventoryStore:
     async def orders(self, player_id: str, limit: int = 20) -> list[Order]:
         def run() -> list[Order]:
             rows = self._db.execute(
-                "SELECT cp_order_id, player_id, pack_id, price, created_at, delivered_at "
-                "FROM demo_orders WHERE player_id = ? ORDER BY created_at DESC, rowid DESC "
-                "LIMIT ?",
+                f"SELECT {_ORDER_COLUMNS} FROM demo_orders WHERE player_id = ? "
+                "ORDER BY created_at DESC, rowid DESC LIMIT ?",
                 (player_id, limit),
             ).fetchall()
             return [Order(*row) for row in rows]

@@ -4,7 +4,8 @@
 - ``PartnerKit``: withdrawal and deposit flows that cannot break the two-phase rules, backed by
   a durable ``Outbox`` in a ``KitStore`` (``SQLiteStore`` by default, or ``PostgresStore``).
 - ``QueryWithdrawalApp``: the ASGI endpoint the platform asks for a withdrawal's final state.
-- ``PaymentCallbackApp``: the ASGI receiver of the platform's payment callbacks.
+- ``PaymentCallbackApp``: the ASGI receiver of the platform's payment callbacks; it delivers
+  only orders the studio's ``issued_order`` lookup knows (``IssuedOrder``).
 - ``InMemoryWallet``: the platform emulated in memory, for the studio's own tests.
 
 The kit imports nothing from the rest of ``qwallet``, so a studio can vendor this package alone.
@@ -13,6 +14,7 @@ See ``docs/partner-kit.md``.
 
 from qwallet.partner._callback import (
     DeliveryHook,
+    IssuedOrderLookup,
     PaymentCallbackApp,
     payment_sign,
     signature_header,
@@ -56,11 +58,13 @@ from qwallet.partner._query import QueryWithdrawalApp, WithdrawalStatus
 from qwallet.partner._sqlite import SQLiteStore
 from qwallet.partner._store import (
     Attempt,
+    IssuedOrder,
     KitStore,
     OutboxEntry,
     PaymentOrder,
     TransactionRecord,
 )
+from qwallet.partner._throttle import FailureBudget
 
 __all__ = [
     "Attempt",
@@ -70,11 +74,14 @@ __all__ = [
     "DeliveryHook",
     "Deposit",
     "ErrorCode",
+    "FailureBudget",
     "FakeClock",
     "FlowError",
     "InMemoryWallet",
     "InsufficientFundsError",
     "InvalidAmountError",
+    "IssuedOrder",
+    "IssuedOrderLookup",
     "KitStore",
     "LimitExceededError",
     "MalformedRequestError",

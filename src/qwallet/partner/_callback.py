@@ -4,18 +4,31 @@
 ``POST`` it:
 
 1. reads at most ``max_body_bytes`` of body;
-2. verifies ``X-QW-Signature`` when present (and requires it if ``require_header_signature``);
+2. requires and verifies ``X-QW-Signature`` (HMAC-SHA256 over the whole body). Only with
+   ``accept_md5_only=True`` may it be absent; when present it is always verified;
 3. parses the body — ``application/x-www-form-urlencoded`` by default, or JSON — into the eight
-   fields ``uid, serverId, cpOrderId, productId, productPrice, extParams, ts, sign``, keeping
-   every value exactly as sent (a JSON number keeps its text: ``4.90`` stays ``4.90``); a missing,
-   repeated or unknown field is refused;
+   documented fields ``uid, serverId, cpOrderId, productId, productPrice, extParams, ts, sign``
+   and the three the platform sends after ``extParams``: ``amount`` (the total charged),
+   ``currencyCode`` and ``provider`` (required, except in MD5-only mode). Every value is kept
+   exactly as sent (a JSON number keeps its text: ``4.90`` stays ``4.90``); a missing, repeated
+   or unknown field is refused, and so is a ``serverId`` that is not digits only or a
+   ``productPrice``/``amount`` that is not a plain decimal;
 4. checks ``sign`` = uppercase hex MD5 of cpOrderId + serverId + uid + productPrice + productId
    + ts + secret (no separators);
 5. refuses a ``ts`` (milliseconds) more than ``window_s`` away from now, in either direction;
-6. delivers each cpOrderId once: the first call runs the studio's ``deliver`` hook, records the
+6. asks the studio's ``issued_order(cpOrderId)`` lookup for the order it issued, and refuses an
+   order it never issued, one issued to another ``uid``, and one whose product, price, amount
+   or currency differ from what it issued;
+7. delivers each cpOrderId once: the first call runs the studio's ``deliver`` hook, records the
    delivery durably, and only then answers ``success`` (text/plain); a later call with the same
    data answers ``success`` without running the hook; the same cpOrderId with different data is
    refused (409).
+
+Why the header is required by default: the documented MD5 joins the fields with no separators,
+so characters moved across a field boundary (the tail of ``cpOrderId`` into ``serverId``) keep
+the same ``sign`` while naming another order, and it covers neither ``extParams`` nor the
+amount, currency and provider. Steps 3 and 6 refuse such shifted callbacks even in MD5-only
+mode, but only the header authenticates the whole body.
 
 The ``X-QW-Signature`` header (our extension; the platform produces the same)::
 
@@ -23,13 +36,14 @@ The ``X-QW-Signature`` header (our extension; the platform produces the same)::
 
 where the HMAC key is the shared secret (UTF-8) and the message is ``"<t>."`` followed by the
 exact raw request body. Several ``v1=`` items may be sent (one per secret during a rotation);
-one match is enough. ``t`` is held to the same window as ``ts``. Unlike the MD5 ``sign``, it
-covers the whole body (``extParams`` included) and cannot be replayed after the window.
+one match is enough. ``t`` is held to the same window as ``ts``.
 
-Rejections answer 4xx with JSON ``{"error": <reason code>, "message": <text>}`` and deliver
-nothing: 400 malformed or stale/future, 403 bad signature, 405 method, 409 conflicting data,
-413 too large; a failing hook answers 500 and a delivery in progress 503, both of which the
-platform retries.
+Refusals answer JSON ``{"error": <reason code>, "message": <text>}``, deliver nothing and record
+nothing (the genuine callback can still arrive): 400 ``malformed`` / ``stale`` / ``future``,
+403 ``missing_signature`` / ``bad_signature`` / ``bad_sign``, 405, 409 ``conflict``, 413
+``too_large``, 422 ``not_issued`` (unknown cpOrderId, or issued to another uid: one answer for
+both) / ``order_mismatch``; a failing lookup or hook answers 500 and a delivery in progress
+503, both of which the platform retries.
 
 Delivery is at-least-once across a crash between the hook's return and the record's commit, so
 the hook should itself be idempotent by cpOrderId (the order id is a natural unique key).
@@ -44,6 +58,7 @@ import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
 from typing import Literal
 from urllib.parse import parse_qsl
 
@@ -54,10 +69,11 @@ from starlette.types import Receive, Scope, Send
 
 from qwallet.partner._clock import Clock, SystemClock
 from qwallet.partner._http import BodyTooLarge, lifespan, read_body
-from qwallet.partner._store import KitStore, PaymentOrder
+from qwallet.partner._store import IssuedOrder, KitStore, PaymentOrder
 
 __all__ = [
     "DeliveryHook",
+    "IssuedOrderLookup",
     "PaymentCallbackApp",
     "payment_sign",
     "signature_header",
@@ -66,15 +82,35 @@ __all__ = [
 logger = logging.getLogger("qwallet.partner.callback")
 
 DeliveryHook = Callable[[PaymentOrder], Awaitable[None] | None]
+IssuedOrderLookup = Callable[[str], Awaitable[IssuedOrder | None] | IssuedOrder | None]
+"""The studio's record of the orders it issued: cpOrderId → the order, or None if never issued."""
 BodyFormat = Literal["form", "json", "auto"]
 
-FIELDS = ("uid", "serverId", "cpOrderId", "productId", "productPrice", "extParams", "ts", "sign")
+DOCUMENTED_FIELDS = (
+    "uid",
+    "serverId",
+    "cpOrderId",
+    "productId",
+    "productPrice",
+    "extParams",
+    "ts",
+    "sign",
+)
+PAYMENT_FIELDS = ("amount", "currencyCode", "provider")
+"""Sent by the platform after ``extParams``; covered by ``X-QW-Signature``, not by ``sign``."""
+FIELDS = DOCUMENTED_FIELDS + PAYMENT_FIELDS
 SIGNATURE_HEADER = "X-QW-Signature"
 MAX_VALUE_CHARS = 1024
 
 _JSON_NUMBER = re.compile(rb"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _MD5_HEX = re.compile(r"[0-9A-Fa-f]{32}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# Digits only (what an integer JSON number can be): a letter moved in from cpOrderId is refused.
+_SERVER_ID = re.compile(r"0|[1-9][0-9]{0,31}")
+# A plain decimal, as the platform writes prices and amounts (no sign, no exponent).
+_DECIMAL = re.compile(r"(0|[1-9][0-9]{0,17})(\.[0-9]{1,12})?")
+_CURRENCY_CODE = re.compile(r"[A-Z0-9]{3,12}")
+_PROVIDER = re.compile(r"[a-z0-9_]{1,32}")
 
 
 def payment_sign(
@@ -120,9 +156,10 @@ class PaymentCallbackApp:
         secret: str | Sequence[str],
         deliver: DeliveryHook,
         *,
+        issued_order: IssuedOrderLookup,
         body_format: BodyFormat = "form",
         window_s: float = 600.0,
-        require_header_signature: bool = False,
+        accept_md5_only: bool = False,
         clock: Clock | None = None,
         max_body_bytes: int = 16 * 1024,
         hook_timeout_s: float = 30.0,
@@ -134,9 +171,12 @@ class PaymentCallbackApp:
         assert lease_s > hook_timeout_s > 0
         self.store = store
         self.deliver = deliver
+        self.issued_order = issued_order
         self.body_format = body_format
         self.window_s = window_s
-        self.require_header_signature = require_header_signature
+        # The risky choice has a name that says so: without the header, nothing authenticates
+        # extParams, amount, currencyCode and provider, and ``sign`` has no field boundaries.
+        self.accept_md5_only = accept_md5_only
         self.clock: Clock = clock or SystemClock()
         self.max_body_bytes = max_body_bytes
         self.hook_timeout_s = hook_timeout_s
@@ -155,6 +195,7 @@ class PaymentCallbackApp:
     async def handle(self, request: Request) -> Response:
         try:
             order = await self._verified_order(request)
+            await self._check_issued(order)
             return await self._deliver_once(order)
         except _Rejection as rejection:
             logger.warning("payment callback rejected: %s (%s)", rejection.error, rejection)
@@ -180,7 +221,7 @@ class PaymentCallbackApp:
         header = request.headers.get(SIGNATURE_HEADER)
         if header is not None:
             self._check_header(header, body, now_ms)
-        elif self.require_header_signature:
+        elif not self.accept_md5_only:
             raise _Rejection(403, "missing_signature", f"{SIGNATURE_HEADER} header is required.")
         fields = self._parse(request.headers.get("content-type", ""), body)
         ts = fields["ts"]
@@ -211,6 +252,10 @@ class PaymentCallbackApp:
             product_price=fields["productPrice"],
             ext_params=fields["extParams"],
             ts_ms=int(ts),
+            amount=fields.get("amount"),
+            currency_code=fields.get("currencyCode"),
+            provider=fields.get("provider"),
+            header_signed=header is not None,
         )
 
     def _check_header(self, header: str, body: bytes, now_ms: int) -> None:
@@ -254,13 +299,58 @@ class PaymentCallbackApp:
             if len(value) > MAX_VALUE_CHARS:
                 raise _Rejection(400, "malformed", f"field {key!r} is too long.")
             fields[key] = value
-        missing = [name for name in FIELDS if name not in fields]
+        # Callbacks from before the platform sent amount/currencyCode/provider: MD5-only mode.
+        required = DOCUMENTED_FIELDS if self.accept_md5_only else FIELDS
+        missing = [name for name in required if name not in fields]
         if missing:
             raise _Rejection(400, "malformed", f"missing field(s): {', '.join(missing)}.")
         for name in ("uid", "serverId", "cpOrderId", "productId", "productPrice"):
             if not fields[name]:
                 raise _Rejection(400, "malformed", f"field {name!r} is empty.")
+        if not _SERVER_ID.fullmatch(fields["serverId"]):
+            raise _Rejection(400, "malformed", "serverId must be digits only (at most 32).")
+        checks = (
+            ("productPrice", _DECIMAL, "a plain decimal number"),
+            ("amount", _DECIMAL, "a plain decimal number"),
+            ("currencyCode", _CURRENCY_CODE, "3-12 capital letters or digits"),
+            ("provider", _PROVIDER, "1-32 lowercase letters, digits or _"),
+        )
+        for name, pattern, what in checks:
+            if name in fields and not pattern.fullmatch(fields[name]):
+                raise _Rejection(400, "malformed", f"{name} must be {what}.")
         return fields
+
+    async def _check_issued(self, order: PaymentOrder) -> None:
+        """Refuse an order the studio did not issue to this player, or not for this sale.
+
+        Runs before the claim, so a refusal records nothing: the genuine callback of the same
+        cpOrderId is still delivered when it comes.
+        """
+        try:
+            found = self.issued_order(order.cp_order_id)
+            issued = await found if inspect.isawaitable(found) else found
+        except Exception as exc:
+            logger.exception("issued-order lookup failed for cpOrderId %s", order.cp_order_id)
+            raise _Rejection(500, "lookup_failed", "Order lookup failed; retry later.") from exc
+        if issued is None or not hmac.compare_digest(issued.uid.encode(), order.uid.encode()):
+            # One answer for "never issued" and "issued to someone else": no oracle for ids.
+            logger.warning(
+                "cpOrderId %s for uid %s: %s",
+                order.cp_order_id,
+                order.uid,
+                "never issued" if issued is None else f"issued to {issued.uid}",
+            )
+            raise _Rejection(422, "not_issued", "cpOrderId was not issued to this uid.")
+        mismatches = _mismatches(issued, order)
+        if mismatches:
+            logger.warning(
+                "cpOrderId %s differs from the issued order: %s", order.cp_order_id, mismatches
+            )
+            raise _Rejection(
+                422,
+                "order_mismatch",
+                f"{', '.join(mismatches)} differ(s) from the order issued.",
+            )
 
     async def _deliver_once(self, order: PaymentOrder) -> Response:
         lock = self._locks.setdefault(order.cp_order_id, asyncio.Lock())
@@ -292,6 +382,22 @@ class PaymentCallbackApp:
             raise _Rejection(500, "delivery_failed", "Delivery failed; retry later.") from exc
         await self.store.complete_payment(order.cp_order_id, self.clock.now())
         return PlainTextResponse("success")
+
+
+def _mismatches(issued: IssuedOrder, order: PaymentOrder) -> list[str]:
+    """The callback's fields that differ from the issued order (those both sides know)."""
+    found: list[str] = []
+    if issued.product_id is not None and issued.product_id != order.product_id:
+        found.append("productId")
+    if issued.product_price is not None and issued.product_price != Decimal(order.product_price):
+        found.append("productPrice")
+    sent_amount = None if order.amount is None else Decimal(order.amount)
+    if issued.amount is not None and sent_amount is not None and issued.amount != sent_amount:
+        found.append("amount")
+    sent_currency = order.currency_code
+    if issued.currency_code is not None and sent_currency not in (None, issued.currency_code):
+        found.append("currencyCode")
+    return found
 
 
 def _any_equal(value: str, candidates: list[str]) -> bool:

@@ -25,13 +25,21 @@ qwTransactionId differs
 
 Bad input answers 400 and wrong credentials 401, with the contract's error body; nothing ever
 changes on this endpoint (it only reads).
+
+Failed authentications are throttled per client address (``FailureBudget``: ``failure_burst``
+failures at once, then one per ``failure_refill_s``; right credentials cost nothing). Once an
+address has none left, it is answered 429 with ``Retry-After`` (code 103) **without** checking
+its credentials, so guessing cannot go faster than the budget. The address is the ASGI peer
+(``scope["client"]``; behind a reverse proxy, configure the server's proxy headers or pass
+``client_address``). The buckets are per process: with N processes an address gets N times the
+budget.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 import msgspec
@@ -41,6 +49,7 @@ from starlette.types import Receive, Scope, Send
 
 from qwallet.partner._http import BodyTooLarge, check_basic_auth, lifespan, read_body
 from qwallet.partner._store import KitStore, TransactionRecord
+from qwallet.partner._throttle import FailureBudget
 
 __all__ = ["QueryWithdrawalApp", "WithdrawalStatus"]
 
@@ -60,10 +69,20 @@ class _Query(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
 class QueryWithdrawalApp:
     """ASGI app answering the platform's Query Withdrawal calls from ``store``."""
 
-    def __init__(self, store: KitStore, credentials: Iterable[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        store: KitStore,
+        credentials: Iterable[tuple[str, str]],
+        *,
+        failure_burst: int = 10,
+        failure_refill_s: float = 10.0,
+        client_address: Callable[[Request], str] | None = None,
+    ) -> None:
         self.store = store
         self.credentials = tuple(credentials)
         assert self.credentials, "at least one (username, password) pair is needed"
+        self.failures = FailureBudget(failure_burst, failure_refill_s)
+        self.client_address = client_address or _peer_address
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -76,13 +95,25 @@ class QueryWithdrawalApp:
     async def handle(self, request: Request) -> Response:
         if request.method != "POST":
             return _error(405, "Only POST is allowed.", headers={"Allow": "POST"})
+        address = self.client_address(request)
+        if wait_s := self.failures.take(address):
+            retry_after = self.failures.retry_after_s(wait_s)
+            logger.warning("query from %s throttled: too many failed authentications", address)
+            return _error(
+                429,
+                f"Too many failed authentications; retry after {retry_after} s.",
+                code=103,
+                headers={"Retry-After": str(retry_after)},
+            )
         if not check_basic_auth(request.headers.get("authorization"), self.credentials):
+            logger.warning("query from %s: invalid credentials", address)
             return _error(
                 401,
                 "Missing or invalid credentials.",
                 code=103,
                 headers={"WWW-Authenticate": 'Basic realm="query-withdrawal"'},
             )
+        self.failures.give_back(address)
         try:
             body = await read_body(request, MAX_BODY_BYTES)
         except BodyTooLarge:
@@ -101,6 +132,10 @@ class QueryWithdrawalApp:
         status = status_of(record, query.qw_transaction_id)
         logger.info("query %s → %s", query.mm_transaction_id, status)
         return JSONResponse({"mmTransactionId": query.mm_transaction_id, "status": status})
+
+
+def _peer_address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
 
 
 def status_of(record: TransactionRecord | None, qw_transaction_id: str) -> WithdrawalStatus:

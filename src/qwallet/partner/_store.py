@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 __all__ = [
     "Attempt",
     "ClaimResult",
+    "IssuedOrder",
     "Kind",
     "KitStore",
     "Operation",
@@ -82,7 +83,14 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class PaymentOrder:
-    """A payment callback's order, every value exactly as the platform sent it."""
+    """A payment callback's order, every value exactly as the platform sent it.
+
+    ``amount`` (the total charged, e.g. ``"9.98"``), ``currency_code`` and ``provider`` (the
+    payment method that paid, e.g. ``"wallet"``) are None only when a receiver in MD5-only mode
+    got a callback without them. ``header_signed`` tells whether ``X-QW-Signature`` covered the
+    whole body; when False (MD5-only mode), ``ext_params``, ``amount``, ``currency_code`` and
+    ``provider`` are not authenticated by anything and must not be trusted.
+    """
 
     cp_order_id: str
     uid: str
@@ -91,11 +99,33 @@ class PaymentOrder:
     product_price: str
     ext_params: str
     ts_ms: int
+    amount: str | None = None
+    currency_code: str | None = None
+    provider: str | None = None
+    header_signed: bool = False
 
     @property
     def fingerprint(self) -> str:
         """What must be identical when the same cpOrderId is delivered again."""
         return "\x1f".join((self.uid, self.server_id, self.product_id, self.product_price))
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedOrder:
+    """An order the studio itself issued (the purchase message it handed its game client).
+
+    The payment-callback receiver delivers a cpOrderId only if the studio's lookup returns one
+    of these for it, issued to the callback's ``uid``. Every other field that is not None is
+    compared with the callback too: ``product_id`` and ``product_price`` (numerically) with the
+    signed fields, ``amount`` (the total, ``product_price x product_number``, numerically) and
+    ``currency_code`` with the fields the platform sends after ``extParams``.
+    """
+
+    uid: str
+    product_id: str | None = None
+    product_price: Decimal | None = None
+    amount: Decimal | None = None
+    currency_code: str | None = None
 
 
 class KitStore(Protocol):
