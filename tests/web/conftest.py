@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from qwallet.clock import ManualClock
-from qwallet.partner import PaymentCallbackApp, PaymentOrder, SQLiteStore
+from qwallet.partner import IssuedOrder, PaymentCallbackApp, PaymentOrder, SQLiteStore
 from qwallet.service import partners
 from qwallet.service.player_logins import set_player_password
 from qwallet.settings import Settings
@@ -230,6 +230,11 @@ class Receiver:
     url: str
     secret: str
     delivered: list[PaymentOrder]
+    # The studio delivers only orders it issued itself, to the player it issued them to.
+    issued: dict[str, IssuedOrder] = field(default_factory=dict)
+
+    def issue(self, cp_order_id: str, uid: str) -> None:
+        self.issued[cp_order_id] = IssuedOrder(uid)
 
 
 @contextmanager
@@ -248,15 +253,16 @@ def kit_receiver(
                 raise RuntimeError("the game server is busy")
             delivered.append(order)
 
+    issued: dict[str, IssuedOrder] = {}
     app = PaymentCallbackApp(
         SQLiteStore(tmp_path / f"kit-{secrets.token_hex(4)}.db"),
         secret,
         deliver,
+        issued_order=issued.get,
         body_format=body_format,  # type: ignore[arg-type]
-        require_header_signature=True,
     )
     with serve(app) as url:
-        yield Receiver(f"{url}/pay/quantum", secret, delivered)
+        yield Receiver(f"{url}/pay/quantum", secret, delivered, issued)
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = "") -> Any:

@@ -116,6 +116,7 @@ def test_wallet_payment_is_one_ledger_transaction(world: World, tmp_path: Path) 
     with kit_receiver(tmp_path) as receiver:
         browser, token, player = open_game(world, callback_url=receiver.url, secret=receiver.secret)
         order = browser.order(token, productNumber=2).json()["order"]
+        receiver.issue(order["cpOrderId"], player.id)
         paid = browser.pay(order["orderId"], "wallet")
         assert paid.status_code == 200, paid.text
         assert paid.json()["order"]["state"] in ("paid", "delivered")
@@ -179,6 +180,7 @@ def test_sandbox_approve_is_paid_then_delivered(world: World, tmp_path: Path) ->
             world, callback_url=receiver.url, secret=receiver.secret, sandbox=True
         )
         order = browser.order(token, productPrice=0.5, productNumber=4).json()["order"]
+        receiver.issue(order["cpOrderId"], player.id)
         started = browser.pay(order["orderId"], "sandbox_card", "approve")
         assert started.status_code == 200 and started.json()["order"]["state"] == "paying"
         assert browser.pay(order["orderId"], "wallet").status_code == 409  # already paying
@@ -201,10 +203,11 @@ def test_sandbox_approve_is_paid_then_delivered(world: World, tmp_path: Path) ->
 
 def test_sandbox_decline_is_declined_and_not_delivered(world: World, tmp_path: Path) -> None:
     with kit_receiver(tmp_path) as receiver:
-        browser, token, _ = open_game(
+        browser, token, player = open_game(
             world, callback_url=receiver.url, secret=receiver.secret, sandbox=True
         )
         order = browser.order(token).json()["order"]
+        receiver.issue(order["cpOrderId"], player.id)
         assert browser.pay(order["orderId"], "sandbox_card", "decline").status_code == 200
         advance(world.platform.clock, 2.5)
         wait_for(lambda: world.order_row(order["orderId"])["state"] == "declined", what="decline")
@@ -218,10 +221,11 @@ def test_sandbox_decline_is_declined_and_not_delivered(world: World, tmp_path: P
 
 def test_json_callback_format(world: World, tmp_path: Path) -> None:
     with kit_receiver(tmp_path, body_format="json") as receiver:
-        browser, token, _ = open_game(
+        browser, token, player = open_game(
             world, callback_url=receiver.url, secret=receiver.secret, callback_format="json"
         )
         order = browser.order(token, productPrice=12.3).json()["order"]
+        receiver.issue(order["cpOrderId"], player.id)
         assert browser.pay(order["orderId"], "wallet").status_code == 200
         wait_for(lambda: receiver.delivered, what="JSON delivery")
         assert receiver.delivered[0].product_price == "12.3"
