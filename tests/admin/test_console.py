@@ -183,9 +183,13 @@ def test_player_search_block_and_adjust(
     assert too_much.status_code == 303
     assert "below zero" in console.get(f"/admin/players/{player_id}").text
 
-    # Block: the Wallet API refuses the player (112); unblock restores it.
+    # Block: the Wallet API refuses the player (112 for a new session; the old one is revoked,
+    # 110); unblock lets a new session play again.
     console.post(f"/admin/players/{player_id}/block", {"blocked": "1", "reason": "fraud check"})
     assert platform.player(player_id)["status"] == "blocked"
+    _status, body = wallet.call("getBalance", {"token": wallet.token})
+    assert body["errorCode"] == 110
+    wallet.token = platform.create_session(player_id, wallet.username)
     _status, body = wallet.call("getBalance", {"token": wallet.token})
     assert body["errorCode"] == 112
     console.post(f"/admin/players/{player_id}/block", {"blocked": "0"})
@@ -423,7 +427,7 @@ def test_transactions_filter_and_detail(
 
     detail = console.get(f"/admin/transactions/{qw_id}").text
     assert "tf-2" in detail and "confirm" in detail and "-3.00 XAG" in detail
-    assert console.get("/admin/transactions/none").status_code == 400
+    assert console.get("/admin/transactions/none").status_code == 404
 
 
 def test_manual_resolution_of_a_pending_deposit(

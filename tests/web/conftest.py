@@ -56,10 +56,13 @@ class Browser:
 
     def sign_in(self, username: str, password: str = PASSWORD) -> httpx.Response:
         self.get("/login")
-        return self.client.post(
+        response = self.client.post(
             "/login",
             data={"csrf_token": self.csrf, "username": username, "password": password, "next": "/"},
         )
+        if response.status_code == 303:
+            self.get("/")  # sign-in rotates the CSRF token: pick up the new one
+        return response
 
     def post_json(self, path: str, body: Any, *, csrf: bool = True) -> httpx.Response:
         headers = {"X-CSRF-Token": self.csrf} if csrf else {}

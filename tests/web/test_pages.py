@@ -110,6 +110,9 @@ def test_blocked_player_cannot_play(world: World) -> None:
     player = world.player()
     browser = world.browser(player)
     world.platform.block(player.id)
+    # Blocking ends the sign-in; signed in again, the player still cannot play.
+    assert browser.get(f"/play/{game.name}").headers["location"].startswith("/login")
+    assert browser.sign_in(player.username).status_code == 303
     assert browser.get(f"/play/{game.name}").status_code == 403
 
 

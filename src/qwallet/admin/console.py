@@ -3,8 +3,12 @@
 Every page needs a signed-in operator (else a redirect to the sign-in page); every
 state-changing request is a POST carrying the session's CSRF token (else 403); every action is
 written to the audit log. The operator's name lives in the signed session cookie under
-``operator`` and is checked against the ``operators`` table on each request, so disabling an
-account takes effect at once.
+``operator``, with the account's ``web_generation`` at sign-in, and both are checked against the
+``operators`` table on each request: disabling an account, signing out or a password reset
+takes effect at once, for every copy of the cookie. Failed sign-ins are throttled in the
+database per address and per username and address (``qwallet.web.sign_in``), so the limit holds
+across server processes and nobody can lock an operator out from another address. An unknown
+player, transaction or order id is a 404 page.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from functools import wraps
@@ -38,11 +41,12 @@ from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
 from qwallet.store.factory import Store
 from qwallet.web.security import CSRF_FIELD, csrf_token, require_csrf
+from qwallet.web.sign_in import ADMIN_SCOPE, SignInThrottle
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_FIELD_CHARS = 500
-MAX_FAILED_SIGN_INS = 5
-SIGN_IN_LOCKOUT_S = 300.0
+OPERATOR_KEY = "operator"
+GENERATION_KEY = "operator_generation"
 
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -81,7 +85,7 @@ class AdminConsole:
         self.store: Store | None = None
         self.history = ErrorHistory(clock)
         self.currencies: dict[str, Currency] = {c.code: c for c in settings.currencies}
-        self._failed_sign_ins: dict[str, list[float]] = {}
+        self.throttle = SignInThrottle(settings, clock, ADMIN_SCOPE)
         self.env = Environment(
             loader=PackageLoader("qwallet.admin", "templates"),
             autoescape=select_autoescape(["html"]),
@@ -179,8 +183,14 @@ class AdminConsole:
         return RedirectResponse(path, status_code=303)
 
     async def _operator(self, request: Request) -> str | None:
-        name = request.session.get("operator")
-        if not isinstance(name, str) or not await operators.exists(self.db, name):
+        name = request.session.get(OPERATOR_KEY)
+        generation = request.session.get(GENERATION_KEY)
+        if not isinstance(name, str) or not isinstance(generation, int):
+            return None
+        if await operators.web_generation(self.db, name) != generation:
+            # Signed out (any copy of this cookie), password reset, disabled or removed.
+            request.session.pop(OPERATOR_KEY, None)
+            request.session.pop(GENERATION_KEY, None)
             return None
         return name
 
@@ -192,6 +202,8 @@ class AdminConsole:
                 return self.back("/admin/login?" + urlencode({"next": target}))
             try:
                 return await handler(request)
+            except NotFound as error:
+                return self.render(request, "error.html", 404, message=str(error))
             except OperatorError as error:
                 return self.render(request, "error.html", 400, message=str(error))
 
@@ -203,9 +215,29 @@ class AdminConsole:
             if await self._operator(request) is None:
                 raise HTTPException(403, "Sign in first.")
             await require_csrf(request)
-            return await handler(request)
+            try:
+                return await handler(request)
+            except NotFound as error:
+                return self.render(request, "error.html", 404, message=str(error))
 
         return action
+
+    async def _require(self, what: str, sql: str, key: str) -> None:
+        """404 (``NotFound``) unless ``sql`` (``SELECT 1 … WHERE id = $1``) finds ``key``."""
+        async with self.db.transaction() as tx:
+            if await tx.fetchrow(sql, key) is None:
+                raise NotFound(f"No {what} {key!r}.")
+
+    async def _require_player(self, player_id: str) -> None:
+        await self._require("player", "SELECT 1 FROM players WHERE id = $1", player_id)
+
+    async def _require_transaction(self, qw_id: str) -> None:
+        await self._require(
+            "transaction", "SELECT 1 FROM transactions WHERE qw_transaction_id = $1", qw_id
+        )
+
+    async def _require_order(self, order_id: str) -> None:
+        await self._require("payment order", "SELECT 1 FROM payment_orders WHERE id = $1", order_id)
 
     @staticmethod
     async def _form(request: Request) -> dict[str, str]:
@@ -224,7 +256,7 @@ class AdminConsole:
             return 0
 
     def _who(self, request: Request) -> str:
-        return str(request.session["operator"])
+        return str(request.session[OPERATOR_KEY])
 
     # -- sign-in -------------------------------------------------------------------------------
 
@@ -236,38 +268,51 @@ class AdminConsole:
         form = await self._form(request)
         username, password = form.get("username", "")[:64], form.get("password", "")
         target = _safe_next(form.get("next"))
-        now = time.monotonic()
-        recent = [t for t in self._failed_sign_ins.get(username, []) if now - t < SIGN_IN_LOCKOUT_S]
-        if len(recent) >= MAX_FAILED_SIGN_INS:
+        if not username:
             return self.render(
+                request, "login.html", 401, next=target, error="Wrong username or password."
+            )
+        # Throttled before scrypt runs; the budgets live in the database (every process).
+        attempt = await self.throttle.attempt(self.db, request, username)
+        if attempt.retry_after_s:
+            response = self.render(
                 request,
                 "login.html",
                 429,
                 next=target,
-                error="Too many failed attempts; wait a few minutes.",
+                error=f"Too many failed attempts; try again in {attempt.retry_after_s} s.",
             )
-        if not username or not await operators.authenticate(self.db, username, password):
-            self._failed_sign_ins[username] = [*recent, now]
-            if len(self._failed_sign_ins) > 10_000:
-                self._failed_sign_ins.clear()
+            response.headers["Retry-After"] = str(attempt.retry_after_s)
+            return response
+        generation = None
+        if await operators.authenticate(self.db, username, password):
+            generation = await operators.web_generation(self.db, username)
+        if generation is None:
             await audit.record_now(
-                self.db, username or "-", "sign_in.failed", None, {}, self.clock.now_ms()
+                self.db,
+                username,
+                "sign_in.failed",
+                None,
+                {"address": self.throttle.client_address(request)},
+                self.clock.now_ms(),
             )
             return self.render(
                 request, "login.html", 401, next=target, error="Wrong username or password."
             )
-        self._failed_sign_ins.pop(username, None)
+        await self.throttle.succeeded(self.db, attempt)
         # A fresh session (and CSRF token) at sign-in: nothing planted before it survives.
         request.session.clear()
-        request.session["operator"] = username
+        request.session[OPERATOR_KEY] = username
+        request.session[GENERATION_KEY] = generation
         csrf_token(request)
         await audit.record_now(self.db, username, "sign_in", None, {}, self.clock.now_ms())
         return self.back(target)
 
     async def logout(self, request: Request) -> Response:
-        await audit.record_now(
-            self.db, self._who(request), "sign_out", None, {}, self.clock.now_ms()
-        )
+        who = self._who(request)
+        # Ends every copy of this sign-in's cookie, not only the one in this browser.
+        await operators.sign_out(self.db, who)
+        await audit.record_now(self.db, who, "sign_out", None, {}, self.clock.now_ms())
         request.session.clear()
         return self.back("/admin/login")
 
@@ -304,6 +349,7 @@ class AdminConsole:
 
     async def player(self, request: Request) -> Response:
         player_id = request.path_params["player_id"]
+        await self._require_player(player_id)
         info = await players.show_player(self.db, self.currencies, player_id)
         transactions, adjustments = await queries.player_activity(self.db, player_id)
         entries = await audit.entries(self.db, target=player_id, limit=20)
@@ -318,9 +364,13 @@ class AdminConsole:
 
     async def block(self, request: Request) -> Response:
         player_id = request.path_params["player_id"]
+        await self._require_player(player_id)
         form = await self._form(request)
         blocked = form.get("blocked") == "1"
-        await players.set_blocked(self.db, player_id, blocked)
+        try:
+            await players.set_blocked(self.db, player_id, blocked, now_ms=self.clock.now_ms())
+        except players.PlayerNotFound as error:
+            raise NotFound(str(error)) from None
         await audit.record_now(
             self.db,
             self._who(request),
@@ -334,6 +384,7 @@ class AdminConsole:
 
     async def adjust(self, request: Request) -> Response:
         player_id = request.path_params["player_id"]
+        await self._require_player(player_id)
         back = self.back(f"/admin/players/{quote(player_id, safe='')}")
         form = await self._form(request)
         reason = form.get("reason", "")
@@ -407,6 +458,7 @@ class AdminConsole:
 
     async def transaction(self, request: Request) -> Response:
         qw_id = request.path_params["qw_id"]
+        await self._require_transaction(qw_id)
         row, entries = await queries.transaction_detail(self.db, qw_id)
         resolutions = await holds.resolutions(self.db, qw_transaction_id=qw_id, limit=100)
         overdue = row["created_at_ms"] <= self.clock.now_ms() - self.settings.hold_window_s * 1000
@@ -421,6 +473,7 @@ class AdminConsole:
 
     async def resolve(self, request: Request) -> Response:
         qw_id = request.path_params["qw_id"]
+        await self._require_transaction(qw_id)
         form = await self._form(request)
         decision, reason = form.get("decision", ""), form.get("reason", "")
         back = self.back(f"/admin/transactions/{quote(qw_id, safe='')}")
@@ -470,7 +523,9 @@ class AdminConsole:
         )
 
     async def order(self, request: Request) -> Response:
-        order, attempts = await orders_admin.order_detail(self.db, request.path_params["order_id"])
+        order_id = request.path_params["order_id"]
+        await self._require_order(order_id)
+        order, attempts = await orders_admin.order_detail(self.db, order_id)
         return self.render(
             request,
             "order.html",
@@ -481,6 +536,7 @@ class AdminConsole:
 
     async def redeliver(self, request: Request) -> Response:
         order_id = request.path_params["order_id"]
+        await self._require_order(order_id)
         try:
             await orders_admin.redeliver(self.db, order_id, self._who(request), self.clock.now_ms())
             self.flash(request, "Queued for redelivery.")
@@ -673,6 +729,10 @@ class AdminConsole:
             action=action or "",
             query=query,
         )
+
+
+class NotFound(Exception):
+    """The page or action names a player, transaction or order that does not exist (404)."""
 
 
 def _safe_next(target: str | None) -> str:

@@ -1,8 +1,11 @@
 """The application factory: ``create_app(settings)`` → one ASGI app for the whole platform.
 
 ``/wallet/*`` goes straight to the raw ASGI Wallet API (the hot path); everything else — operator
-API, health, metrics, the OpenAPI document and its page — is a small Starlette application.
-The store is opened in the lifespan, so each server process has its own connections.
+API, health, metrics, the OpenAPI document and its page, the player pages and the admin console —
+is a small Starlette application behind ``RequestHygiene`` (``qwallet.api.hygiene``: U+0000 in
+the path or query → 400, a body above ``max_body_bytes`` → 413, before any handler or form
+parser sees it). The store is opened in the lifespan, so each server process has its own
+connections.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qwallet.admin import AdminConsole
 from qwallet.api import metrics
 from qwallet.api.auth import PartnerAuthenticator
+from qwallet.api.hygiene import RequestHygiene
 from qwallet.api.operator import OperatorAPI
 from qwallet.api.wallet import PREFIX, WalletAPI, request_id_from
 from qwallet.clock import Clock, SystemClock
@@ -32,6 +37,18 @@ from qwallet.settings import Settings
 from qwallet.store.factory import Store, open_store
 from qwallet.web.player import PlayerWeb
 from qwallet.web.security import SESSION_MAX_AGE_S
+
+# The API documentation page loads its script and style from /static/docs (no inline code), so
+# its policy allows nothing else: no inline script, no other origin, no framing.
+API_DOCS_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def _package_file(package: str, name: str) -> bytes | None:
@@ -82,6 +99,7 @@ class QWalletApp:
                 )
             ],
         )
+        self.pages: ASGIApp = RequestHygiene(self.web, settings.max_body_bytes)
 
     @asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -111,6 +129,11 @@ class QWalletApp:
             Route("/metrics", self._metrics),
             Route("/openapi.json", self._openapi),
             Route("/docs/api", self._api_docs),
+            Mount(
+                "/static/docs",
+                StaticFiles(packages=[("qwallet.web", "static/docs")]),
+                name="docs-static",
+            ),
             Route("/api/sessions", self._create_session, methods=["POST"]),
             Mount("/admin", routes=self.admin.routes()),
         ]
@@ -120,7 +143,7 @@ class QWalletApp:
             await self.wallet(scope, receive, send)
             return
         if scope["type"] != "http":
-            await self.web(scope, receive, send)
+            await self.pages(scope, receive, send)
             return
         request_id = request_id_from(dict(scope["headers"]).get(b"x-request-id"))
 
@@ -132,7 +155,7 @@ class QWalletApp:
                 ]
             await send(message)
 
-        await self.web(scope, receive, send_with_request_id)
+        await self.pages(scope, receive, send_with_request_id)
 
     # -- routes -----------------------------------------------------------------------------
 
@@ -170,7 +193,7 @@ class QWalletApp:
         page = _package_file("qwallet.web.static", "api-docs.html")
         if page is None:
             return Response("API docs page not packaged", status_code=404)
-        return Response(page, media_type="text/html; charset=utf-8")
+        return Response(page, media_type="text/html; charset=utf-8", headers=API_DOCS_HEADERS)
 
     async def _create_session(self, request: Request) -> Response:
         return await self._operator.create_session(request)

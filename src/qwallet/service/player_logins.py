@@ -1,6 +1,10 @@
 """Player sign-in credentials (``player_logins``): one username and scrypt hash per player.
 
 No web imports here: the CLI (``qwallet players set-password``) and the demo seed use it too.
+
+``players.web_generation`` ends browser sign-ins on the server side: the session cookie carries
+the generation read at sign-in, every page compares it with the row, and sign-out, a password
+change and a block bump it, so a cookie copied before any of them stops working at once.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import re
 
 from qwallet.service.credentials import DUMMY_HASH, hash_password, new_password, verify_password
 from qwallet.service.partners import OperatorError
+from qwallet.service.sessions import revoke_player_sessions_in
 from qwallet.store.sql import SqlDatabase
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
@@ -39,6 +44,10 @@ async def set_player_password(
         if taken is not None:
             raise OperatorError(f"username {username!r} is taken")
         await tx.execute("DELETE FROM player_logins WHERE player_id = $1", player_id)
+        # A new password ends every browser sign-in made with the old one.
+        await tx.execute(
+            "UPDATE players SET web_generation = web_generation + 1 WHERE id = $1", player_id
+        )
         await tx.execute(
             "INSERT INTO player_logins (player_id, username, password_hash, created_at_ms)"
             " VALUES ($1, $2, $3, $4)",
@@ -65,3 +74,19 @@ async def authenticate(db: SqlDatabase, username: str, password: str) -> str | N
     stored = DUMMY_HASH if row is None else str(row["password_hash"])
     ok = await asyncio.to_thread(verify_password, password.encode("utf-8"), stored)
     return str(row["player_id"]) if ok and row is not None else None
+
+
+async def web_generation(db: SqlDatabase, player_id: str) -> int | None:
+    """The player's current sign-in generation (stored in the cookie at sign-in)."""
+    async with db.transaction() as tx:
+        row = await tx.fetchrow("SELECT web_generation FROM players WHERE id = $1", player_id)
+    return None if row is None else int(row["web_generation"])
+
+
+async def sign_out(db: SqlDatabase, player_id: str, now_ms: int) -> None:
+    """End every browser sign-in of the player and revoke their game session tokens."""
+    async with db.transaction() as tx:
+        await tx.execute(
+            "UPDATE players SET web_generation = web_generation + 1 WHERE id = $1", player_id
+        )
+        await revoke_player_sessions_in(tx, player_id, now_ms)

@@ -7,6 +7,7 @@ the same database transaction as the balance change.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -14,7 +15,13 @@ from qwallet.domain import ledger
 from qwallet.domain.money import Currency, format_amount
 from qwallet.domain.sessions import utc_day
 from qwallet.service.partners import OperatorError
+from qwallet.service.sessions import revoke_player_sessions_in
 from qwallet.store.sql import SqlDatabase, SqlTransaction
+
+
+class PlayerNotFound(OperatorError):
+    """No player has this id (the console answers 404)."""
+
 
 LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "zh", "ja", "ko", "ru")
 
@@ -125,21 +132,34 @@ async def adjust_balance(
     async with db.transaction() as tx:
         row = await tx.fetchrow("SELECT currency FROM players WHERE id = $1", player_id)
         if row is None:
-            raise OperatorError(f"no player {player_id}")
+            raise PlayerNotFound(f"no player {player_id}")
         if row["currency"] != currency.code:
             raise OperatorError(f"player's wallet is in {row['currency']}, not {currency.code}")
         return await _adjust(tx, player_id, currency, amount_minor, reason, operator, now_ms)
 
 
-async def set_blocked(db: SqlDatabase, player_id: str, blocked: bool) -> None:
+async def set_blocked(
+    db: SqlDatabase, player_id: str, blocked: bool, *, now_ms: int | None = None
+) -> None:
+    """Block or unblock. Blocking also ends the player's browser sign-ins (``web_generation``)
+    and revokes their game session tokens, in the same transaction: nothing started before the
+    block keeps working, except confirm and rollback of money already held."""
+    now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     async with db.transaction() as tx:
-        changed = await tx.execute(
-            "UPDATE players SET status = $1 WHERE id = $2",
-            "blocked" if blocked else "active",
-            player_id,
-        )
+        if blocked:
+            changed = await tx.execute(
+                "UPDATE players SET status = 'blocked', web_generation = web_generation + 1"
+                " WHERE id = $1",
+                player_id,
+            )
+            if changed == 1:
+                await revoke_player_sessions_in(tx, player_id, now_ms)
+        else:
+            changed = await tx.execute(
+                "UPDATE players SET status = 'active' WHERE id = $1", player_id
+            )
     if changed != 1:
-        raise OperatorError(f"no player {player_id}")
+        raise PlayerNotFound(f"no player {player_id}")
 
 
 async def show_player(
@@ -148,7 +168,7 @@ async def show_player(
     async with db.transaction() as tx:
         row = await tx.fetchrow("SELECT * FROM players WHERE id = $1", player_id)
     if row is None:
-        raise OperatorError(f"no player {player_id}")
+        raise PlayerNotFound(f"no player {player_id}")
     currency = currencies[row["currency"]]
     limit = row["daily_withdraw_limit_minor"]
     return {

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from qwallet.service.partners import OperatorError
-from qwallet.store.sql import SqlDatabase
+from qwallet.store.sql import SqlDatabase, SqlTransaction
 
 DEFAULT_GAME = "default"
 
@@ -91,6 +91,25 @@ async def create_session(
         ),
         expires_at_ms,
     )
+
+
+async def revoke_player_sessions_in(tx: SqlTransaction, player_id: str, now_ms: int) -> int:
+    """Revoke every game session of the player (sign-out, block); returns how many.
+
+    A revoked token is refused for ``verifySession``, ``getBalance``, ``withdraw`` and
+    ``deposit`` (110), but confirm and rollback still accept it, like an expired one: funds
+    already held must stay releasable by the partner's retries (spec §1.4).
+    """
+    return await tx.execute(
+        "UPDATE sessions SET revoked_at_ms = $1 WHERE player_id = $2 AND revoked_at_ms IS NULL",
+        now_ms,
+        player_id,
+    )
+
+
+async def revoke_player_sessions(db: SqlDatabase, player_id: str, now_ms: int) -> int:
+    async with db.transaction() as tx:
+        return await revoke_player_sessions_in(tx, player_id, now_ms)
 
 
 async def revoke_session(db: SqlDatabase, token: str, now_ms: int) -> None:

@@ -88,11 +88,16 @@ def _session_player(
 ) -> tuple[SessionRecord, PlayerRecord]:
     session = repo.get_session(token)
     # A token of another partner is as unknown as a made-up one.
-    if session is None or session.partner_id != partner_id or session.revoked_at_ms is not None:
+    if session is None or session.partner_id != partner_id:
         raise WalletError(ErrorCode.UNKNOWN_SESSION)
     player = repo.get_player(session.player_id)
     assert player is not None, "sessions reference existing players"
     if live:
+        # Revocation (sign-out, block) stops new calls only. Confirm and rollback finish money
+        # already held and are retried by the partner for 48 hours: refusing them would leave
+        # the funds held until the hold resolver steps in.
+        if session.revoked_at_ms is not None:
+            raise WalletError(ErrorCode.UNKNOWN_SESSION)
         if session.is_expired(now_ms):
             raise WalletError(ErrorCode.SESSION_EXPIRED)
         if player.blocked:

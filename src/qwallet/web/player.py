@@ -4,6 +4,11 @@ Pages need a signed-in player (``player_id`` in the session cookie) and redirect
 otherwise; JSON endpoints answer 401 instead. Every state-changing request (sign-in, sign-out,
 order creation, payment) needs the CSRF token (``qwallet.web.security``): a form field or the
 ``X-CSRF-Token`` header.
+
+The cookie also carries the player's ``web_generation`` at sign-in, compared with the row on
+every request: sign-out, a password change and a block bump it, so a copied cookie dies with the
+sign-in it came from. Failed sign-ins are throttled per address and per username and address
+(``qwallet.web.sign_in``), before any password hashing.
 """
 
 from __future__ import annotations
@@ -34,14 +39,16 @@ from qwallet.payments import (
     offered,
     provider_registry,
 )
-from qwallet.service import partners, sessions
+from qwallet.service import partners, player_logins, sessions
 from qwallet.service.player_logins import authenticate
 from qwallet.settings import Settings
 from qwallet.store.sql import SqlDatabase
 from qwallet.web.security import csrf_token, require_csrf
+from qwallet.web.sign_in import PLAYER_SCOPE, SignInThrottle
 
 MAX_JSON_BYTES = 16 * 1024
 PLAYER_KEY = "player_id"
+GENERATION_KEY = "player_generation"
 
 
 class OrderRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -113,6 +120,7 @@ class PlayerWeb:
         )
         self._db: SqlDatabase | None = None
         self.worker: PaymentWorker | None = None
+        self.throttle = SignInThrottle(settings, clock, PLAYER_SCOPE)
 
     async def start(self, db: SqlDatabase) -> None:
         # Also checked by ``qwallet serve`` before it listens; here for any other way of
@@ -174,17 +182,21 @@ class PlayerWeb:
 
     async def _player(self, request: Request) -> dict[str, Any] | None:
         player_id = request.session.get(PLAYER_KEY)
-        if not isinstance(player_id, str):
+        generation = request.session.get(GENERATION_KEY)
+        if not isinstance(player_id, str) or not isinstance(generation, int):
             return None
         async with self.db.transaction() as tx:
             row = await tx.fetchrow(
-                "SELECT id, nickname, currency, language, status, available_minor"
-                " FROM players WHERE id = $1",
+                "SELECT id, nickname, currency, language, status, available_minor,"
+                " web_generation FROM players WHERE id = $1",
                 player_id,
             )
-        if row is None:
+        if row is None or int(row["web_generation"]) != generation:
+            # Signed out (here or elsewhere), password changed, blocked, or no such player.
             request.session.pop(PLAYER_KEY, None)
+            request.session.pop(GENERATION_KEY, None)
             return None
+        row = {key: value for key, value in dict(row).items() if key != "web_generation"}
         currency = self.settings.currency_registry.get(row["currency"])
         minor = int(row["available_minor"])
         return {
@@ -234,26 +246,55 @@ class PlayerWeb:
         form = await request.form()
         username, password = form.get("username"), form.get("password")
         next_path = _safe_next(form.get("next"))
-        player_id = None
-        if isinstance(username, str) and isinstance(password, str):
-            player_id = await authenticate(self.db, username.strip(), password)
-        if player_id is None:
-            return self._render(
+        shown_name = username[:64] if isinstance(username, str) else ""
+        if not isinstance(username, str) or not isinstance(password, str):
+            return self._login_refused(request, next_path, shown_name)
+        username = username.strip()
+        attempt = await self.throttle.attempt(self.db, request, username)
+        if attempt.retry_after_s:
+            wait = attempt.retry_after_s
+            response = self._render(
                 request,
                 "player/login.html",
                 {
                     "next": next_path,
-                    "username": username if isinstance(username, str) else "",
-                    "error": "Wrong username or password.",
+                    "username": shown_name,
+                    "error": f"Too many failed sign-ins; try again in {wait} s.",
                 },
-                status=401,
+                status=429,
             )
+            response.headers["Retry-After"] = str(wait)
+            return response
+        player_id = await authenticate(self.db, username, password)
+        generation = (
+            None if player_id is None else await player_logins.web_generation(self.db, player_id)
+        )
+        if player_id is None or generation is None:
+            return self._login_refused(request, next_path, shown_name)
+        await self.throttle.succeeded(self.db, attempt)
+        # A fresh session (and CSRF token) at sign-in: nothing planted before it survives.
+        request.session.clear()
         request.session[PLAYER_KEY] = player_id
+        request.session[GENERATION_KEY] = generation
+        csrf_token(request)
         return RedirectResponse(next_path, status_code=303)
+
+    def _login_refused(self, request: Request, next_path: str, username: str) -> Response:
+        return self._render(
+            request,
+            "player/login.html",
+            {"next": next_path, "username": username, "error": "Wrong username or password."},
+            status=401,
+        )
 
     async def logout(self, request: Request) -> Response:
         await require_csrf(request)
+        player = await self._player(request)
+        if player is not None:
+            # Ends this sign-in everywhere (every copy of the cookie) and the game sessions.
+            await player_logins.sign_out(self.db, player["id"], self.clock.now_ms())
         request.session.pop(PLAYER_KEY, None)
+        request.session.pop(GENERATION_KEY, None)
         return RedirectResponse("/login", status_code=303)
 
     # -- pages --------------------------------------------------------------------------------

@@ -314,9 +314,9 @@ BEGIN
 END
 $$;
 
--- confirmWithdrawal / confirmDeposit. An expired session is accepted (the partner retries confirm
--- for 48 hours) and so is a blocked player; the token must exist, belong to this partner and not
--- be revoked.
+-- confirmWithdrawal / confirmDeposit. An expired or revoked session is accepted (the partner
+-- retries confirm for 48 hours; revocation at sign-out or block must not strand held funds) and
+-- so is a blocked player; the token must exist and belong to this partner.
 CREATE OR REPLACE FUNCTION wallet_v1_confirm(
     p_partner_id integer,
     p_kind text,
@@ -337,7 +337,6 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_player players%ROWTYPE;
-    v_revoked_at_ms bigint;
     v_tx transactions%ROWTYPE;
     v_balance bigint;
 BEGIN
@@ -351,11 +350,6 @@ BEGIN
      WHERE s.token = p_token AND s.partner_id = p_partner_id
        FOR UPDATE OF p;
     IF NOT FOUND THEN
-        code := 110;
-        RETURN;
-    END IF;
-    SELECT revoked_at_ms INTO v_revoked_at_ms FROM sessions WHERE token = p_token;
-    IF v_revoked_at_ms IS NOT NULL THEN
         code := 110;
         RETURN;
     END IF;
@@ -412,7 +406,8 @@ END
 $$;
 
 -- rollbackWithdrawal / rollbackDeposit: cancels a pending transaction, or records a rollback that
--- arrived before its original so that the late original is refused with 132.
+-- arrived before its original so that the late original is refused with 132. Like confirm, it
+-- accepts an expired or revoked session.
 CREATE OR REPLACE FUNCTION wallet_v1_rollback(
     p_partner_id integer,
     p_kind text,
@@ -432,7 +427,6 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_player players%ROWTYPE;
-    v_revoked_at_ms bigint;
     v_tx transactions%ROWTYPE;
     v_balance bigint;
     v_qw text;
@@ -447,11 +441,6 @@ BEGIN
      WHERE s.token = p_token AND s.partner_id = p_partner_id
        FOR UPDATE OF p;
     IF NOT FOUND THEN
-        code := 110;
-        RETURN;
-    END IF;
-    SELECT revoked_at_ms INTO v_revoked_at_ms FROM sessions WHERE token = p_token;
-    IF v_revoked_at_ms IS NOT NULL THEN
         code := 110;
         RETURN;
     END IF;
