@@ -640,7 +640,11 @@ def test_game_iframe_is_sandboxed_and_the_game_still_buys(
         name = f"game-{secrets.token_hex(4)}"
         platform.run(
             partners.create_partner(
-                platform.store, name, platform.clock.now_ms(), client_url=f"{game_url}/game/"
+                platform.store,
+                name,
+                platform.clock.now_ms(),
+                client_url=f"{game_url}/game/",
+                payment_currency=platform.xag,
             )
         )
         set_partner(platform, name, callback_url=f"{game_url}/pay", callback_secret="s3cret")
