@@ -28,7 +28,9 @@ from qwallet.domain.money import AmountTypeError, Currency, parse_amount
 from qwallet.payments.errors import PaymentError
 
 MAX_PRODUCT_NUMBER = 10_000
-_SERVER_ID = re.compile(rb"(0|[1-9][0-9]*)(\.[0-9]+)?")
+# A non-negative integer: the partner kit refuses any other serverId (a fraction would let
+# characters shift between signed fields), so an order with one would be paid and never delivered.
+_SERVER_ID = re.compile(rb"0|[1-9][0-9]*")
 _INTEGER = re.compile(rb"[1-9][0-9]{0,4}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -83,7 +85,7 @@ def _text(name: str, value: str | None, max_chars: int, *, required: bool, ids: 
 def validate_purchase(message: PurchaseMessage, currency: Currency) -> Purchase:
     server_id = bytes(message.server_id).strip()
     if len(server_id) > 32 or not _SERVER_ID.fullmatch(server_id):
-        raise _invalid("serverId must be a non-negative number (no exponent, at most 32 digits).")
+        raise _invalid("serverId must be a non-negative integer (digits only, at most 32).")
     _text("cpOrderId", message.cp_order_id, 64, required=True, ids=True)
     _text("productId", message.product_id, 64, required=True, ids=True)
     _text("productName", message.product_name, 128, required=False, ids=False)
