@@ -412,12 +412,14 @@ class InMemoryWallet:
         if len(token) > 64:
             raise _Refusal(101, "token longer than 64 characters.")
         session = self._sessions.get(token)
-        if session is None or session.revoked:
+        if session is None:
             raise _Refusal(110, "Unknown or revoked session token.")
         return session
 
     def _live_player(self, token: str) -> _Player:
         session = self._session(token)
+        if session.revoked:
+            raise _Refusal(110, "Unknown or revoked session token.")
         if session.expired:
             raise _Refusal(111, "Session expired.")
         player = self._players[session.player_id]
@@ -426,7 +428,9 @@ class InMemoryWallet:
         return player
 
     def _known_player(self, token: str) -> _Player:
-        # Confirm and rollback are retried for 48 h, so an expired session still counts.
+        # Confirm and rollback are retried for 48 h, so an expired session still counts, and so
+        # does a revoked one (the player signed out or was blocked): the money already held must
+        # still reach a final state, as on the platform.
         return self._players[self._session(token).player_id]
 
     def _amount(self, amount: _Amount, player: _Player) -> int:
