@@ -7,7 +7,8 @@ changed.
 Under ``qwallet verify`` every test here adds one record to the security matrix of
 ``docs/reliability.md``: the finding it covers (the first line of its docstring), the backend, the
 HTTP requests the test sent (counted at the client: httpx transports in this process) and whether
-the attack was refused (the test passed).
+the attack was refused (the test passed). ``@pytest.mark.finding("N")`` names the finding of
+docs/security.md a test covers (``H`` for the hardening list).
 """
 
 from __future__ import annotations
@@ -46,8 +47,14 @@ def _count_requests(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def _finding(item: pytest.Item) -> str:
-    doc = getattr(getattr(item, "function", None), "__doc__", None) or item.name
-    return " ".join(doc.strip().splitlines()[0].split())
+    """``@pytest.mark.finding("5")``: the finding of docs/security.md the test covers."""
+    marker = item.get_closest_marker("finding")
+    return str(marker.args[0]) if marker and marker.args else "-"
+
+
+def _attack(item: pytest.Item) -> str:
+    name = item.name.split("[", 1)[0].removeprefix("test_")
+    return name.replace("_", " ")
 
 
 def _backend(item: pytest.Item) -> str:
@@ -70,6 +77,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         failures=0 if report.passed else 1,
         invariant_checks=0,
         module=item.module.__name__.rsplit(".", 1)[-1] if item.module else "",
-        case=item.name.split("[", 1)[0],
+        case=_attack(item),
         finding=_finding(item),
     )

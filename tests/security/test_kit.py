@@ -76,6 +76,7 @@ def same_sign(fields: dict[str, str]) -> bool:
 # -- the demo studio against the real platform -------------------------------------------------
 
 
+@pytest.mark.finding("4")
 def test_field_boundary_shift_is_refused(demo: Demo) -> None:
     cp_order_id = issued_ending_in_a_digit(demo)
     genuine = paid_callback(cp_order_id, demo.player_id, "chest.gold", "9.99")
@@ -99,6 +100,7 @@ def test_field_boundary_shift_is_refused(demo: Demo) -> None:
     assert demo.items() == [("chest", 1)]
 
 
+@pytest.mark.finding("4")
 def test_callback_without_signature_header_is_refused_by_default(demo: Demo) -> None:
     cp_order_id = demo.order("gems.small")["cpOrderId"]
     fields = paid_callback(cp_order_id, demo.player_id, "gems.small", "0.99")
@@ -113,6 +115,7 @@ def test_callback_without_signature_header_is_refused_by_default(demo: Demo) -> 
     assert demo.items() == [("gems", 100)]
 
 
+@pytest.mark.finding("4")
 @pytest.mark.parametrize("server_id", ["1a", "-1", "1.5", " 1", "0x1", "1" * 33])
 def test_non_numeric_server_id_is_refused(demo: Demo, server_id: str) -> None:
     cp_order_id = demo.order("gems.small")["cpOrderId"]
@@ -129,6 +132,7 @@ def test_non_numeric_server_id_is_refused(demo: Demo, server_id: str) -> None:
     )
 
 
+@pytest.mark.finding("4")
 def test_order_never_issued_or_issued_to_another_player_is_not_delivered(demo: Demo) -> None:
     never = paid_callback("f" * 32, demo.player_id, "chest.gold", "9.99")
     response = demo.callback(never)
@@ -158,6 +162,7 @@ def test_order_never_issued_or_issued_to_another_player_is_not_delivered(demo: D
         ({"currencyCode": "EUR"}, "currencyCode"),
     ],
 )
+@pytest.mark.finding("3")
 def test_amount_or_currency_mismatch_is_refused(
     demo: Demo, change: dict[str, str], named: str
 ) -> None:
@@ -283,6 +288,7 @@ def md5_only_receiver(new_store: StoreFactory) -> Iterator[Receiver]:
     yield from kit_receiver(new_store, accept_md5_only=True)
 
 
+@pytest.mark.finding("4")
 def test_md5_only_callbacks_are_accepted_only_when_chosen(
     receiver: Receiver, md5_only_receiver: Receiver
 ) -> None:
@@ -306,6 +312,7 @@ def test_md5_only_callbacks_are_accepted_only_when_chosen(
     assert response.status_code == 403 and response.json()["error"] == "bad_signature"
 
 
+@pytest.mark.finding("4")
 def test_field_boundary_shift_is_refused_even_in_md5_only_mode(md5_only_receiver: Receiver) -> None:
     genuine = md5_only_receiver.fields()
     attack = shifted(genuine)  # "…a6" + "10001" → "…a" + "610001"
@@ -332,6 +339,7 @@ def test_field_boundary_shift_is_refused_even_in_md5_only_mode(md5_only_receiver
     assert [o.cp_order_id for o in md5_only_receiver.delivered] == [ISSUED_ID]
 
 
+@pytest.mark.finding("4")
 def test_replay_is_still_refused(receiver: Receiver) -> None:
     fields = receiver.fields()
     body = urlencode(fields).encode()
@@ -346,6 +354,7 @@ def test_replay_is_still_refused(receiver: Receiver) -> None:
     assert len(receiver.delivered) == 1
 
 
+@pytest.mark.finding("H")
 def test_query_throttles_failed_credentials_per_address(new_store: StoreFactory) -> None:
     good, bad = ("qw-platform", "pl4tform-pass"), ("qw-platform", "guess")
     query = {"mmTransactionId": "demo-x", "qwTransactionId": "q-1"}

@@ -222,6 +222,7 @@ def restore_the_check(database_url: str, partner: str) -> None:
 # -- finding 1 ------------------------------------------------------------------------------------
 
 
+@pytest.mark.finding("1")
 def test_sandbox_card_never_pays_a_production_partner(world: World, database_url: str) -> None:
     with recorder() as receiver:
         production = new_partner(world, receiver)
@@ -321,6 +322,7 @@ def test_sandbox_card_never_pays_a_production_partner(world: World, database_url
         assert sent["provider"] == "sandbox_card"
 
 
+@pytest.mark.finding("1")
 def test_serve_refuses_to_start_with_a_sandbox_method_on_a_production_partner(
     backend: str, tmp_path: Path
 ) -> None:
@@ -383,6 +385,7 @@ def test_serve_refuses_to_start_with_a_sandbox_method_on_a_production_partner(
 # -- finding 2 ------------------------------------------------------------------------------------
 
 
+@pytest.mark.finding("2")
 def test_blocked_players_can_neither_order_nor_pay(world: World) -> None:
     with recorder() as receiver:
         game = new_partner(world, receiver, sandbox=True, methods=("wallet", "sandbox_card"))
@@ -425,6 +428,7 @@ def test_blocked_players_can_neither_order_nor_pay(world: World) -> None:
 # -- finding 3 ------------------------------------------------------------------------------------
 
 
+@pytest.mark.finding("3")
 def test_the_charge_is_in_the_partners_currency_and_the_callback_says_so(world: World) -> None:
     with recorder() as receiver:
         game = new_partner(world, receiver, currency="EUR", sandbox=True,
@@ -494,6 +498,7 @@ def hmac_hex(t: str, body: bytes) -> str:
     return hmac.new(SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
 
 
+@pytest.mark.finding("3")
 def test_payment_currency_is_a_required_known_partner_setting(database_url: str) -> None:
     name = f"cur-{secrets.token_hex(3)}"
     missing = qwallet(database_url, "partners", "create", name, check=False)
@@ -510,6 +515,7 @@ def test_payment_currency_is_a_required_known_partner_setting(database_url: str)
 # -- finding 4 (platform part) --------------------------------------------------------------------
 
 
+@pytest.mark.finding("4")
 def test_callback_urls_must_be_https_unless_allowed(world: World, database_url: str) -> None:
     # The operator's tools refuse a plain-http callback URL unless it is explicitly allowed.
     name = f"cb-{secrets.token_hex(3)}"

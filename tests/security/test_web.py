@@ -90,6 +90,7 @@ def signed_in(browser: Browser) -> bool:
 # --------------------------------------------------------------------------- finding 5: players
 
 
+@pytest.mark.finding("5")
 def test_player_sign_in_is_throttled_per_username_and_address(
     server: LiveServer, platform: Platform, settings: Settings
 ) -> None:
@@ -119,6 +120,7 @@ def test_player_sign_in_is_throttled_per_username_and_address(
         browser.close()
 
 
+@pytest.mark.finding("5")
 def test_player_sign_in_is_throttled_per_address(
     server: LiveServer, platform: Platform, settings: Settings
 ) -> None:
@@ -133,6 +135,7 @@ def test_player_sign_in_is_throttled_per_address(
     guesser.close()
 
 
+@pytest.mark.finding("5")
 def test_sign_in_budget_is_shared_by_two_server_processes(
     server: LiveServer, platform: Platform, settings: Settings, clock: ManualClock
 ) -> None:
@@ -192,6 +195,7 @@ def console_at(server: LiveServer, name: str, password: str, where: str) -> Addr
     return AddressedConsole(server, name, password, where)
 
 
+@pytest.mark.finding("H")
 def test_admin_sign_in_is_throttled_per_username_and_address(
     server: LiveServer, platform: Platform, settings: Settings
 ) -> None:
@@ -242,6 +246,7 @@ def amount(text: str) -> dict[str, Any]:
     return {"amount": float(text), "currencyCode": "XAG"}
 
 
+@pytest.mark.finding("6")
 def test_player_sign_out_ends_every_copy_of_the_cookie_and_the_game_tokens(
     server: LiveServer, platform: Platform
 ) -> None:
@@ -295,6 +300,7 @@ def test_player_sign_out_ends_every_copy_of_the_cookie_and_the_game_tokens(
     browser.close()
 
 
+@pytest.mark.finding("6")
 def test_password_change_and_block_end_the_player_sign_in(
     server: LiveServer, platform: Platform
 ) -> None:
@@ -333,6 +339,7 @@ def test_password_change_and_block_end_the_player_sign_in(
 # --------------------------------------------------------------------------- finding 6: operators
 
 
+@pytest.mark.finding("6")
 def test_operator_sign_out_ends_every_copy_of_the_cookie(
     server: LiveServer, platform: Platform
 ) -> None:
@@ -375,6 +382,7 @@ def _response_head(sock: socket.socket, timeout_s: float = 10.0) -> bytes:
     return data
 
 
+@pytest.mark.finding("7")
 @pytest.mark.parametrize("path", ["/login", "/admin/login", "/logout", "/api/sessions"])
 def test_a_declared_large_body_is_refused_before_it_is_sent(server: LiveServer, path: str) -> None:
     """The 413 arrives while the client has sent the headers only: the server read nothing."""
@@ -388,6 +396,7 @@ def test_a_declared_large_body_is_refused_before_it_is_sent(server: LiveServer, 
     assert head.startswith(b"HTTP/1.1 413"), head
 
 
+@pytest.mark.finding("7")
 def test_a_streamed_large_form_is_cut_off_without_buffering_it(server: LiveServer) -> None:
     """The attack of the finding: POST /login with 100 fields of ~1 MiB, streamed (chunked, no
     Content-Length). The server answers 413 once past 64 KiB, and its memory does not grow."""
@@ -433,6 +442,7 @@ def test_a_streamed_large_form_is_cut_off_without_buffering_it(server: LiveServe
     assert grown_mib < 20, f"server memory grew by {grown_mib:.1f} MiB"
 
 
+@pytest.mark.finding("7")
 def test_a_body_within_the_cap_still_works(server: LiveServer, platform: Platform) -> None:
     player = Player(platform)
     browser = browser_at(server, address())
@@ -443,6 +453,7 @@ def test_a_body_within_the_cap_still_works(server: LiveServer, platform: Platfor
 # --------------------------------------------------------------------------- finding 8
 
 
+@pytest.mark.finding("8")
 def test_nul_in_path_or_query_is_400_everywhere(server: LiveServer, platform: Platform) -> None:
     """U+0000 in a path or query string was a 500 with a traceback on PostgreSQL."""
     player = Player(platform)
@@ -470,6 +481,7 @@ def test_nul_in_path_or_query_is_400_everywhere(server: LiveServer, platform: Pl
     console.close()
 
 
+@pytest.mark.finding("8")
 def test_unknown_ids_in_the_console_are_404_pages(server: LiveServer, platform: Platform) -> None:
     name, password = new_operator(platform)
     console = console_at(server, name, password, address())
@@ -493,6 +505,7 @@ def test_unknown_ids_in_the_console_are_404_pages(server: LiveServer, platform: 
 # --------------------------------------------------------------------------- hardening
 
 
+@pytest.mark.finding("H")
 def test_player_sign_in_rotates_the_csrf_token(server: LiveServer, platform: Platform) -> None:
     """A CSRF token learnt before sign-in (e.g. planted with the session) is dead after it."""
     player = Player(platform)
@@ -507,6 +520,7 @@ def test_player_sign_in_rotates_the_csrf_token(server: LiveServer, platform: Pla
     browser.close()
 
 
+@pytest.mark.finding("H")
 def test_api_docs_page_has_csp_and_frame_protection(server: LiveServer) -> None:
     page = httpx.get(f"{server.url}/docs/api")
     assert page.status_code == 200
@@ -548,6 +562,7 @@ def off_thread(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     executor.shutdown()
 
 
+@pytest.mark.finding("H")
 def test_api_docs_page_renders_under_its_csp(server: LiveServer, chromium: Any) -> None:
     context = chromium.new_context()
     page = context.new_page()
@@ -610,6 +625,7 @@ window.addEventListener("message", function (event) {
 </script></body></html>"""
 
 
+@pytest.mark.finding("H")
 def test_game_iframe_is_sandboxed_and_the_game_still_buys(
     server: LiveServer, platform: Platform, chromium: Any, off_thread: None
 ) -> None:

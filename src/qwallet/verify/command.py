@@ -205,7 +205,8 @@ def security_matrix(records: list[dict[str, Any]]) -> list[str]:
     """The security matrix: one row per attack (test), a column per backend.
 
     Each cell says whether the running server refused the attack (the regression test passed) and
-    how many HTTP requests the test sent; the finding is the first line of the test's docstring.
+    how many HTTP requests the test sent. The finding is the number in docs/security.md (``H``:
+    the hardening list), the attack the test's name.
     """
     cases: dict[tuple[str, str], dict[str, Any]] = {}
     backends: list[str] = []
@@ -217,7 +218,7 @@ def security_matrix(records: list[dict[str, Any]]) -> list[str]:
             backends.append(backend)
         row = cases.setdefault(
             (str(record.get("module", "")), str(record["case"])),
-            {"finding": str(record.get("finding", "")), "cells": {}},
+            {"finding": str(record.get("finding", "-")), "cells": {}},
         )
         requests, failures = row["cells"].get(backend, (0, 0))
         row["cells"][backend] = (
@@ -236,10 +237,10 @@ def security_matrix(records: list[dict[str, Any]]) -> list[str]:
         " refused as documented. A cell is *refused* when the regression test passed; the number"
         " is the HTTP requests the test sent.",
         "",
-        "| module | attack | " + " | ".join(backends) + " |",
-        "|---|---|" + "---|" * len(backends),
+        "| finding | attack | module | " + " | ".join(backends) + " |",
+        "|---|---|---|" + "---|" * len(backends),
     ]
-    for (module, _case), row in cases.items():
+    for (module, case), row in sorted(cases.items(), key=_finding_order):
         cells = []
         for backend in backends:
             if backend not in row["cells"]:
@@ -248,9 +249,14 @@ def security_matrix(records: list[dict[str, Any]]) -> list[str]:
             requests, failures = row["cells"][backend]
             verdict = "refused" if failures == 0 else "**FAILED**"
             cells.append(f"{verdict} ({requests:,})")
-        finding = row["finding"].replace("|", "\\|")
-        lines.append(f"| `{module}` | {finding} | " + " | ".join(cells) + " |")
+        attack = case.replace("|", "\\|")
+        lines.append(f"| {row['finding']} | {attack} | `{module}` | " + " | ".join(cells) + " |")
     return lines
+
+
+def _finding_order(item: tuple[tuple[str, str], dict[str, Any]]) -> tuple[int, str]:
+    finding = str(item[1]["finding"])
+    return (int(finding) if finding.isdigit() else 1_000, finding)
 
 
 def _suite_seconds(rows: list[dict[str, Any]]) -> float:
