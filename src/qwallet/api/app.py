@@ -82,6 +82,7 @@ class QWalletApp:
         self._given_store = store
         self.store: Store | None = None
         self.wallet: WalletAPI | None = None
+        self._metrics_endpoint = metrics.MetricsEndpoint(settings)
         self.admin = AdminConsole(settings, self.clock)
         secret_key = settings.secret_key or secrets.token_urlsafe(48)
         self.player_web = PlayerWeb(settings, self.clock)
@@ -107,6 +108,7 @@ class QWalletApp:
         self.store = store
         authenticator = PartnerAuthenticator(store, self.settings.credential_cache_ttl_s)
         self.wallet = WalletAPI(store, self.settings, self.clock, authenticator)
+        self._metrics_endpoint.start(store)
         self._operator = OperatorAPI(store, self.settings, self.clock)
         self.admin.store = store
         await self.player_web.start(store)
@@ -170,18 +172,8 @@ class QWalletApp:
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    async def _metrics(self, _request: Request) -> Response:
-        assert self.store is not None
-        async with self.store.transaction() as tx:
-            rows = await tx.fetch(
-                "SELECT currency, COUNT(*) AS holds, SUM(amount_minor) AS held FROM transactions"
-                " WHERE state = 'pending' AND kind = 'withdrawal' GROUP BY currency"
-            )
-        holds = sum(int(row["holds"]) for row in rows)
-        body, content_type = metrics.exposition(
-            holds, {str(row["currency"]): int(row["held"]) for row in rows}
-        )
-        return Response(body, media_type=content_type)
+    async def _metrics(self, request: Request) -> Response:
+        return await self._metrics_endpoint(request)
 
     async def _openapi(self, _request: Request) -> Response:
         document = _package_file("qwallet.api", "openapi.json")

@@ -3,8 +3,14 @@
 Basic credentials are checked with scrypt once; a verified ``Authorization`` header is then
 remembered (keyed by its SHA-256, never by the password) for ``credential_cache_ttl_s`` and
 re-checked before that runs out with a store lookup (no scrypt), so the hot path does no password
-hashing and never waits for one at an expiry. Unknown users are checked against a dummy hash so
-that timing does not reveal whether the username or the password was wrong.
+hashing and never waits for one at an expiry.
+
+A header that fails runs exactly ``MAX_ACTIVE_CREDENTIALS`` scrypt checks whatever the username:
+the partner's active credentials, padded with a dummy hash (an unknown user gets only dummies).
+So timing reveals neither whether the username or the password was wrong, nor whether a partner
+is in a rotation overlap (two active credentials); rotation refuses to create more than that
+(``qwallet.service.partners.rotate_credentials``). Right credentials stop at the hash that
+matched: their caller learns nothing from the time it took.
 
 Failures are not cached, so every request with a wrong password costs one scrypt. To keep that
 from becoming a CPU denial of service, :class:`FailedAuthLimiter` keeps a token bucket of failed
@@ -27,11 +33,12 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
 from qwallet.service.credentials import DUMMY_HASH, verify_password
+from qwallet.service.partners import MAX_ACTIVE_CREDENTIALS
 from qwallet.store.port import Partner, PartnerCredential, WalletStore
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -69,6 +76,18 @@ def parse_basic(header: bytes) -> tuple[str, bytes] | None:
     # Control characters cannot be in a partner name, and PostgreSQL refuses U+0000 in a query
     # parameter outright (found by the long fuzzing run: a 500 instead of a 401).
     return (text, password) if text.isprintable() else None
+
+
+def match_password(password: bytes, hashes: list[str]) -> int | None:
+    """The index of the hash ``password`` matches, else None after exactly
+    ``max(MAX_ACTIVE_CREDENTIALS, len(hashes))`` checks (the missing ones against a dummy hash),
+    so that a failure costs the same whoever the partner is."""
+    for index, stored in enumerate(hashes):
+        if verify_password(password, stored):
+            return index
+    for _ in range(MAX_ACTIVE_CREDENTIALS - len(hashes)):
+        verify_password(password, DUMMY_HASH)
+    return None
 
 
 @dataclass(slots=True)
@@ -170,14 +189,22 @@ class PartnerAuthenticator:
             return None
         username, password = parsed
         credentials = await self._store.find_credential(username)
-        # scrypt takes tens of milliseconds: keep it off the event loop.
-        for credential in credentials:
-            if await asyncio.to_thread(verify_password, password, credential.password_hash):
-                self._remember(key, credential)
-                return credential.partner
-        if not credentials:
-            await asyncio.to_thread(verify_password, password, DUMMY_HASH)
-        return None
+        if len(credentials) > MAX_ACTIVE_CREDENTIALS:
+            # Created before rotation was capped: every one is still checked (none may stop
+            # working), but failures for this partner take longer than for the others.
+            logger.warning(
+                "partner %s has %d active credentials (at most %d): revoke the old ones",
+                username,
+                len(credentials),
+                MAX_ACTIVE_CREDENTIALS,
+            )
+        # scrypt takes tens of milliseconds: keep it off the event loop (one thread hop).
+        hashes = [credential.password_hash for credential in credentials]
+        matched = await asyncio.to_thread(match_password, password, hashes)
+        if matched is None:
+            return None
+        self._remember(key, credentials[matched])
+        return credentials[matched].partner
 
     def _remember(self, key: bytes, credential: PartnerCredential) -> None:
         now = self._clock()
@@ -292,3 +319,10 @@ class ClientAddressResolver:
             if not self._is_trusted(hop_address):
                 return hop_address
         return address
+
+
+def forwarded_for(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """Every ``X-Forwarded-For`` line of raw ASGI headers as one list (RFC 9110 §5.3), the
+    last line's addresses right-most; None without any."""
+    lines = [value for name, value in headers if name == b"x-forwarded-for"]
+    return b",".join(lines) if lines else None

@@ -2,6 +2,12 @@
 
 ``POST /api/sessions`` creates a game session (spec §2.1 b). Errors use the contract's error body:
 401 (103) without a valid key, 400 (101) for a malformed body or an unknown player or partner.
+
+Failed keys are throttled per client address (the trusted-proxy rule of ``qwallet.api.auth``)
+with a budget in the database (``qwallet.service.failure_budgets``, scope ``operator_api``),
+shared by every server process: the Wallet API's ``auth_failure_rps`` / ``auth_failure_burst``.
+A presented key takes a token before it is looked up and gives it back when it is valid; an
+address whose budget is empty gets 429 (104) with ``Retry-After`` and no lookup at all.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from qwallet.api.auth import ClientAddressResolver, forwarded_for
 from qwallet.api.requests import NO_NUL
 from qwallet.clock import Clock
 from qwallet.domain.errors import ErrorCode
-from qwallet.service import sessions
+from qwallet.service import failure_budgets, sessions
 from qwallet.service.credentials import hash_api_key
 from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
@@ -35,29 +42,70 @@ _decode_session_request = msgspec.json.Decoder(SessionRequest).decode
 _encode = msgspec.json.Encoder().encode
 
 
-def error_response(status: int, code: ErrorCode, description: str) -> Response:
+FAILURE_SCOPE = "operator_api"
+MAX_API_KEY_CHARS = 256
+
+
+def error_response(
+    status: int, code: ErrorCode, description: str, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         _encode({"errorCode": int(code), "errorDescription": description}),
         status_code=status,
         media_type="application/json",
+        headers=headers,
     )
 
 
-async def operator_name(request: Request, store: Store) -> str | None:
+def presented_key(request: Request) -> str | None:
+    """The bearer key of the request, or None when there is none worth looking up."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip() or len(key) > 256:
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key or len(key) > MAX_API_KEY_CHARS:
         return None
-    return await store.find_operator_key(hash_api_key(key.strip()))
+    return key
 
 
 class OperatorAPI:
     def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
         self._store, self._settings, self._clock = store, settings, clock
+        self._addresses = ClientAddressResolver(settings.trusted_proxies)
+        self._budget = failure_budgets.Budget.per_second(
+            settings.auth_failure_rps, settings.auth_failure_burst
+        )
+
+    def _budget_key(self, request: Request) -> str:
+        address = self._addresses.resolve(
+            request.client.host if request.client else None, forwarded_for(request.scope["headers"])
+        )
+        return f"a:{address if address is not None else 'unknown'}"
+
+    async def _authenticate(self, request: Request) -> Response | None:
+        """None when the request carries a valid key, else the refusal (401 or 429)."""
+        unauthorized = error_response(401, ErrorCode.NOT_AUTHORIZED, "Missing or invalid API key.")
+        key = presented_key(request)
+        if key is None:  # nothing to look up: nothing to throttle
+            return unauthorized
+        budget_key = self._budget_key(request)
+        wait_s = await failure_budgets.take(
+            self._store, FAILURE_SCOPE, budget_key, self._budget, self._clock.now_ms()
+        )
+        if wait_s:
+            return error_response(
+                429,
+                ErrorCode.RATE_LIMITED,
+                f"Too many failed API keys from this address; retry after {wait_s} s.",
+                {"Retry-After": str(wait_s)},
+            )
+        if await self._store.find_operator_key(hash_api_key(key)) is None:
+            return unauthorized
+        await failure_budgets.give_back(self._store, FAILURE_SCOPE, budget_key, self._budget)
+        return None
 
     async def create_session(self, request: Request) -> Response:
-        if await operator_name(request, self._store) is None:
-            return error_response(401, ErrorCode.NOT_AUTHORIZED, "Missing or invalid API key.")
+        if (refused := await self._authenticate(request)) is not None:
+            return refused
         body = await request.body()
         if len(body) > self._settings.max_body_bytes:
             return error_response(413, ErrorCode.MALFORMED_REQUEST, "Request body is too large.")

@@ -6,7 +6,8 @@ one encoded answer — which keeps the per-request cost low enough for the throu
 
 Order of checks: method and endpoint (405/404) → failed-authentication limit per client address
 (429, only for credentials not already verified) → credentials (401) → client address (403) →
-body size (413) → body (400) → the use case (business errors as 200).
+``Content-Type`` (400) → body size (413) → body (400: not JSON, wrong fields, duplicate keys) →
+the use case (business errors as 200).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+from msgspec import UNSET
 from starlette.types import Receive, Scope, Send
 
 from qwallet.api import metrics, requests, responses
@@ -207,9 +209,11 @@ class WalletAPI:
                 )
         if wait_s := self._limits.partner(partner.id):
             raise rate_limited(wait_s, "partner")
-        content_type = headers.get(b"content-type")
-        if content_type is not None and not content_type.lower().startswith(b"application/json"):
-            raise WalletError(ErrorCode.MALFORMED_REQUEST, "Content-Type must be application/json.")
+        if not requests.is_json_media_type(headers.get(b"content-type")):
+            raise WalletError(
+                ErrorCode.MALFORMED_REQUEST,
+                "Content-Type must be application/json (optionally ; charset=utf-8).",
+            )
         body = await self._read_body(receive, headers.get(b"content-length"))
         return await handler(partner, body)
 
@@ -263,7 +267,7 @@ class WalletAPI:
             mm_transaction_id=request.mmTransactionId,
             amount_minor=amount_minor,
             currency=currency,
-            description=request.txDescription,
+            description=None if request.txDescription is UNSET else request.txDescription,
             max_balance_minor=self._max_balance[currency],
             now_ms=self._clock.now_ms(),
         )
@@ -297,7 +301,7 @@ class WalletAPI:
             kind=kind,
             token=request.token,
             mm_transaction_id=request.mmTransactionId,
-            reason=request.rollbackReason,
+            reason=None if request.rollbackReason is UNSET else request.rollbackReason,
             now_ms=self._clock.now_ms(),
         )
         return responses.money_body(await self._store.rollback(call), self._currencies)

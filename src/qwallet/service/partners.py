@@ -297,10 +297,34 @@ async def sandbox_violations(db: SqlDatabase) -> list[str]:
     ]
 
 
+# A wrong password is checked against this many hashes whatever the partner (padding with a
+# dummy hash, qwallet.api.auth), so that timing reveals neither the partner nor a rotation in
+# progress. Rotation therefore keeps at most this many credentials active: the overlap needs two.
+MAX_ACTIVE_CREDENTIALS = 2
+
+
 async def rotate_credentials(db: SqlDatabase, name: str, now_ms: int) -> IssuedCredential:
-    """Issue a new password; the old ones stay valid until ``revoke_old_credentials``."""
+    """Issue a new password; the old ones stay valid until ``revoke_old_credentials``.
+
+    Refused while the partner already has ``MAX_ACTIVE_CREDENTIALS`` active credentials.
+    """
     async with db.transaction() as tx:
-        return await _issue(tx, await _partner_id(tx, name), name, now_ms)
+        partner_id = await _partner_id(tx, name)
+        if db.dialect == "postgresql":
+            # Two rotations at once must not both see room for one more (READ COMMITTED).
+            await tx.fetchrow("SELECT id FROM partners WHERE id = $1 FOR UPDATE", partner_id)
+        row = await tx.fetchrow(
+            "SELECT COUNT(*) AS active FROM partner_credentials"
+            " WHERE partner_id = $1 AND revoked_at_ms IS NULL",
+            partner_id,
+        )
+        active = int(row["active"]) if row is not None else 0
+        if active >= MAX_ACTIVE_CREDENTIALS:
+            raise OperatorError(
+                f"partner {name!r} already has {active} active credentials (at most"
+                f" {MAX_ACTIVE_CREDENTIALS}): revoke the old credentials first"
+            )
+        return await _issue(tx, partner_id, name, now_ms)
 
 
 async def revoke_old_credentials(db: SqlDatabase, name: str, now_ms: int) -> int:
