@@ -219,12 +219,16 @@ def test_error_table_business_rows(new_wallet: Any, platform: Platform) -> None:
     wallet.money("confirmDeposit", "top-up", "20.00")
     assert wallet.money("withdraw", next_id(), "10.00")[0] == 200
     assert is_error(wallet.money("withdraw", next_id(), "6.00")[1], 122)
-    # 112 blocked player
+    # 112 blocked player. Blocking revokes the player's tokens (docs/security.md), so the old
+    # token is 110; a session issued while blocked (operator path) answers 112.
     platform.block(wallet.player_id)
-    assert is_error(wallet.call("verifySession", {"token": wallet.token})[1], 112)
-    assert is_error(wallet.money("withdraw", next_id(), "1.00")[1], 112)
+    assert is_error(wallet.call("verifySession", {"token": wallet.token})[1], 110)
+    blocked_token = platform.create_session(wallet.player_id, wallet.username)
+    assert is_error(wallet.call("verifySession", {"token": blocked_token})[1], 112)
+    assert is_error(wallet.money("withdraw", next_id(), "1.00", token=blocked_token)[1], 112)
     platform.block(wallet.player_id, False)
-    assert wallet.call("verifySession", {"token": wallet.token})[0] == 200
+    assert wallet.call("verifySession", {"token": blocked_token})[0] == 200
+    assert is_error(wallet.call("verifySession", {"token": wallet.token})[1], 110)
     assert platform.reconcile().ok
 
 
@@ -261,3 +265,26 @@ def test_deposit_above_maximum_balance_is_102(new_wallet: Any) -> None:
     wallet: Wallet = new_wallet("999999999.00")
     body = wallet.money("deposit", "big", "1.01")[1]
     assert is_error(body, 102)
+
+
+def test_demo_seed_restarts_after_a_rotation_left_two_credentials(platform: Platform) -> None:
+    """Rotation keeps at most two credentials active; the demo seed must still start then."""
+    from qwallet.service import partners
+
+    def seed() -> Any:
+        return platform.run(
+            seed_demo(
+                platform.store,
+                platform.xag,
+                platform.clock.now_ms(),
+                idle_timeout_s=1800,
+                lifetime_s=86400,
+            )
+        )
+
+    seed()
+    platform.run(partners.rotate_credentials(platform.store, "demo", platform.clock.now_ms()))
+    again = seed()
+    listed = {p["name"]: p for p in platform.run(partners.list_partners(platform.store))}
+    assert listed["demo"]["activeCredentials"] == 1
+    assert again.credential.username == "demo" and again.credential.password

@@ -57,6 +57,9 @@ async def seed_demo(
         has_partner = await tx.fetchrow("SELECT id FROM partners WHERE name = $1", DEMO_PARTNER)
         has_player = await tx.fetchrow("SELECT id FROM players WHERE id = $1", DEMO_PLAYER_ID)
     if has_partner:
+        # Revoke first: rotation keeps at most two credentials active, and a start interrupted
+        # between the two steps (or a rotation from the demo console) may have left two.
+        await partners.revoke_old_credentials(db, DEMO_PARTNER, now_ms)
         credential = await partners.rotate_credentials(db, DEMO_PARTNER, now_ms)
         await partners.revoke_old_credentials(db, DEMO_PARTNER, now_ms)
         # A database seeded before partners had payment settings gets them now.
