@@ -21,7 +21,7 @@ from rich.console import Console
 from qwallet import logs
 from qwallet.bench.command import bench_command
 from qwallet.clock import SystemClock
-from qwallet.domain.money import parse_operator_amount
+from qwallet.domain.money import Currency, parse_operator_amount
 from qwallet.resolver import HoldResolver
 from qwallet.service import api_keys, operators, partners, players, reconcile, sessions
 from qwallet.service.demo import seed_demo
@@ -363,9 +363,7 @@ def partners_create(
             client_url=client_url,
             callback_url=callback_url,
             query_url=query_url,
-            payment_currency=None
-            if payment_currency is None
-            else partners.payment_currency(settings.currency_registry, payment_currency),
+            payment_currency=_payment_currency(settings, payment_currency),
             sandbox=sandbox,
             payment_methods=_methods_option(payment_methods) or [],
             allow_http_callback=allow_http_callback,
@@ -379,6 +377,10 @@ def partners_create(
         _credential_json(credential),
         f"partner {name}: username {credential.username} password {credential.password}",
     )
+
+
+def _payment_currency(settings: Settings, code: str | None) -> Currency | None:
+    return None if code is None else partners.payment_currency(settings.currency_registry, code)
 
 
 @partners_app.command("update")
@@ -414,9 +416,7 @@ def partners_update(
             client_url=client_url,
             callback_url=callback_url,
             query_url=query_url,
-            payment_currency=None
-            if payment_currency is None
-            else partners.payment_currency(settings.currency_registry, payment_currency),
+            payment_currency=_payment_currency(settings, payment_currency),
             sandbox=sandbox,
             payment_methods=_methods_option(payment_methods),
             allow_http_callback=allow_http_callback,

@@ -44,22 +44,11 @@ from qwallet.web.player import PlayerWeb
 from tests.conftest import LiveServer, Platform, free_port, fresh_database_url
 from tests.integration.test_cli_and_operator_api import QWALLET, qwallet
 from tests.partner.conftest import serve
-from tests.web.conftest import World, advance, set_partner, wait_for
+
+# The payment tests' settings: a worker ticking every 50 ms, the sandbox confirming after 2 s.
+from tests.web.conftest import World, advance, set_partner, settings, wait_for  # noqa: F401
 
 SECRET = "MKiLHWZvGPTq2258"
-
-
-@pytest.fixture(scope="module")
-def settings(database_url: str) -> Settings:
-    """A payment worker ticking every 50 ms, the sandbox confirming after 2 s."""
-    return Settings(
-        database_url=database_url,
-        payment_worker_interval_s=0.05,
-        payment_retry_schedule_s=(5.0, 30.0),
-        payment_max_attempts=3,
-        payment_callback_timeout_s=5.0,
-        payment_sandbox_delay_s=2.0,
-    )
 
 
 @pytest.fixture
