@@ -20,7 +20,7 @@ pytest.importorskip("hdrh", reason="the bench extra is not installed (pip instal
 pytest.importorskip("psutil", reason="the bench extra is not installed (pip install -e '.[bench]')")
 
 from qwallet.bench.loadgen import SCENARIOS
-from tests.conftest import PG_URL, postgres_unavailable_reason
+from tests.conftest import PG_URL, require_postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -28,9 +28,7 @@ QWALLET = str(Path(sys.executable).parent / "qwallet")
 
 
 def test_short_bench_run_writes_the_report_and_passes_correctness(tmp_path: Path) -> None:
-    reason = postgres_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
+    require_postgres()
     output = tmp_path / "benchmarks.md"
     completed = subprocess.run(
         [QWALLET, "bench", "--short", "--no-reference", "--json", "--output", str(output)],

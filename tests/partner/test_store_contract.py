@@ -38,6 +38,7 @@ from qwallet.partner import (
     payment_sign,
     signature_header,
 )
+from tests.conftest import skip_or_fail
 
 PG_URL = os.environ.get("QWALLET_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 KIT_TABLES = "kit_outbox_attempts, kit_outbox, kit_payments, kit_transactions"
@@ -71,7 +72,7 @@ def kit_backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
         return
     reason = _pg_unavailable()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     name = f"qwallet_kit_test_{secrets.token_hex(6)}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
     try:

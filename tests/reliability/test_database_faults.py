@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from qwallet.store import migrate
-from tests.conftest import fresh_database_url, postgres_unavailable_reason
+from tests.conftest import fresh_database_url, require_postgres, skip_or_fail
 from tests.reliability.faults import PrivatePostgres, TcpProxy, private_postgres_unavailable
 from tests.reliability.harness import (
     CENTS,
@@ -50,9 +50,7 @@ CONCURRENCY = 8
 
 @pytest.fixture
 def shared_pg_url(tmp_path: Path) -> Iterator[str]:
-    reason = postgres_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
+    require_postgres()
     yield from fresh_database_url("postgres", tmp_path)
 
 
@@ -280,7 +278,7 @@ def _check_retries_found_replays(flows: list[Flow], verdict: object) -> None:
 def private_cluster() -> Iterator[PrivatePostgres]:
     reason = private_postgres_unavailable()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     cluster = PrivatePostgres()
     try:
         cluster.init()
