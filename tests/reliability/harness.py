@@ -59,9 +59,11 @@ def record_result(
     faults: int,
     failures: int,
     invariant_checks: int,
+    echo: bool = True,
     **extra: Any,
 ) -> None:
-    """Append one run's figures for ``qwallet verify``; a no-op outside it."""
+    """Append one run's figures for ``qwallet verify``; a no-op outside it. ``echo`` also prints
+    them (a test's captured output); off for records written outside any test's capture."""
     path = os.environ.get("QWALLET_VERIFY_RESULTS")
     entry = {
         "suite": suite,
@@ -74,7 +76,8 @@ def record_result(
         "invariantChecks": invariant_checks,
         **extra,
     }
-    print(f"[reliability] {json.dumps(entry)}")
+    if echo:
+        print(f"[reliability] {json.dumps(entry)}")
     if path:
         with open(path, "a", encoding="utf-8") as out:
             out.write(json.dumps(entry) + "\n")

@@ -76,6 +76,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         faults=0,
         failures=0 if report.passed else 1,
         invariant_checks=0,
+        echo=False,  # a report hook runs outside the test's output capture
         module=item.module.__name__.rsplit(".", 1)[-1] if item.module else "",
         case=_attack(item),
         finding=_finding(item),
