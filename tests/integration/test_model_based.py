@@ -4,7 +4,7 @@ A hypothesis state machine sends random sequences of all eight calls over HTTP, 
 one partner, over a small pool of ``mmTransactionId`` values and amounts, so that replays,
 replays with different data, rollbacks before their original, confirms of unknown ids and calls
 on another player's transaction come up often. A second rule moves the server's clock (past the
-idle timeout, or part of the way), another issues fresh sessions, another blocks and unblocks a
+idle timeout, or part of the way), another issues fresh sessions, another blocks (revoking the tokens) and unblocks a
 player.
 
 A pure Python model predicts every answer: HTTP status, ``errorCode``, balance, the
@@ -106,6 +106,9 @@ class Session:
     created_ms: int
     seen_lo: int
     seen_hi: int
+    # Blocking the player revokes its tokens (for good: unblocking does not bring them back).
+    # A revoked token is 110 for live calls; confirm and rollback still accept it.
+    revoked: bool = False
 
 
 @dataclass
@@ -219,7 +222,7 @@ def test_wallet_api_against_model(server: LiveServer, platform: Platform) -> Non
 
         def _live_gate(self, session: Session | None, body: dict[str, Any]) -> bool:
             """Checks the session part of a live call's answer; True if the call got past it."""
-            if session is None:
+            if session is None or session.revoked:
                 assert body.get("errorCode") == 110, body
                 return False
             possible = self._liveness(session)
@@ -334,6 +337,9 @@ def test_wallet_api_against_model(server: LiveServer, platform: Platform) -> Non
             else:
                 wallet.blocked = action == "block"
                 platform.block(wallet.player_id, wallet.blocked)
+                if wallet.blocked:
+                    for session in wallet.sessions:
+                        session.revoked = True
 
         # -- rules: money ------------------------------------------------------------------
 
