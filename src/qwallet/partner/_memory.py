@@ -217,7 +217,14 @@ class InMemoryWallet:
         self._sessions[token].revoked = True
 
     def block_player(self, player_id: str, blocked: bool = True) -> None:
+        """Block (or unblock) a player. Blocking revokes the player's session tokens, as on the
+        platform: they answer 110, except confirm and rollback of money already held; a session
+        added while blocked answers 112."""
         self._players[player_id].blocked = blocked
+        if blocked:
+            for session in self._sessions.values():
+                if session.player_id == player_id:
+                    session.revoked = True
 
     def player_of(self, token: str) -> str:
         return self._sessions[token].player_id
@@ -417,7 +424,7 @@ class InMemoryWallet:
             raise _Refusal(130, "Transaction not found.", mmTransactionId=mm_id)
         if transaction.state == "rolled_back":
             raise _Refusal(132, "Transaction already rolled back.", mmTransactionId=mm_id)
-        amount_minor = self._amount(request.amount, player)
+        amount_minor = self._amount(request.amount, player, of_wallet=False)
         self._same_data(transaction, player, amount_minor, request.amount.currency_code)
         if transaction.state == "confirmed":
             return transaction.answers["confirm"]
@@ -498,17 +505,22 @@ class InMemoryWallet:
         # still reach a final state, as on the platform.
         return self._players[self._session(token).player_id]
 
-    def _amount(self, amount: _Amount, player: _Player) -> int:
+    def _amount(self, amount: _Amount, player: _Player, *, of_wallet: bool = True) -> int:
+        """The amount in minor units. ``of_wallet=False`` (confirm) accepts any configured
+        currency: a confirm in another one than its original's is 131, as on the platform."""
         raw = bytes(amount.amount)
         if not _PLAIN_NUMBER.fullmatch(raw):
             if raw[:1] in b'"[{tfn':
                 raise _Refusal(101, "amount.amount must be a JSON number.")
             raise _Refusal(102, "amount must be a plain decimal number.")
-        if amount.currency_code != player.currency_code:
+        if amount.currency_code not in self._decimals:
+            raise _Refusal(120, f"Currency {amount.currency_code!r} is not supported.")
+        if of_wallet and amount.currency_code != player.currency_code:
             raise _Refusal(120, "Currency does not match the player's wallet.")
         value = Decimal(raw.decode())
         decimals = self._decimals.get(amount.currency_code, 2)
-        exponent = value.as_tuple().exponent
+        # Trailing zeros carry no value: 230.000 is 230.00 for a two-decimal currency.
+        exponent = value.normalize().as_tuple().exponent
         assert isinstance(exponent, int)
         if value <= 0 or -exponent > decimals:
             raise _Refusal(102, "Invalid amount.")
