@@ -197,9 +197,15 @@ class _TwoPhase:
         not_before = None
         if isinstance(exc, RateLimitedError) and exc.retry_after_s:
             not_before = now + exc.retry_after_s
-        entry = await kit.store.decide(
-            self.kind, self.mm_transaction_id, operation, reason, now, not_before
-        )
+        if not_before is None:
+            # Without the newer argument, so a studio's own KitStore written before it still works.
+            entry = await kit.store.decide(
+                self.kind, self.mm_transaction_id, operation, reason, now
+            )
+        else:
+            entry = await kit.store.decide(
+                self.kind, self.mm_transaction_id, operation, reason, now, not_before
+            )
         self.outcome = "confirmed" if operation == "confirm" else "rolled_back"
         if isinstance(exc, asyncio.CancelledError) or not_before is not None:
             # Cancelled: the decision is durable, the worker will send it. Rate limited: the
