@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import json
 import socket
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +25,7 @@ from qwallet.partner import (
     NotAllowedError,
     OtherError,
     PartnerKit,
+    RateLimitedError,
     SQLiteStore,
     UnexpectedResponseError,
     WalletClient,
@@ -56,6 +59,13 @@ class Stub:
             return PlainTextResponse("Service Unavailable", 503)
         if behaviour == "401":
             return PlainTextResponse("", 401)
+        if behaviour == "429":
+            body = {"errorCode": 104, "errorDescription": "Rate limited (player)."}
+            return JSONResponse(body, 429, headers={"Retry-After": "3"})
+        if behaviour == "429-proxy":
+            # A proxy's 429: no contract body, Retry-After as an HTTP date.
+            later = email.utils.formatdate(time.time() + 3600, usegmt=True)
+            return PlainTextResponse("Too Many Requests", 429, headers={"Retry-After": later})
         if behaviour == "garbage":
             return PlainTextResponse("<html>hello</html>", 200)
         parsed = json.loads(body)
@@ -124,6 +134,8 @@ def test_wire_format(fresh: tuple[Stub, str]) -> None:
         ("garbage", UnexpectedResponseError),
         ("slow", WalletTimeoutError),
         ("401", NotAllowedError),
+        ("429", RateLimitedError),
+        ("429-proxy", RateLimitedError),
     ],
 )
 def test_failures_over_http(
@@ -136,9 +148,13 @@ def test_failures_over_http(
         async with client(url) as c:
             await c.withdraw("tok", "w-1", ONE)
 
-    with pytest.raises(expected):
+    with pytest.raises(expected) as info:
         asyncio.run(main())
     assert stub.names() == ["withdraw"]  # one request, no retry
+    if isinstance(info.value, RateLimitedError):
+        assert info.value.code == 104 and info.value.http_status == 429
+        expected_s = 3.0 if behaviour == "429" else 3600.0
+        assert info.value.retry_after_s == pytest.approx(expected_s, abs=2)
 
 
 def test_connection_refused() -> None:

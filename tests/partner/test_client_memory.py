@@ -171,7 +171,9 @@ def test_business_errors(scenario: str, expected: type[WalletAPIError], code: in
             await c.get_balance(token)
         elif scenario == "blocked":
             wallet.block_player("p")
-            await c.verify_session(token)
+            with pytest.raises(UnknownSessionError):  # blocking revoked the token
+                await c.verify_session(token)
+            await c.verify_session(wallet.add_session("p"))
         elif scenario == "confirm_none":
             await c.confirm_withdrawal(token, "w", money("1.00"))
         elif scenario == "mismatch":

@@ -170,6 +170,26 @@ def test_decision_is_final_and_creates_one_entry(new_store: StoreFactory) -> Non
     asyncio.run(main())
 
 
+def test_decision_due_no_sooner_than_asked(new_store: StoreFactory) -> None:
+    """``not_before`` (a Retry-After) makes the entry due later; never earlier than ``now``."""
+
+    async def main() -> None:
+        store = new_store()
+        await _started(store, "w-late")
+        await _started(store, "w-past")
+        late = await store.decide("withdrawal", "w-late", "rollback", "429", T0, T0 + 30)
+        assert late.next_attempt_at == T0 + 30
+        past = await store.decide("withdrawal", "w-past", "rollback", "429", T0, T0 - 30)
+        assert past.next_attempt_at == T0
+        claimed = await store.claim_due(T0 + 29, 60, 10)
+        assert [entry.mm_transaction_id for entry in claimed] == ["w-past"]
+        claimed = await store.claim_due(T0 + 30, 60, 10)
+        assert [entry.mm_transaction_id for entry in claimed] == ["w-late"]
+        await store.close()
+
+    asyncio.run(main())
+
+
 def test_undecided_before(new_store: StoreFactory) -> None:
     async def main() -> None:
         store = new_store()

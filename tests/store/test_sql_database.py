@@ -184,6 +184,7 @@ def test_migration_0002_installs_and_removes_the_functions(
     from alembic import command
 
     from qwallet.store.migrate import alembic_config, upgrade
+    from qwallet.store.postgres import WALLET_FUNCTIONS
 
     from .conftest import PG_URL, _admin, _with_database
 
@@ -207,11 +208,13 @@ def test_migration_0002_installs_and_removes_the_functions(
             finally:
                 await connection.close()
 
+        # The script's five, and the two wrappers 0006 keeps for the signatures of 0005.
+        installed = len(WALLET_FUNCTIONS)
         upgrade(url)
-        assert asyncio.run(functions()) == 5
+        assert asyncio.run(functions()) == installed == 7
         command.downgrade(alembic_config(url), "0001")
         assert asyncio.run(functions()) == 0
         upgrade(url)
-        assert asyncio.run(functions()) == 5
+        assert asyncio.run(functions()) == installed
     finally:
         asyncio.run(_admin(PG_URL, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

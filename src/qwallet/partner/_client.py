@@ -6,12 +6,18 @@ outbox's job, on the documented schedule.
 
 The transport is httpx's: pass ``transport=`` (e.g. ``InMemoryWallet().transport``) to run
 without a network.
+
+HTTP 429 (code 104) raises ``RateLimitedError`` with the pause of the ``Retry-After`` header
+(seconds or an HTTP date); the outbox waits at least that long before it sends again.
 """
 
 from __future__ import annotations
 
+import email.utils
+import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -20,8 +26,10 @@ import httpx
 import msgspec
 
 from qwallet.partner._exceptions import (
+    ErrorCode,
     NotAllowedError,
     OutcomeUnknownError,
+    RateLimitedError,
     UnexpectedResponseError,
     WalletAPIError,
     WalletConnectionError,
@@ -243,7 +251,10 @@ class WalletClient:
             raise WalletConnectionError(
                 f"{endpoint}: {type(exc).__name__}: {exc}", request_id=request_id
             ) from exc
-        return _interpret(endpoint, response.status_code, content, result_type, request_id)
+        retry_after_s = retry_after_seconds(response.headers.get("retry-after"), time.time())
+        return _interpret(
+            endpoint, response.status_code, content, result_type, request_id, retry_after_s
+        )
 
 
 def _money_request(
@@ -288,8 +299,30 @@ async def _read_limited(response: httpx.Response, request_id: str) -> bytes:
     return b"".join(chunks)
 
 
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """The pause a ``Retry-After`` header asks for: delta-seconds or an HTTP date; None if the
+    header is absent or unreadable (RFC 9110 §10.2.3)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value[:12])  # more digits than that is "very long" anyway
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # an HTTP date is always GMT
+    return max(0.0, when.timestamp() - now)
+
+
 def _interpret(
-    endpoint: str, status: int, content: bytes, result_type: type[_T], request_id: str
+    endpoint: str,
+    status: int,
+    content: bytes,
+    result_type: type[_T],
+    request_id: str,
+    retry_after_s: float | None = None,
 ) -> _T:
     """Turn one HTTP answer into a result or the exception the contract gives it."""
     if status in (401, 403):
@@ -301,6 +334,18 @@ def _interpret(
             http_status=status,
             request_id=request_id,
         )
+    if status == 429:
+        # Refused before anything was processed (code 104): not an unknown outcome. A proxy's
+        # 429 may come without the contract's body; the status alone is the answer then.
+        envelope = _decode_envelope(content)
+        if envelope is not None and envelope.error_code is not None:
+            raise _error_from_body(envelope, content, status, request_id, retry_after_s)
+        raise RateLimitedError(
+            "HTTP 429: rate limited",
+            http_status=status,
+            request_id=request_id,
+            retry_after_s=retry_after_s,
+        )
     if status not in (200, 400, 500):
         raise UnexpectedResponseError(
             f"{endpoint}: HTTP {status} is not an answer of the contract",
@@ -309,7 +354,7 @@ def _interpret(
         )
     envelope = _decode_envelope(content)
     if envelope is not None and envelope.error_code is not None:
-        raise _error_from_body(envelope, content, status, request_id)
+        raise _error_from_body(envelope, content, status, request_id, retry_after_s)
     if status != 200:
         raise UnexpectedResponseError(
             f"{endpoint}: HTTP {status} without the contract's error body",
@@ -335,12 +380,24 @@ def _decode_envelope(content: bytes) -> _ErrorEnvelope | None:
 
 
 def _error_from_body(
-    envelope: _ErrorEnvelope, content: bytes, status: int, request_id: str
+    envelope: _ErrorEnvelope,
+    content: bytes,
+    status: int,
+    request_id: str,
+    retry_after_s: float | None,
 ) -> WalletAPIError | OutcomeUnknownError:
     assert envelope.error_code is not None
     extra = _ANY_DECODER.decode(content)
     extra.pop("errorCode", None)
     extra.pop("errorDescription", None)
+    if status == 429 or envelope.error_code == ErrorCode.RATE_LIMITED:
+        return RateLimitedError(
+            envelope.error_description or f"HTTP {status}: rate limited",
+            http_status=status,
+            extra=extra,
+            request_id=request_id,
+            retry_after_s=retry_after_s,
+        )
     if status == 500 or envelope.error_code == 100:
         # Whatever the code says, HTTP 500 means the outcome is unknown (spec §1.2).
         return error_for_code(

@@ -1,7 +1,9 @@
 """The partner kit's exceptions.
 
 The kit must be usable without the rest of ``qwallet``, so the error codes of the contract
-(spec §1.2) are duplicated here rather than imported from the platform's domain.
+(spec §1.2) are duplicated here rather than imported from the platform's domain;
+``tests/partner/test_error_codes.py`` proves the copy equals ``qwallet.domain.errors.ErrorCode``
+member by member.
 
 Our exception hierarchy::
 
@@ -11,6 +13,8 @@ Our exception hierarchy::
     │   ├── MalformedRequestError (101)  HTTP 400
     │   ├── InvalidAmountError (102)
     │   ├── NotAllowedError (103) ······ HTTP 401/403 (our extension of the table)
+    │   ├── RateLimitedError (104) ····· HTTP 429, nothing processed; retryable after
+    │   │                                ``retry_after_s`` (the Retry-After header)
     │   ├── SessionError
     │   │   ├── UnknownSessionError (110)
     │   │   ├── SessionExpiredError (111)
@@ -32,9 +36,12 @@ Our exception hierarchy::
     │       └── WalletConnectionError
     └── FlowError ······················ a withdrawal/deposit flow used the wrong way
 
-``retryable`` is true where repeating the same call is the right reaction (100, 134 and every
-outcome-unknown error). The kit never repeats a ``withdraw`` or ``deposit`` itself: the contract
-says those are sent once, and an unknown outcome is resolved by rolling back.
+``retryable`` is true where repeating the same call is the right reaction (100, 104, 134 and
+every outcome-unknown error). The kit never repeats a ``withdraw`` or ``deposit`` itself: the
+contract says those are sent once, and an unknown outcome is resolved by rolling back. A 104 is
+not an unknown outcome (the platform refused before processing anything), but the flow still
+rolls back, as the contract asks after any failed original; its outbox sends that rollback, and
+every later confirm or rollback, no sooner than ``retry_after_s``.
 """
 
 from __future__ import annotations
@@ -43,14 +50,24 @@ from decimal import Decimal
 from enum import IntEnum
 from typing import Any
 
+MAX_RETRY_AFTER_S = 3600.0
+"""The longest pause a ``Retry-After`` header can impose. The platform's own ask for seconds; a
+larger value (a misconfigured proxy) must not park a confirm or rollback for days."""
+
 
 class ErrorCode(IntEnum):
-    """The codes of the contract's error table (spec §1.2), plus 103 for HTTP 401/403."""
+    """The codes of the contract's error table (spec §1.2), plus 103 (HTTP 401/403) and 104
+    (HTTP 429): the same members as the platform's ``qwallet.domain.errors.ErrorCode``.
+
+    ``NOT_ALLOWED`` is the kit's earlier name of 103, kept as an alias of ``NOT_AUTHORIZED``.
+    """
 
     OTHER = 100
     MALFORMED_REQUEST = 101
     INVALID_AMOUNT = 102
+    NOT_AUTHORIZED = 103
     NOT_ALLOWED = 103
+    RATE_LIMITED = 104
     UNKNOWN_SESSION = 110
     SESSION_EXPIRED = 111
     PLAYER_BLOCKED = 112
@@ -123,7 +140,35 @@ class InvalidAmountError(WalletAPIError):
 class NotAllowedError(WalletAPIError):
     """Wrong credentials, or a caller the platform does not accept (HTTP 401 or 403)."""
 
-    code = ErrorCode.NOT_ALLOWED
+    code = ErrorCode.NOT_AUTHORIZED
+
+
+class RateLimitedError(WalletAPIError):
+    """104 / HTTP 429: the platform refused the call before processing it, for now.
+
+    ``retry_after_s`` is the pause the platform asked for (its ``Retry-After`` header, at most
+    ``MAX_RETRY_AFTER_S``), or None if it gave none. Sending the same call again after it is safe.
+    """
+
+    code = ErrorCode.RATE_LIMITED
+    retryable = True
+
+    def __init__(
+        self,
+        description: str = "",
+        *,
+        code: int | None = None,
+        http_status: int = 429,
+        extra: dict[str, Any] | None = None,
+        request_id: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(
+            description, code=code, http_status=http_status, extra=extra, request_id=request_id
+        )
+        if retry_after_s is not None:
+            retry_after_s = min(max(0.0, retry_after_s), MAX_RETRY_AFTER_S)
+        self.retry_after_s = retry_after_s
 
 
 class SessionError(WalletAPIError):
@@ -229,6 +274,7 @@ _BY_CODE: dict[int, type[WalletAPIError]] = {
         MalformedRequestError,
         InvalidAmountError,
         NotAllowedError,
+        RateLimitedError,
         UnknownSessionError,
         SessionExpiredError,
         PlayerBlockedError,

@@ -16,6 +16,9 @@ What the flow guarantees, whatever the caller does (spec §1.4):
 - when the block ends, the decision (confirm, or rollback on any exception) is written to the
   database before it is sent, sent once inline, and left to the outbox worker if that attempt
   is not acknowledged;
+- when the platform answered 104 / HTTP 429 (``RateLimitedError``), nothing is sent before its
+  ``Retry-After`` has passed: the rollback that follows a rate-limited original is left to the
+  outbox, due at that time;
 - a flow runs once: entering it twice raises ``FlowError``.
 """
 
@@ -29,7 +32,7 @@ from typing import Literal, Self
 
 from qwallet.partner._client import WalletClient
 from qwallet.partner._clock import Clock, SystemClock
-from qwallet.partner._exceptions import FlowError
+from qwallet.partner._exceptions import FlowError, RateLimitedError
 from qwallet.partner._models import (
     Money,
     TransactionResult,
@@ -190,12 +193,23 @@ class _TwoPhase:
         self, operation: Operation, reason: str | None, exc: BaseException | None
     ) -> None:
         kit = self._kit
-        entry = await kit.store.decide(
-            self.kind, self.mm_transaction_id, operation, reason, kit.clock.now()
-        )
+        now = kit.clock.now()
+        not_before = None
+        if isinstance(exc, RateLimitedError) and exc.retry_after_s:
+            not_before = now + exc.retry_after_s
+        if not_before is None:
+            # Without the newer argument, so a studio's own KitStore written before it still works.
+            entry = await kit.store.decide(
+                self.kind, self.mm_transaction_id, operation, reason, now
+            )
+        else:
+            entry = await kit.store.decide(
+                self.kind, self.mm_transaction_id, operation, reason, now, not_before
+            )
         self.outcome = "confirmed" if operation == "confirm" else "rolled_back"
-        if isinstance(exc, asyncio.CancelledError):
-            # The task is being cancelled: the decision is durable, the worker will send it.
+        if isinstance(exc, asyncio.CancelledError) or not_before is not None:
+            # Cancelled: the decision is durable, the worker will send it. Rate limited: the
+            # platform asked for a pause; the worker sends it once the entry is due.
             return
         self.acknowledged = await kit.outbox.deliver(entry.id)
 

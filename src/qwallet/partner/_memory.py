@@ -4,8 +4,15 @@ It follows the contract closely enough that a game backend tested against it beh
 against the real platform: Basic auth, the 400/401/500 answers, exact decimals with a configured
 number of decimals per currency, held and pending-in funds, the two-phase state machine of
 spec §1.4 (including the rollback that blocks a late original) and idempotent replays that
-return the first answer. ``fail_next`` injects the failures a network produces (timeouts before
-or after the platform applied the call, 5xx, connection errors, any error code).
+return the first answer. Like the platform it refuses, when configured: amounts above
+``max_amount`` and deposits that would take a wallet above ``max_balance`` (102), withdrawals
+beyond a player's ``daily_limit`` per UTC day (122), and calls beyond ``partner_rate_limit`` /
+``player_rate_limit`` (requests per second, burst) with HTTP 429, code 104 and ``Retry-After``.
+``fail_next`` injects the failures a network produces (timeouts before or after the platform
+applied the call, 5xx, connection errors, any error code).
+
+``tests/partner/test_platform_contract.py`` runs one suite against this class and against the
+real platform on both of its databases, so the two cannot drift apart unnoticed.
 
 Use ``wallet.transport`` as the ``transport=`` of a ``WalletClient``.
 """
@@ -26,6 +33,8 @@ from typing import Any, Literal
 import httpx
 import msgspec
 
+from qwallet.partner._throttle import FailureBudget
+
 __all__ = ["Call", "Failure", "InMemoryWallet", "WalletTransaction"]
 
 Failure = Literal["timeout", "connect", "http_500", "http_502", "error"]
@@ -33,6 +42,9 @@ Failure = Literal["timeout", "connect", "http_500", "http_502", "error"]
 _PLAIN_NUMBER = re.compile(rb"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]{1,64}")
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
+_SECONDS_PER_DAY = 86_400
+RateLimit = tuple[float, int]
+"""(requests per second, burst): the shape of the platform's ``QWALLET_RATE_LIMIT_*``."""
 
 
 class _Amount(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -66,9 +78,12 @@ class _RollbackBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
 class _Refusal(Exception):
     """A contract error answer, raised inside the emulation and turned into a response."""
 
-    def __init__(self, code: int, description: str, **extra: Any) -> None:
+    def __init__(
+        self, code: int, description: str, *, retry_after_s: int = 0, **extra: Any
+    ) -> None:
         self.code = code
         self.description = description
+        self.retry_after_s = retry_after_s
         self.extra = extra
         super().__init__(description)
 
@@ -83,6 +98,9 @@ class _Player:
     held_minor: int = 0
     pending_in_minor: int = 0
     blocked: bool = False
+    daily_limit_minor: int | None = None
+    limit_day: int = 0
+    day_withdrawn_minor: int = 0
 
 
 @dataclass
@@ -123,6 +141,7 @@ class _Fault:
     apply: bool
     error_code: int
     times: int
+    retry_after_s: int = 1
 
 
 class InMemoryWallet:
@@ -135,13 +154,19 @@ class InMemoryWallet:
         password: str = "secret",  # noqa: S107 - a test double's default, not a credential
         currency_decimals: dict[str, int] | None = None,
         max_amount: Decimal | None = None,
+        max_balance: Decimal | None = None,
+        partner_rate_limit: RateLimit | None = None,
+        player_rate_limit: RateLimit | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._username = username
         self._password = password
         self._decimals = dict(currency_decimals or {"XAG": 2})
         self._max_amount = max_amount
+        self._max_balance = max_balance
         self._clock = clock
+        self._partner_limit = _buckets(partner_rate_limit, clock)
+        self._player_limit = _buckets(player_rate_limit, clock)
         self._players: dict[str, _Player] = {}
         self._sessions: dict[str, _Session] = {}
         self._transactions: dict[tuple[str, str], WalletTransaction] = {}
@@ -160,8 +185,13 @@ class InMemoryWallet:
         nickname: str = "Player",
         language: str = "en",
         token: str | None = None,
+        daily_limit: Decimal | str | None = None,
     ) -> str:
-        """Create a player with ``balance`` available and one live session; return its token."""
+        """Create a player with ``balance`` available and one live session; return its token.
+
+        ``daily_limit`` caps what the player may withdraw per UTC day (122 beyond it); as on
+        the platform, every withdrawal begun counts, even one later rolled back.
+        """
         player_id = player_id or uuid.uuid4().hex[:12]
         self._players[player_id] = _Player(
             player_id,
@@ -169,6 +199,9 @@ class InMemoryWallet:
             currency_code,
             language,
             self._to_minor(Decimal(balance), currency_code),
+            daily_limit_minor=None
+            if daily_limit is None
+            else self._to_minor(Decimal(daily_limit), currency_code),
         )
         return self.add_session(player_id, token)
 
@@ -183,8 +216,15 @@ class InMemoryWallet:
     def revoke_session(self, token: str) -> None:
         self._sessions[token].revoked = True
 
-    def block_player(self, player_id: str) -> None:
-        self._players[player_id].blocked = True
+    def block_player(self, player_id: str, blocked: bool = True) -> None:
+        """Block (or unblock) a player. Blocking revokes the player's session tokens, as on the
+        platform: they answer 110, except confirm and rollback of money already held; a session
+        added while blocked answers 112."""
+        self._players[player_id].blocked = blocked
+        if blocked:
+            for session in self._sessions.values():
+                if session.player_id == player_id:
+                    session.revoked = True
 
     def player_of(self, token: str) -> str:
         return self._sessions[token].player_id
@@ -217,14 +257,18 @@ class InMemoryWallet:
         apply: bool = False,
         error_code: int = 100,
         times: int = 1,
+        retry_after_s: int = 1,
     ) -> None:
         """Make the next ``times`` calls to ``endpoint`` fail.
 
         ``apply=True`` lets the platform apply the call before the failure, as when the answer
         is lost on the way back. ``failure="error"`` answers ``error_code`` with its contract
-        status (400 for 101, 500 for 100, else 200).
+        status (400 for 101, 429 with ``Retry-After: retry_after_s`` for 104, 500 for 100, else
+        200).
         """
-        self._faults.setdefault(endpoint, []).append(_Fault(failure, apply, error_code, times))
+        self._faults.setdefault(endpoint, []).append(
+            _Fault(failure, apply, error_code, times, retry_after_s)
+        )
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -238,6 +282,8 @@ class InMemoryWallet:
             return _error_response(401, 103, "Missing or invalid credentials.", headers)
         if request.method != "POST" or not request.url.path.startswith("/wallet/"):
             return httpx.Response(404, headers=headers)
+        if wait_s := _take(self._partner_limit, "partner"):
+            return _rate_limited(wait_s, "partner", headers)
         fault = self._take_fault(endpoint)
         if fault is not None and not fault.apply:
             return _fail(fault, request, headers)
@@ -288,6 +334,8 @@ class InMemoryWallet:
         except msgspec.DecodeError as exc:
             return _error_response(400, 101, f"Malformed request: {exc}", headers)
         except _Refusal as refusal:
+            if refusal.code == 104:
+                return _rate_limited(refusal.retry_after_s, "player", headers)
             status = 400 if refusal.code == 101 else 200
             return _error_response(
                 status, refusal.code, refusal.description, headers, **refusal.extra
@@ -296,8 +344,15 @@ class InMemoryWallet:
 
     # -- the rules ---------------------------------------------------------------------------
 
+    def _limit_player(self, token: str) -> None:
+        # After the body is decoded, before any rule: the platform's order (qwallet.api.wallet).
+        if wait_s := _take(self._player_limit, token):
+            raise _Refusal(104, "Rate limited (player).", retry_after_s=wait_s)
+
     def _verify_session(self, body: bytes) -> bytes:
-        player = self._live_player(msgspec.json.decode(body, type=_TokenBody).token)
+        request = msgspec.json.decode(body, type=_TokenBody)
+        self._limit_player(request.token)
+        player = self._live_player(request.token)
         return _ENCODER.encode(
             {
                 "playerId": player.player_id,
@@ -309,11 +364,14 @@ class InMemoryWallet:
         )
 
     def _get_balance(self, body: bytes) -> bytes:
-        player = self._live_player(msgspec.json.decode(body, type=_TokenBody).token)
+        request = msgspec.json.decode(body, type=_TokenBody)
+        self._limit_player(request.token)
+        player = self._live_player(request.token)
         return _ENCODER.encode({"balance": self._balance(player)})
 
     def _original(self, kind: Literal["withdrawal", "deposit"], body: bytes) -> bytes:
         request = msgspec.json.decode(body, type=_MoneyBody)
+        self._limit_player(request.token)
         mm_id = _check_id(request.mm_transaction_id)
         _check_text(request.tx_description)
         player = self._live_player(request.token)
@@ -326,11 +384,23 @@ class InMemoryWallet:
             self._same_data(existing, player, amount_minor, request.amount.currency_code)
             return existing.answers[operation]
         if kind == "withdrawal":
+            # Limits, then funds: the platform's order of checks.
+            today = int(self._clock() // _SECONDS_PER_DAY)
+            day_withdrawn = player.day_withdrawn_minor if player.limit_day == today else 0
+            day_withdrawn += amount_minor
+            limit = player.daily_limit_minor
+            if limit is not None and day_withdrawn > limit:
+                raise _Refusal(122, "Daily withdrawal limit exceeded.")
             if player.available_minor < amount_minor:
                 raise _Refusal(121, "Insufficient funds.", balance=self._balance(player))
             player.available_minor -= amount_minor
             player.held_minor += amount_minor
+            player.limit_day, player.day_withdrawn_minor = today, day_withdrawn
         else:
+            maximum = self._max_balance
+            total = player.available_minor + player.pending_in_minor + amount_minor
+            if maximum is not None and total > self._to_minor(maximum, player.currency_code):
+                raise _Refusal(102, "Deposit would take the wallet above its maximum balance.")
             player.pending_in_minor += amount_minor
         transaction = WalletTransaction(
             kind,
@@ -346,6 +416,7 @@ class InMemoryWallet:
 
     def _confirm(self, kind: Literal["withdrawal", "deposit"], body: bytes) -> bytes:
         request = msgspec.json.decode(body, type=_ConfirmBody)
+        self._limit_player(request.token)
         mm_id = _check_id(request.mm_transaction_id)
         player = self._known_player(request.token)
         transaction = self._transactions.get((kind, mm_id))
@@ -353,7 +424,7 @@ class InMemoryWallet:
             raise _Refusal(130, "Transaction not found.", mmTransactionId=mm_id)
         if transaction.state == "rolled_back":
             raise _Refusal(132, "Transaction already rolled back.", mmTransactionId=mm_id)
-        amount_minor = self._amount(request.amount, player)
+        amount_minor = self._amount(request.amount, player, of_wallet=False)
         self._same_data(transaction, player, amount_minor, request.amount.currency_code)
         if transaction.state == "confirmed":
             return transaction.answers["confirm"]
@@ -368,6 +439,7 @@ class InMemoryWallet:
 
     def _rollback(self, kind: Literal["withdrawal", "deposit"], body: bytes) -> bytes:
         request = msgspec.json.decode(body, type=_RollbackBody)
+        self._limit_player(request.token)
         mm_id = _check_id(request.mm_transaction_id)
         _check_text(request.rollback_reason)
         player = self._known_player(request.token)
@@ -433,17 +505,22 @@ class InMemoryWallet:
         # still reach a final state, as on the platform.
         return self._players[self._session(token).player_id]
 
-    def _amount(self, amount: _Amount, player: _Player) -> int:
+    def _amount(self, amount: _Amount, player: _Player, *, of_wallet: bool = True) -> int:
+        """The amount in minor units. ``of_wallet=False`` (confirm) accepts any configured
+        currency: a confirm in another one than its original's is 131, as on the platform."""
         raw = bytes(amount.amount)
         if not _PLAIN_NUMBER.fullmatch(raw):
             if raw[:1] in b'"[{tfn':
                 raise _Refusal(101, "amount.amount must be a JSON number.")
             raise _Refusal(102, "amount must be a plain decimal number.")
-        if amount.currency_code != player.currency_code:
+        if amount.currency_code not in self._decimals:
+            raise _Refusal(120, f"Currency {amount.currency_code!r} is not supported.")
+        if of_wallet and amount.currency_code != player.currency_code:
             raise _Refusal(120, "Currency does not match the player's wallet.")
         value = Decimal(raw.decode())
         decimals = self._decimals.get(amount.currency_code, 2)
-        exponent = value.as_tuple().exponent
+        # Trailing zeros carry no value: 230.000 is 230.00 for a two-decimal currency.
+        exponent = value.normalize().as_tuple().exponent
         assert isinstance(exponent, int)
         if value <= 0 or -exponent > decimals:
             raise _Refusal(102, "Invalid amount.")
@@ -502,6 +579,28 @@ def _error_response(
     return httpx.Response(status, content=_ENCODER.encode(body), headers=_json(headers))
 
 
+def _buckets(limit: RateLimit | None, clock: Callable[[], float]) -> FailureBudget | None:
+    if limit is None:
+        return None
+    rate_per_s, burst = limit
+    if rate_per_s <= 0:
+        raise ValueError("a rate limit needs a positive rate")
+    return FailureBudget(burst, 1.0 / rate_per_s, clock=clock)
+
+
+def _take(buckets: FailureBudget | None, key: str) -> int:
+    """0 when the call may proceed, else the platform's ``Retry-After``: whole seconds, >= 1."""
+    if buckets is None:
+        return 0
+    wait_s = buckets.take(key)
+    return FailureBudget.retry_after_s(wait_s) if wait_s > 0 else 0
+
+
+def _rate_limited(retry_after_s: int, what: str, headers: dict[str, str]) -> httpx.Response:
+    description = f"Rate limited ({what}); retry the same call after {retry_after_s} s."
+    return _error_response(429, 104, description, {**headers, "Retry-After": str(retry_after_s)})
+
+
 def _fail(fault: _Fault, request: httpx.Request, headers: dict[str, str]) -> httpx.Response:
     if fault.failure == "timeout":
         raise httpx.ReadTimeout("injected timeout", request=request)
@@ -511,5 +610,7 @@ def _fail(fault: _Fault, request: httpx.Request, headers: dict[str, str]) -> htt
         return httpx.Response(502, text="<html>Bad Gateway</html>", headers=headers)
     if fault.failure == "http_500":
         return _error_response(500, 100, "Injected failure.", headers)
+    if fault.error_code == 104:
+        return _rate_limited(fault.retry_after_s, "injected", headers)
     status = {100: 500, 101: 400}.get(fault.error_code, 200)
     return _error_response(status, fault.error_code, "Injected error.", headers)

@@ -9,7 +9,9 @@ endpoint, which answers from the same records.
 
 The schedule is anchored to the first attempt, not to the previous one, so attempts happen at
 fixed offsets (0, 5, 15, 35, 75, 195, 495, 1095, 2895, 6495, … s) however long each call takes;
-slots missed while no worker was running are skipped, not made up in a burst.
+slots missed while no worker was running are skipped, not made up in a burst. When the platform
+answers 104 / HTTP 429 (``RateLimitedError``), the next attempt is the next slot of the schedule
+but no sooner than its ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from qwallet.partner._exceptions import (
     FlowError,
     NotAllowedError,
     PartnerKitError,
+    RateLimitedError,
     TransactionConfirmedError,
     TransactionRolledBackError,
     WalletAPIError,
@@ -164,6 +167,8 @@ class Outbox:
         next_attempt_at: float | None = None
         if verdict == "retry":
             offset = self.schedule.next_offset_after(now - entry.first_attempt_at)
+            if offset is not None and isinstance(error, RateLimitedError):
+                offset = self._not_sooner_than_asked(entry.first_attempt_at, now, offset, error)
             if offset is None:
                 state = "expired"
                 logger.error(
@@ -186,6 +191,18 @@ class Outbox:
                 )
         await self.store.finish_attempt(entry.id, now, outcome, state, next_attempt_at)
         return verdict
+
+    def _not_sooner_than_asked(
+        self, first_attempt_at: float, now: float, offset: float, error: RateLimitedError
+    ) -> float | None:
+        """The scheduled ``offset``, pushed to the platform's ``Retry-After`` if that is later;
+        None if that falls outside the retry window (the hold resolver takes over then)."""
+        if error.retry_after_s is None:
+            return offset
+        asked = now + error.retry_after_s - first_attempt_at
+        if asked <= offset:
+            return offset
+        return asked if asked <= self.schedule.window_s else None
 
     async def _send(self, entry: OutboxEntry) -> TransactionResult:
         client = self.client

@@ -209,6 +209,7 @@ class PostgresStore:
         operation: Operation,
         reason: str | None,
         now: float,
+        not_before: float | None = None,
     ) -> OutboxEntry:
         decided = "confirmed" if operation == "confirm" else "rolled_back"
         pool = await self._get_pool()
@@ -239,7 +240,7 @@ class PostgresStore:
                 await db.execute(
                     "INSERT INTO kit_outbox (kind, operation, mm_transaction_id, token, amount, "
                     "currency_code, reason, state, created_at, next_attempt_at) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, 'due', $8, $8)",
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, 'due', $8, $9)",
                     kind,
                     operation,
                     mm_transaction_id,
@@ -248,6 +249,7 @@ class PostgresStore:
                     row["currency_code"],
                     reason,
                     now,
+                    max(now, not_before or now),
                 )
             found = await db.fetchrow(
                 f"SELECT {_ENTRY_COLUMNS} FROM kit_outbox "

@@ -190,6 +190,7 @@ class SQLiteStore:
         operation: Operation,
         reason: str | None,
         now: float,
+        not_before: float | None = None,
     ) -> OutboxEntry:
         decided = "confirmed" if operation == "confirm" else "rolled_back"
 
@@ -228,7 +229,7 @@ class SQLiteStore:
                             currency_code,
                             reason,
                             now,
-                            now,
+                            max(now, not_before or now),
                         ),
                     )
                 entry = self._entry_where(

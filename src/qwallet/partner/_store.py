@@ -156,8 +156,12 @@ class KitStore(Protocol):
         operation: Operation,
         reason: str | None,
         now: float,
+        not_before: float | None = None,
     ) -> OutboxEntry:
-        """Record the final decision and its outbox entry (due now) in one transaction.
+        """Record the final decision and its outbox entry in one transaction.
+
+        The entry is due at ``now``, or at ``not_before`` if that is later (the platform asked
+        for a pause with ``Retry-After``).
 
         Deciding the same again returns the existing entry; deciding the opposite raises
         ``FlowError``: a decision is final.

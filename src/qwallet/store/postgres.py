@@ -5,7 +5,8 @@ and one database transaction (autocommit). The functions (``store/sql/wallet_v1.
 migration 0002) do the work of ``qwallet.store.engine`` in PL/pgSQL with the same order of checks,
 and lock the player's row, so the rules hold at READ COMMITTED with any number of server
 processes. They answer with a result code, which this module turns into the same ``WalletError``
-the engine raises.
+the engine raises. The values the domain owns (the session refresh interval, the UTC day of the
+daily limit) are passed in as parameters on every call, so the SQL holds no copy of them.
 
 The pool skips asyncpg's per-release reset query (one more round trip on every call): nothing here
 leaves session state behind, and a connection released inside a transaction is still rolled back.
@@ -26,6 +27,7 @@ from typing import Any
 import asyncpg
 
 from qwallet.domain.errors import ErrorCode, WalletError
+from qwallet.domain.sessions import MS_PER_DAY, SESSION_TOUCH_INTERVAL_MS, utc_day
 from qwallet.store.port import (
     BalanceView,
     BeginCall,
@@ -39,15 +41,23 @@ from qwallet.store.port import (
 from qwallet.store.sql import Row, SqlTransaction
 
 WALLET_FUNCTIONS_SCRIPT = "wallet_v1.sql"
+_SESSION_SIGNATURE_BEFORE_0006 = "wallet_v1_session(integer, text, bigint)"
+_BEGIN_SIGNATURE_BEFORE_0006 = (
+    "wallet_v1_begin(integer, text, text, text, bigint, text, text, bigint, bigint)"
+)
 WALLET_FUNCTIONS = (
-    "wallet_v1_session(integer, text, bigint)",
-    "wallet_v1_begin(integer, text, text, text, bigint, text, text, bigint, bigint)",
+    "wallet_v1_session(integer, text, bigint, bigint)",
+    "wallet_v1_begin(integer, text, text, text, bigint, text, text, bigint, bigint, integer,"
+    " bigint)",
     "wallet_v1_confirm(integer, text, text, text, bigint, text, bigint)",
     "wallet_v1_rollback(integer, text, text, text, text, bigint)",
     "wallet_v1_apply_movement(text, text, text, text, integer, text, bigint, bigint,"
     " integer, bigint)",
+    _SESSION_SIGNATURE_BEFORE_0006,
+    _BEGIN_SIGNATURE_BEFORE_0006,
 )
-"""Every function the script creates, with its argument types (for ``DROP FUNCTION``)."""
+"""Every wallet function installed, with its argument types (for ``DROP FUNCTION``): those of
+the script, then the two signatures of revision 0005 that migration 0006 keeps as wrappers."""
 
 MAX_ATTEMPTS = 4
 """Tries of one call that failed on a serialization failure, a deadlock or a unique violation.
@@ -55,8 +65,8 @@ MAX_ATTEMPTS = 4
 The functions are built so that none of these can happen (per-player locks in one order,
 ``ON CONFLICT``); the retry is a guard, and a call that still fails answers 134 (retry shortly)."""
 
-_SESSION_SQL = "SELECT * FROM wallet_v1_session($1, $2, $3)"
-_BEGIN_SQL = "SELECT * FROM wallet_v1_begin($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+_SESSION_SQL = "SELECT * FROM wallet_v1_session($1, $2, $3, $4)"
+_BEGIN_SQL = "SELECT * FROM wallet_v1_begin($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 _CONFIRM_SQL = "SELECT * FROM wallet_v1_confirm($1, $2, $3, $4, $5, $6, $7)"
 _ROLLBACK_SQL = "SELECT * FROM wallet_v1_rollback($1, $2, $3, $4, $5, $6)"
 
@@ -113,6 +123,38 @@ def split_sql(script: str) -> list[str]:
 
 def _has_code(text: str) -> bool:
     return any(line.strip() and not line.strip().startswith("--") for line in text.splitlines())
+
+
+def wrappers_before_0006() -> list[str]:
+    """``CREATE`` statements for the two signatures of revision 0005, as thin SQL wrappers.
+
+    Before 0006 the session refresh interval and the length of a day were literals inside
+    ``wallet_v1_session(integer, text, bigint)`` and ``wallet_v1_begin(…9 arguments)``; now they
+    are parameters. A server process of the previous release, still running during a rolling
+    upgrade, calls the old signatures: these wrappers answer it with the same behaviour, passing
+    the values written here from the domain's constants (not copied by hand).
+    """
+    session = (
+        "CREATE OR REPLACE FUNCTION wallet_v1_session("
+        "p_partner_id integer, p_token text, p_now_ms bigint,"
+        " OUT code integer, OUT player_id text, OUT nickname text, OUT currency text,"
+        " OUT language text, OUT available_minor bigint)"
+        " LANGUAGE sql AS $$ SELECT * FROM wallet_v1_session("
+        f"p_partner_id, p_token, p_now_ms, {int(SESSION_TOUCH_INTERVAL_MS)}::bigint) $$"
+    )
+    begin = (
+        "CREATE OR REPLACE FUNCTION wallet_v1_begin("
+        "p_partner_id integer, p_kind text, p_token text, p_mm_transaction_id text,"
+        " p_amount_minor bigint, p_currency text, p_description text,"
+        " p_max_balance_minor bigint, p_now_ms bigint,"
+        " OUT code integer, OUT description text, OUT mm_transaction_id text,"
+        " OUT qw_transaction_id text, OUT currency text, OUT balance_minor bigint)"
+        " LANGUAGE sql AS $$ SELECT * FROM wallet_v1_begin("
+        "p_partner_id, p_kind, p_token, p_mm_transaction_id, p_amount_minor, p_currency,"
+        " p_description, p_max_balance_minor, p_now_ms,"
+        f" (p_now_ms / {int(MS_PER_DAY)})::integer, {int(SESSION_TOUCH_INTERVAL_MS)}::bigint) $$"
+    )
+    return [session, begin]
 
 
 # -- the adapter ---------------------------------------------------------------------------------
@@ -231,7 +273,7 @@ class PostgresStore:
             attempt += 1
 
     async def verify_session(self, partner_id: int, token: str, now_ms: int) -> SessionView:
-        row = await self._call(_SESSION_SQL, partner_id, token, now_ms)
+        row = await self._call(_SESSION_SQL, partner_id, token, now_ms, SESSION_TOUCH_INTERVAL_MS)
         assert row is not None
         if row["code"] != 0:
             raise WalletError(ErrorCode(row["code"]))
@@ -259,6 +301,8 @@ class PostgresStore:
             call.description,
             call.max_balance_minor,
             call.now_ms,
+            utc_day(call.now_ms),
+            SESSION_TOUCH_INTERVAL_MS,
         )
         return _money_result(row)
 
@@ -342,4 +386,5 @@ __all__ = [
     "asyncpg_dsn",
     "read_sql",
     "split_sql",
+    "wrappers_before_0006",
 ]

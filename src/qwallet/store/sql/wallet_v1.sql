@@ -22,6 +22,17 @@
 --
 -- Every function answers code = 0 on success, else the contract error code; description is
 -- NULL when the default text of that code applies.
+--
+-- One definition per rule (docs/architecture.md). Each error code is written as its number with
+-- the name of its qwallet.domain.errors.ErrorCode member in a comment on the same line, and each
+-- description is the engine's text; tests/store/test_sql_rules.py parses this file and proves
+-- both, so a code or text cannot change on one side only. Values Python owns are parameters, not
+-- literals: the session refresh interval (p_touch_interval_ms, domain/sessions.py
+-- SESSION_TOUCH_INTERVAL_MS), the UTC day of the daily limit (p_today, domain/sessions.py
+-- utc_day) and the maximum balance (p_max_balance_minor, the currency's configuration).
+-- Parameters rather than a settings table read inside the functions: a parameter costs nothing
+-- (the call stays one round trip with one more bound value), where a table would add a lookup
+-- to every call and a second place that must be kept in step with Python.
 
 -- Apply one ledger movement (qwallet.domain.ledger.movement) to a player whose row the caller
 -- has locked: two entries summing to zero and the matching change of the cached balances.
@@ -96,11 +107,13 @@ END
 $$;
 
 -- verifySession and getBalance: a live session of this partner and an active player.
--- last_seen_at_ms is refreshed only when it is at least a minute old (domain/sessions.py).
+-- last_seen_at_ms is refreshed only when it is at least p_touch_interval_ms old
+-- (SessionRecord.needs_touch in domain/sessions.py).
 CREATE OR REPLACE FUNCTION wallet_v1_session(
     p_partner_id integer,
     p_token text,
     p_now_ms bigint,
+    p_touch_interval_ms bigint,
     OUT code integer,
     OUT player_id text,
     OUT nickname text,
@@ -123,21 +136,21 @@ BEGIN
      WHERE s.token = p_token;
     -- A token of another partner is as unknown as a made-up one.
     IF NOT FOUND OR v.session_partner_id <> p_partner_id OR v.revoked_at_ms IS NOT NULL THEN
-        code := 110;
+        code := 110;  -- UNKNOWN_SESSION
         RETURN;
     END IF;
     IF p_now_ms >= v.expires_at_ms OR p_now_ms >= v.last_seen_at_ms + v.idle_timeout_ms THEN
-        code := 111;
+        code := 111;  -- SESSION_EXPIRED
         RETURN;
     END IF;
     IF v.status = 'blocked' THEN
-        code := 112;
+        code := 112;  -- PLAYER_BLOCKED
         RETURN;
     END IF;
-    IF p_now_ms - v.last_seen_at_ms >= 60000 THEN
+    IF p_now_ms - v.last_seen_at_ms >= p_touch_interval_ms THEN
         -- Conditional: a concurrent call that already refreshed it makes this a no-op.
         UPDATE sessions SET last_seen_at_ms = p_now_ms
-         WHERE token = p_token AND last_seen_at_ms <= p_now_ms - 60000;
+         WHERE token = p_token AND last_seen_at_ms <= p_now_ms - p_touch_interval_ms;
     END IF;
     code := 0;
     player_id := v.player_id;
@@ -159,6 +172,8 @@ CREATE OR REPLACE FUNCTION wallet_v1_begin(
     p_description text,
     p_max_balance_minor bigint,
     p_now_ms bigint,
+    p_today integer,
+    p_touch_interval_ms bigint,
     OUT code integer,
     OUT description text,
     OUT mm_transaction_id text,
@@ -173,7 +188,6 @@ DECLARE
     v_player players%ROWTYPE;
     v_session sessions%ROWTYPE;
     v_tx transactions%ROWTYPE;
-    v_today integer := (p_now_ms / 86400000)::integer;
     v_limit_day integer;
     v_day_withdrawn bigint;
     v_balance bigint;
@@ -191,27 +205,27 @@ BEGIN
      WHERE s.token = p_token AND s.partner_id = p_partner_id
        FOR UPDATE OF p;
     IF NOT FOUND THEN
-        code := 110;
+        code := 110;  -- UNKNOWN_SESSION
         RETURN;
     END IF;
     SELECT * INTO v_session FROM sessions WHERE token = p_token;
     IF v_session.revoked_at_ms IS NOT NULL THEN
-        code := 110;
+        code := 110;  -- UNKNOWN_SESSION
         RETURN;
     END IF;
     IF p_now_ms >= v_session.expires_at_ms
        OR p_now_ms >= v_session.last_seen_at_ms + v_session.idle_timeout_ms THEN
-        code := 111;
+        code := 111;  -- SESSION_EXPIRED
         RETURN;
     END IF;
     IF v_player.status = 'blocked' THEN
-        code := 112;
+        code := 112;  -- PLAYER_BLOCKED
         RETURN;
     END IF;
 
     -- Currency.
     IF p_currency <> v_player.currency THEN
-        code := 120;
+        code := 120;  -- CURRENCY_MISMATCH
         RETURN;
     END IF;
 
@@ -227,14 +241,14 @@ BEGIN
             mm_transaction_id := v_tx.mm_transaction_id;
             qw_transaction_id := v_tx.qw_transaction_id;
             IF v_tx.state = 'rolled_back' THEN
-                code := 132;
+                code := 132;  -- TRANSACTION_ROLLED_BACK
                 description := 'Transaction was rolled back before this request arrived.';
                 RETURN;
             END IF;
             IF v_tx.player_id <> v_player.id
                OR v_tx.amount_minor IS DISTINCT FROM p_amount_minor
                OR v_tx.currency <> p_currency THEN
-                code := 131;
+                code := 131;  -- TRANSACTION_DATA_MISMATCH
                 RETURN;
             END IF;
             code := 0;
@@ -247,19 +261,19 @@ BEGIN
         IF p_kind = 'withdrawal' THEN
             v_limit_day := v_player.limit_day;
             v_day_withdrawn := v_player.day_withdrawn_minor;
-            IF v_limit_day <> v_today THEN
-                v_limit_day := v_today;
+            IF v_limit_day <> p_today THEN
+                v_limit_day := p_today;
                 v_day_withdrawn := 0;
             END IF;
             v_day_withdrawn := v_day_withdrawn + p_amount_minor;
             IF v_player.daily_withdraw_limit_minor IS NOT NULL
                AND v_day_withdrawn > v_player.daily_withdraw_limit_minor THEN
-                code := 122;
+                code := 122;  -- LIMIT_EXCEEDED
                 description := 'Daily withdrawal limit exceeded.';
                 RETURN;
             END IF;
             IF v_player.available_minor < p_amount_minor THEN
-                code := 121;
+                code := 121;  -- INSUFFICIENT_FUNDS
                 balance_minor := v_player.available_minor;
                 RETURN;
             END IF;
@@ -267,7 +281,7 @@ BEGIN
         ELSE
             IF v_player.available_minor + v_player.pending_in_minor + p_amount_minor
                > p_max_balance_minor THEN
-                code := 102;
+                code := 102;  -- INVALID_AMOUNT
                 description := 'Deposit would take the wallet above its maximum balance.';
                 RETURN;
             END IF;
@@ -302,14 +316,14 @@ BEGIN
     END LOOP;
 
     IF code IS NULL THEN
-        code := 134;
+        code := 134;  -- TRANSACTION_IN_PROGRESS
         RETURN;
     END IF;
     -- Only a successful call refreshes the session, as in the engine, where an error rolls the
     -- refresh back with everything else.
-    IF p_now_ms - v_session.last_seen_at_ms >= 60000 THEN
+    IF p_now_ms - v_session.last_seen_at_ms >= p_touch_interval_ms THEN
         UPDATE sessions SET last_seen_at_ms = p_now_ms
-         WHERE token = p_token AND last_seen_at_ms <= p_now_ms - 60000;
+         WHERE token = p_token AND last_seen_at_ms <= p_now_ms - p_touch_interval_ms;
     END IF;
 END
 $$;
@@ -350,7 +364,7 @@ BEGIN
      WHERE s.token = p_token AND s.partner_id = p_partner_id
        FOR UPDATE OF p;
     IF NOT FOUND THEN
-        code := 110;
+        code := 110;  -- UNKNOWN_SESSION
         RETURN;
     END IF;
 
@@ -361,17 +375,17 @@ BEGIN
            AND mm_transaction_id = p_mm_transaction_id;
         -- Another player's transaction is reported as missing: its existence is not revealed.
         IF NOT FOUND OR v_tx.player_id <> v_player.id THEN
-            code := 130;
+            code := 130;  -- TRANSACTION_NOT_FOUND
             RETURN;
         END IF;
         mm_transaction_id := v_tx.mm_transaction_id;
         qw_transaction_id := v_tx.qw_transaction_id;
         IF v_tx.state = 'rolled_back' THEN
-            code := 132;
+            code := 132;  -- TRANSACTION_ROLLED_BACK
             RETURN;
         END IF;
         IF v_tx.amount_minor IS DISTINCT FROM p_amount_minor OR v_tx.currency <> p_currency THEN
-            code := 131;
+            code := 131;  -- TRANSACTION_DATA_MISMATCH
             description := 'Confirm must carry the amount and currency of the original.';
             RETURN;
         END IF;
@@ -401,7 +415,7 @@ BEGIN
         balance_minor := v_balance;
         RETURN;
     END LOOP;
-    code := 134;
+    code := 134;  -- TRANSACTION_IN_PROGRESS
 END
 $$;
 
@@ -441,7 +455,7 @@ BEGIN
      WHERE s.token = p_token AND s.partner_id = p_partner_id
        FOR UPDATE OF p;
     IF NOT FOUND THEN
-        code := 110;
+        code := 110;  -- UNKNOWN_SESSION
         RETURN;
     END IF;
 
@@ -474,13 +488,13 @@ BEGIN
             RETURN;
         END IF;
         IF v_tx.player_id <> v_player.id THEN
-            code := 130;
+            code := 130;  -- TRANSACTION_NOT_FOUND
             RETURN;
         END IF;
         mm_transaction_id := v_tx.mm_transaction_id;
         qw_transaction_id := v_tx.qw_transaction_id;
         IF v_tx.state = 'confirmed' THEN
-            code := 133;
+            code := 133;  -- TRANSACTION_CONFIRMED
             RETURN;
         END IF;
         IF v_tx.state = 'rolled_back' THEN
@@ -508,6 +522,6 @@ BEGIN
         balance_minor := v_balance;
         RETURN;
     END LOOP;
-    code := 134;
+    code := 134;  -- TRANSACTION_IN_PROGRESS
 END
 $$;

@@ -1,0 +1,48 @@
+"""The kit keeps its own copy of the contract's error codes (it must import without the
+platform); this proves the copy is the platform's, member by member."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from qwallet.domain.errors import ErrorCode as DomainErrorCode
+from qwallet.partner import ErrorCode as KitErrorCode
+from qwallet.partner import WalletAPIError
+from qwallet.partner._exceptions import error_for_code
+
+
+def test_kit_error_code_equals_the_domains_member_by_member() -> None:
+    kit = [(member.name, member.value) for member in KitErrorCode]
+    domain = [(member.name, member.value) for member in DomainErrorCode]
+    assert kit == domain
+    # The kit's earlier name of 103 stays usable, as an alias of the same member.
+    assert KitErrorCode.NOT_ALLOWED is KitErrorCode.NOT_AUTHORIZED
+    aliases = set(KitErrorCode.__members__) - {member.name for member in KitErrorCode}
+    assert aliases == {"NOT_ALLOWED"}
+
+
+def test_every_code_has_its_own_exception_class() -> None:
+    for code in KitErrorCode:
+        error = error_for_code(int(code), "text", http_status=code_status(code))
+        assert type(error) is not WalletAPIError, code
+        assert error.code == code
+        assert error.retryable == DomainErrorCode(int(code)).retryable, code
+
+
+def code_status(code: KitErrorCode) -> int:
+    return DomainErrorCode(int(code)).http_status
+
+
+def test_the_kit_imports_without_the_platform() -> None:
+    """A studio may vendor ``qwallet/partner`` alone: nothing else of qwallet may be imported."""
+    program = (
+        "import sys, qwallet.partner\n"
+        "others = sorted(m for m in sys.modules if m.startswith('qwallet.')"
+        " and not m.startswith('qwallet.partner'))\n"
+        "print(others)\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip() == "[]"
