@@ -29,6 +29,7 @@ from qwallet.cli import (
     db,
     demo,
     operators,
+    orders,
     partners,
     players,
     reconcile,
@@ -55,6 +56,7 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("api-keys", api_keys.app),
     ("operators", operators.app),
     ("resolver", resolver.app),
+    ("orders", orders.app),
 ]
 
 app = typer.Typer(

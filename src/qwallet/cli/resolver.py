@@ -1,8 +1,9 @@
-"""``qwallet resolver``: one pass of the hold resolver (audited as ``resolver.run``)."""
+"""``qwallet resolver``: one pass of the hold resolver (audited as ``resolver.run``), and an
+operator's own resolution of one hold (``transaction.resolve``, as in the console)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -45,3 +46,30 @@ def resolver_run_once(as_json: JsonOption = False) -> None:
         for r in results
     )
     emit(as_json, {"resolutions": results}, human or "no holds due")
+
+
+@app.command("resolve")
+def resolver_resolve(
+    qw_transaction_id: str,
+    decision: Annotated[
+        str,
+        typer.Option("--decision", help="confirm or rollback: what the partner would have sent."),
+    ],
+    reason: Annotated[str, typer.Option(help="Why (mandatory, recorded).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Confirm or roll back one pending transaction by hand (the partner never will)."""
+    if decision not in ("confirm", "rollback"):
+        raise typer.BadParameter("--decision must be confirm or rollback")
+    chosen: Literal["confirm", "rollback"] = "confirm" if decision == "confirm" else "rollback"
+    result = with_store(
+        Settings.from_env(),
+        lambda store: holds.resolve_by_operator(
+            store, qw_transaction_id, chosen, reason, operator=actor(), now_ms=now_ms()
+        ),
+    )
+    emit(
+        as_json,
+        {"qwTransactionId": qw_transaction_id, "action": result.action, "state": result.state},
+        f"{qw_transaction_id}: {result.action.replace('_', ' ')} (now {result.state})",
+    )
