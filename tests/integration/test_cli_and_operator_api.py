@@ -138,6 +138,15 @@ def test_operator_cli_end_to_end(database_url: str, server: LiveServer) -> None:
         (["partners", "create", "x", "--ip-allow", "not-a-cidr"], "invalid CIDR"),
         (["sessions", "create", "--player", "nobody", "--partner", "nobody"], "no player"),
         (["players", "adjust", "nobody", "--amount", "1.00", "--reason", " "], "needs a reason"),
+        (["players", "adjust", "x", "--amount", "1.00", "--reason", "r" * 501], "at most 500"),
+        (["partners", "set-query-credentials", "nobody"], "no partner"),
+        (["partners", "rotate-callback-secret", "nobody"], "no partner"),
+        (["api-keys", "create", "bad name!"], "API key name"),
+        (
+            ["resolver", "resolve", "x", "--decision", "maybe", "--reason", "r"],
+            "confirm or rollback",
+        ),
+        (["operators", "reset-password", "nobody"], "no operator"),
     ],
 )
 def test_cli_refuses_bad_input_clearly(database_url: str, args: list[str], message: str) -> None:

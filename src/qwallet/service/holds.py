@@ -126,6 +126,8 @@ async def resolve_by_operator(
     reason = reason.strip()
     if not reason:
         raise OperatorError("a resolution needs a reason")
+    if len(reason) > MAX_DETAIL_CHARS:
+        raise OperatorError(f"a reason is at most {MAX_DETAIL_CHARS} characters")
     if decision not in ("confirm", "rollback"):
         raise OperatorError("the decision is confirm or rollback")
     async with db.transaction() as tx:

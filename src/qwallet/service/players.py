@@ -27,6 +27,8 @@ class PlayerNotFound(OperatorError):
     """No player has this id (the console answers 404)."""
 
 
+# A reason is read by people in the audit log; the console's form fields hold 500 characters.
+MAX_REASON_CHARS = 500
 LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "zh", "ja", "ko", "ru")
 
 
@@ -145,6 +147,8 @@ async def adjust_balance(
     the ledger entries and the ``player.adjust`` audit entry are one transaction."""
     if not reason.strip():
         raise OperatorError("an adjustment needs a reason")
+    if len(reason) > MAX_REASON_CHARS:
+        raise OperatorError(f"a reason is at most {MAX_REASON_CHARS} characters")
     if amount_minor == 0:
         raise OperatorError("an adjustment cannot be zero")
     async with db.transaction() as tx:
@@ -180,6 +184,8 @@ async def set_blocked(
     block keeps working, except confirm and rollback of money already held. Audited as
     ``player.block`` / ``player.unblock`` with the reason."""
     now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    if reason is not None and len(reason) > MAX_REASON_CHARS:
+        raise OperatorError(f"a reason is at most {MAX_REASON_CHARS} characters")
     async with db.transaction() as tx:
         if blocked:
             changed = await tx.execute(
