@@ -1,13 +1,21 @@
-"""``qwallet players set-password`` and ``qwallet demo``'s guard, as real processes."""
+"""``qwallet players set-password``, a partner set up from the CLI receiving signed payment
+callbacks, and ``qwallet demo``'s guard, as real processes."""
 
 from __future__ import annotations
 
+import secrets
+from pathlib import Path
+
 import pytest
 
+from qwallet.partner import IssuedOrder, PaymentCallbackApp, PaymentOrder, SQLiteStore
 from qwallet.service.player_logins import authenticate
 from qwallet.web import demo_launch
 from tests.conftest import Platform
 from tests.integration.test_cli_and_operator_api import as_json, qwallet
+from tests.partner.conftest import serve
+
+from .conftest import World, wait_for
 
 
 def test_set_password_prints_a_working_password(database_url: str, platform: Platform) -> None:
@@ -30,3 +38,45 @@ def test_demo_explains_a_missing_game_backend(database_url: str) -> None:
         pytest.skip("the demo game backend is installed")
     result = qwallet(database_url, "demo", "--port", "1", check=False)
     assert result.returncode == 2 and "demo-partner" in result.stderr
+
+
+def test_a_partner_created_with_the_cli_receives_signed_callbacks(
+    database_url: str, world: World, tmp_path: Path
+) -> None:
+    """End to end: ``partners create`` issues the callback secret in the creating transaction
+    and prints it; the kit's real receiver, configured with it, accepts the platform's signed
+    callback for a wallet payment, and after ``rotate-callback-secret`` only the new one."""
+    name = f"cli-game-{secrets.token_hex(3)}"
+    created = as_json(
+        qwallet(database_url, "partners", "create", name, "--payment-currency", "XAG",
+                "--client-url", "http://127.0.0.1:9/game", "--display-name", "CLI Game",
+                "--allow-http-callback", "--json")
+    )  # fmt: skip
+    delivered: list[PaymentOrder] = []
+    issued: dict[str, IssuedOrder] = {}
+    receiver = PaymentCallbackApp(
+        SQLiteStore(tmp_path / "kit.db"),
+        created["callbackSecret"],
+        delivered.append,
+        issued_order=issued.get,
+    )
+    player = world.player("50.00")
+    browser = world.browser(player)
+    with serve(receiver) as url:
+        qwallet(database_url, "partners", "update", name, "--callback-url", f"{url}/pay/quantum")
+        token = browser.play(name)["token"]
+        order = browser.order(token).json()["order"]
+        issued[order["cpOrderId"]] = IssuedOrder(player.id)
+        assert browser.pay(order["orderId"], "wallet").status_code == 200
+        wait_for(lambda: world.order_row(order["orderId"])["state"] == "delivered", what="delivery")
+        assert [o.cp_order_id for o in delivered] == [order["cpOrderId"]]
+        assert [a["http_status"] for a in world.attempts(order["orderId"])] == [200]
+
+        # A rotated secret: the receiver still holding the old one refuses the next callback.
+        qwallet(database_url, "partners", "rotate-callback-secret", name)
+        second = browser.order(token).json()["order"]
+        issued[second["cpOrderId"]] = IssuedOrder(player.id)
+        assert browser.pay(second["orderId"], "wallet").status_code == 200
+        wait_for(lambda: world.attempts(second["orderId"]), what="an attempt with the new secret")
+        assert world.attempts(second["orderId"])[0]["http_status"] == 403  # bad_signature
+        assert len(delivered) == 1

@@ -2,9 +2,12 @@
 
 Every page needs a signed-in operator (else a redirect to the sign-in page); every
 state-changing request is a POST carrying the session's CSRF token (else 403); every action is
-written to the audit log. The operator's name lives in the signed session cookie under
-``operator``, with the account's ``web_generation`` at sign-in, and both are checked against the
-``operators`` table on each request: disabling an account, signing out or a password reset
+a call of an operator use case in ``qwallet.service`` with the operator's name as the actor,
+which writes the change and its audit entry in one transaction (this module holds no SQL).
+
+The operator's name lives in the signed session cookie under ``operator``, with the account's
+``web_generation`` at sign-in, and both are checked against the ``operators`` table on each
+request: disabling an account, signing out or a password reset
 takes effect at once, for every copy of the cookie. Failed sign-ins are throttled in the
 database per address and per username and address (``qwallet.web.sign_in``), so the limit holds
 across server processes and nobody can lock an operator out from another address. An unknown
@@ -222,22 +225,19 @@ class AdminConsole:
 
         return action
 
-    async def _require(self, what: str, sql: str, key: str) -> None:
-        """404 (``NotFound``) unless ``sql`` (``SELECT 1 … WHERE id = $1``) finds ``key``."""
-        async with self.db.transaction() as tx:
-            if await tx.fetchrow(sql, key) is None:
-                raise NotFound(f"No {what} {key!r}.")
+    async def _require(self, what: str, key: str) -> None:
+        """404 (``NotFound``) unless the player, transaction or payment order ``key`` exists."""
+        if not await queries.exists(self.db, what, key):
+            raise NotFound(f"No {what} {key!r}.")
 
     async def _require_player(self, player_id: str) -> None:
-        await self._require("player", "SELECT 1 FROM players WHERE id = $1", player_id)
+        await self._require("player", player_id)
 
     async def _require_transaction(self, qw_id: str) -> None:
-        await self._require(
-            "transaction", "SELECT 1 FROM transactions WHERE qw_transaction_id = $1", qw_id
-        )
+        await self._require("transaction", qw_id)
 
     async def _require_order(self, order_id: str) -> None:
-        await self._require("payment order", "SELECT 1 FROM payment_orders WHERE id = $1", order_id)
+        await self._require("payment order", order_id)
 
     @staticmethod
     async def _form(request: Request) -> dict[str, str]:
@@ -288,13 +288,12 @@ class AdminConsole:
         if await operators.authenticate(self.db, username, password):
             generation = await operators.web_generation(self.db, username)
         if generation is None:
-            await audit.record_now(
+            await operators.record_sign_in(
                 self.db,
                 username,
-                "sign_in.failed",
-                None,
-                {"address": self.throttle.client_address(request)},
-                self.clock.now_ms(),
+                succeeded=False,
+                address=self.throttle.client_address(request),
+                now_ms=self.clock.now_ms(),
             )
             return self.render(
                 request, "login.html", 401, next=target, error="Wrong username or password."
@@ -305,14 +304,15 @@ class AdminConsole:
         request.session[OPERATOR_KEY] = username
         request.session[GENERATION_KEY] = generation
         csrf_token(request)
-        await audit.record_now(self.db, username, "sign_in", None, {}, self.clock.now_ms())
+        await operators.record_sign_in(
+            self.db, username, succeeded=True, address=None, now_ms=self.clock.now_ms()
+        )
         return self.back(target)
 
     async def logout(self, request: Request) -> Response:
         who = self._who(request)
         # Ends every copy of this sign-in's cookie, not only the one in this browser.
-        await operators.sign_out(self.db, who)
-        await audit.record_now(self.db, who, "sign_out", None, {}, self.clock.now_ms())
+        await operators.sign_out(self.db, who, now_ms=self.clock.now_ms())
         request.session.clear()
         return self.back("/admin/login")
 
@@ -368,17 +368,16 @@ class AdminConsole:
         form = await self._form(request)
         blocked = form.get("blocked") == "1"
         try:
-            await players.set_blocked(self.db, player_id, blocked, now_ms=self.clock.now_ms())
+            await players.set_blocked(
+                self.db,
+                player_id,
+                blocked,
+                now_ms=self.clock.now_ms(),
+                operator=self._who(request),
+                reason=form.get("reason"),
+            )
         except players.PlayerNotFound as error:
             raise NotFound(str(error)) from None
-        await audit.record_now(
-            self.db,
-            self._who(request),
-            "player.block" if blocked else "player.unblock",
-            player_id,
-            {"reason": form.get("reason") or None},
-            self.clock.now_ms(),
-        )
         self.flash(request, f"Player {'blocked' if blocked else 'unblocked'}.")
         return self.back(f"/admin/players/{quote(player_id, safe='')}")
 
@@ -396,7 +395,7 @@ class AdminConsole:
             amount_minor = parse_operator_amount(
                 form.get("amount", ""), currency, allow_negative=True
             )
-            adjustment_id = await players.adjust_balance(
+            await players.adjust_balance(
                 self.db,
                 player_id,
                 currency,
@@ -409,19 +408,6 @@ class AdminConsole:
             self.flash(request, f"Not adjusted: {_message(error)}", "error")
             return back
         amount_text = format_amount(amount_minor, currency)
-        await audit.record_now(
-            self.db,
-            self._who(request),
-            "player.adjust",
-            player_id,
-            {
-                "amount": amount_text,
-                "currency": currency.code,
-                "reason": reason,
-                "adjustmentId": adjustment_id,
-            },
-            self.clock.now_ms(),
-        )
         self.flash(request, f"Adjusted by {amount_text} {currency.code}.")
         return back
 
@@ -480,23 +466,13 @@ class AdminConsole:
         if decision not in ("confirm", "rollback") or not reason:
             self.flash(request, "Choose confirm or roll back, and give a reason.", "error")
             return back
-        now_ms = self.clock.now_ms()
-        result = await holds.resolve(
+        result = await holds.resolve_by_operator(
             self.db,
             qw_id,
             "confirm" if decision == "confirm" else "rollback",
-            actor=self._who(request),
-            partner_status=None,
-            detail=reason,
-            now_ms=now_ms,
-        )
-        await audit.record_now(
-            self.db,
-            self._who(request),
-            "transaction.resolve",
-            qw_id,
-            {"decision": decision, "reason": reason, "result": result.action},
-            now_ms,
+            reason,
+            operator=self._who(request),
+            now_ms=self.clock.now_ms(),
         )
         self.flash(request, f"Resolution: {result.action.replace('_', ' ')}.")
         return back
@@ -679,13 +655,9 @@ class AdminConsole:
         from qwallet.resolver import HoldResolver
 
         async with HoldResolver(self.db, self.settings, self.clock) as resolver:
-            outcomes = await resolver.run_once()
-        summary: dict[str, int] = {}
-        for outcome in outcomes:
-            summary[outcome.resolution.action] = summary.get(outcome.resolution.action, 0) + 1
-        await audit.record_now(
-            self.db, self._who(request), "resolver.run", None, summary, self.clock.now_ms()
-        )
+            _outcomes, summary = await holds.run_resolver_pass(
+                self.db, resolver.run_once, operator=self._who(request), now_ms=self.clock.now_ms
+            )
         text = ", ".join(f"{n} {action.replace('_', ' ')}" for action, n in summary.items())
         self.flash(request, f"Resolver pass: {text or 'nothing due'}.")
         return self.back("/admin/holds")
@@ -696,14 +668,8 @@ class AdminConsole:
         return self.render(request, "reconcile.html", report=None)
 
     async def run_reconcile(self, request: Request) -> Response:
-        report = await reconcile.reconcile(self.db)
-        await audit.record_now(
-            self.db,
-            self._who(request),
-            "reconcile.run",
-            None,
-            {"ok": report.ok, "players": report.players, "transactions": report.transactions},
-            self.clock.now_ms(),
+        report = await reconcile.run_reconcile(
+            self.db, operator=self._who(request), now_ms=self.clock.now_ms()
         )
         return self.render(request, "reconcile.html", report=report)
 

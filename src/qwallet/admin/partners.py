@@ -1,23 +1,26 @@
-"""Partner set-up from the console: endpoints, payment settings, and the secrets that are shown
-exactly once.
+"""Partner set-up from the console: the form's fields turned into calls of
+``qwallet.service.partners``, and the secrets to show exactly once.
 
-The Wallet API password is stored as a hash (``service.partners``). The payment-callback secret
-and the platform's Query Withdrawal password are stored in clear because the platform must sign
-and authenticate with them, but the console shows each only in the answer that created it.
-Payment settings (currency, sandbox, methods, plain-http callbacks) are validated by
-``service.partners``, the same rules as the CLI's.
+Every rule (names, URLs, payment settings, secrets) and every write, with its audit entry in the
+same transaction, lives in ``service.partners``: the CLI calls the same functions.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from qwallet.domain.money import CurrencyRegistry
-from qwallet.service import audit, partners
-from qwallet.service.partners import OperatorError, PartnerUpdate, check_url
+from qwallet.service import partners
+from qwallet.service.partners import OperatorError, PartnerUpdate
 from qwallet.store.sql import Row, SqlDatabase
+
+# Labels of the secrets page (not secrets).
+WALLET_USERNAME = "Wallet API username"
+WALLET_PASSWORD = "Wallet API password"  # noqa: S105
+CALLBACK_SECRET = "Payment callback secret"  # noqa: S105
+QUERY_USERNAME = "Query Withdrawal username (platform at the partner)"
+QUERY_PASSWORD = "Query Withdrawal password (platform at the partner)"  # noqa: S105
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +29,6 @@ class ShownOnce:
 
     partner: str
     secrets: dict[str, str] = field(default_factory=dict)
-
-
-def new_callback_secret() -> str:
-    return secrets.token_urlsafe(24)
 
 
 async def create(
@@ -51,63 +50,31 @@ async def create(
     payment_methods: Sequence[str],
     allow_http_callback: bool,
 ) -> ShownOnce:
-    currency = partners.payment_currency(currencies, payment_currency)
-    client_url, query_url = check_url(client_url), check_url(query_url)
-    callback_url = partners.check_callback_url(callback_url, allow_http=allow_http_callback)
-    cidrs = partners.normalize_cidrs(ip_allow)
-    credential = await partners.create_partner(
+    created = await partners.create_partner(
         db,
         name,
         now_ms,
-        ip_allow=cidrs,
+        ip_allow=ip_allow,
         client_url=client_url,
         callback_url=callback_url,
         query_url=query_url,
-        payment_currency=currency,
+        payment_currency=partners.payment_currency(currencies, payment_currency),
         sandbox=sandbox,
         payment_methods=payment_methods,
         allow_http_callback=allow_http_callback,
+        display_name=display_name,
+        query_username=query_username,
+        query_password=query_password or None,
+        operator=operator,
     )
-    callback_secret = new_callback_secret()
-    query_username = (query_username or "").strip() or "qwallet"
-    generated_query_password = not query_password
-    query_password = query_password or secrets.token_urlsafe(24)
-    async with db.transaction() as tx:
-        await tx.execute(
-            "UPDATE partners SET display_name = $1, callback_secret = $2, query_username = $3,"
-            " query_password = $4 WHERE name = $5",
-            (display_name or "").strip() or None,
-            callback_secret,
-            query_username,
-            query_password,
-            name,
-        )
-        await audit.record(
-            tx,
-            operator,
-            "partner.create",
-            name,
-            {
-                "clientUrl": client_url,
-                "callbackUrl": callback_url,
-                "queryUrl": query_url,
-                "queryUsername": query_username,
-                "ipAllow": cidrs,
-                "paymentCurrency": currency.code,
-                "sandbox": sandbox,
-                "paymentMethods": ",".join(payment_methods),
-                "allowHttpCallback": allow_http_callback,
-            },
-            now_ms,
-        )
     shown = {
-        "Wallet API username": credential.username,
-        "Wallet API password": credential.password,
-        "Payment callback secret": callback_secret,
-        "Query Withdrawal username (platform at the partner)": query_username,
+        WALLET_USERNAME: created.username,
+        WALLET_PASSWORD: created.password,
+        CALLBACK_SECRET: created.callback_secret,
+        QUERY_USERNAME: created.query_username,
     }
-    if generated_query_password:
-        shown["Query Withdrawal password (platform at the partner)"] = query_password
+    if created.query_password is not None:
+        shown[QUERY_PASSWORD] = created.query_password
     return ShownOnce(name, shown)
 
 
@@ -115,40 +82,22 @@ async def rotate(db: SqlDatabase, operator: str, name: str, what: str, now_ms: i
     """Issue a new secret of one kind: ``wallet`` (old stays valid until revoked),
     ``callback`` or ``query`` (replaced at once)."""
     if what == "wallet":
-        credential = await partners.rotate_credentials(db, name, now_ms)
-        await audit.record_now(db, operator, "partner.rotate_wallet_password", name, {}, now_ms)
+        credential = await partners.rotate_credentials(db, name, now_ms, operator=operator)
         return ShownOnce(
-            name,
-            {
-                "Wallet API username": credential.username,
-                "Wallet API password": credential.password,
-            },
+            name, {WALLET_USERNAME: credential.username, WALLET_PASSWORD: credential.password}
         )
-    if what not in ("callback", "query"):
-        raise OperatorError(f"unknown secret {what!r}")
-    value = new_callback_secret() if what == "callback" else secrets.token_urlsafe(24)
-    column = "callback_secret" if what == "callback" else "query_password"
-    async with db.transaction() as tx:
-        changed = await tx.execute(
-            f"UPDATE partners SET {column} = $1 WHERE name = $2", value, name
-        )
-        if changed != 1:
-            raise OperatorError(f"no partner named {name!r}")
-        await audit.record(tx, operator, f"partner.rotate_{what}_secret", name, {}, now_ms)
-    label = (
-        "Payment callback secret"
-        if what == "callback"
-        else "Query Withdrawal password (platform at the partner)"
-    )
-    return ShownOnce(name, {label: value})
+    if what == "callback":
+        secret = await partners.rotate_callback_secret(db, name, now_ms, operator=operator)
+        return ShownOnce(name, {CALLBACK_SECRET: secret})
+    if what == "query":
+        query = await partners.set_query_credentials(db, name, now_ms, operator=operator)
+        assert query.password is not None  # generated
+        return ShownOnce(name, {QUERY_PASSWORD: query.password})
+    raise OperatorError(f"unknown secret {what!r}")
 
 
 async def revoke_old(db: SqlDatabase, operator: str, name: str, now_ms: int) -> int:
-    count = await partners.revoke_old_credentials(db, name, now_ms)
-    await audit.record_now(
-        db, operator, "partner.revoke_old_credentials", name, {"revoked": count}, now_ms
-    )
-    return count
+    return await partners.revoke_old_credentials(db, name, now_ms, operator=operator)
 
 
 async def update(
@@ -186,17 +135,7 @@ async def update(
 
 async def list_all(db: SqlDatabase) -> list[Row]:
     """Partners without any secret value: only whether each secret is set."""
-    async with db.transaction() as tx:
-        return await tx.fetch(
-            "SELECT p.name, p.display_name, p.ip_allow, p.client_url, p.callback_url,"
-            " p.query_url, p.query_username, p.created_at_ms, p.payment_currency, p.sandbox,"
-            " p.payment_methods, p.allow_http_callback,"
-            " CASE WHEN p.callback_secret IS NULL THEN 0 ELSE 1 END AS has_callback_secret,"
-            " CASE WHEN p.query_password IS NULL THEN 0 ELSE 1 END AS has_query_password,"
-            " (SELECT COUNT(*) FROM partner_credentials c"
-            "   WHERE c.partner_id = p.id AND c.revoked_at_ms IS NULL) AS active_credentials"
-            " FROM partners p ORDER BY p.name"
-        )
+    return await partners.list_partner_rows(db)
 
 
 def split_cidrs(text: str) -> list[str]:

@@ -183,3 +183,16 @@ async def partner_names(db: SqlDatabase) -> list[str]:
     async with db.transaction() as tx:
         rows = await tx.fetch("SELECT name FROM partners ORDER BY name")
     return [str(row["name"]) for row in rows]
+
+
+_EXISTS = {
+    "player": "SELECT 1 FROM players WHERE id = $1",
+    "transaction": "SELECT 1 FROM transactions WHERE qw_transaction_id = $1",
+    "payment order": "SELECT 1 FROM payment_orders WHERE id = $1",
+}
+
+
+async def exists(db: SqlDatabase, what: str, key: str) -> bool:
+    """Whether the player, transaction or payment order ``key`` exists (the pages' 404)."""
+    async with db.transaction() as tx:
+        return await tx.fetchrow(_EXISTS[what], key) is not None

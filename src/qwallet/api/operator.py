@@ -8,6 +8,9 @@ with a budget in the database (``qwallet.service.failure_budgets``, scope ``oper
 shared by every server process: the Wallet API's ``auth_failure_rps`` / ``auth_failure_burst``.
 A presented key takes a token before it is looked up and gives it back when it is valid; an
 address whose budget is empty gets 429 (104) with ``Retry-After`` and no lookup at all.
+
+Every change made here is an operator use case of ``qwallet.service`` called with the actor
+``api-key:<key name>``: the session and its audit entry are written in one transaction.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from qwallet.api.auth import ClientAddressResolver, forwarded_for
 from qwallet.api.requests import NO_NUL
 from qwallet.clock import Clock
 from qwallet.domain.errors import ErrorCode
-from qwallet.service import failure_budgets, sessions
+from qwallet.service import audit, failure_budgets, sessions
 from qwallet.service.credentials import hash_api_key
 from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
@@ -81,8 +84,9 @@ class OperatorAPI:
         )
         return f"a:{address if address is not None else 'unknown'}"
 
-    async def _authenticate(self, request: Request) -> Response | None:
-        """None when the request carries a valid key, else the refusal (401 or 429)."""
+    async def _authenticate(self, request: Request) -> Response | str:
+        """The key's name (the actor of what the request changes) when the request carries a
+        valid key, else the refusal (401 or 429)."""
         unauthorized = error_response(401, ErrorCode.NOT_AUTHORIZED, "Missing or invalid API key.")
         key = presented_key(request)
         if key is None:  # nothing to look up: nothing to throttle
@@ -98,14 +102,16 @@ class OperatorAPI:
                 f"Too many failed API keys from this address; retry after {wait_s} s.",
                 {"Retry-After": str(wait_s)},
             )
-        if await self._store.find_operator_key(hash_api_key(key)) is None:
+        name = await self._store.find_operator_key(hash_api_key(key))
+        if name is None:
             return unauthorized
         await failure_budgets.give_back(self._store, FAILURE_SCOPE, budget_key, self._budget)
-        return None
+        return name
 
     async def create_session(self, request: Request) -> Response:
-        if (refused := await self._authenticate(request)) is not None:
-            return refused
+        key_name = await self._authenticate(request)
+        if isinstance(key_name, Response):
+            return key_name
         body = await request.body()
         if len(body) > self._settings.max_body_bytes:
             return error_response(413, ErrorCode.MALFORMED_REQUEST, "Request body is too large.")
@@ -123,6 +129,7 @@ class OperatorAPI:
                 lifetime_s=self._settings.session_lifetime_s,
                 game_code=payload.gameCode or sessions.DEFAULT_GAME,
                 language=payload.language,
+                operator=audit.api_key_actor(key_name),
             )
         except OperatorError as error:
             return error_response(400, ErrorCode.MALFORMED_REQUEST, str(error))

@@ -1,17 +1,46 @@
 """The audit log: every operator action, who and when, with its parameters (never secrets).
 
-``record`` takes an open transaction so that the entry commits or rolls back together with the
-action it describes.
+``record`` takes the open transaction of the change it describes, so that the entry commits or
+rolls back together with it: there is no way to write an entry on its own transaction, and an
+operator use case in ``qwallet.service`` (the only place that calls ``record``) owns its
+transaction from the first read to the audit row.
+
+Who did it (the ``operator`` column) is named by the entry point that called the use case:
+
+- the admin console: the signed-in operator's username (``admin``);
+- the CLI: ``cli:<OS user>`` (``cli_actor``), ``cli`` when the OS user cannot be found;
+- the operator API: ``api-key:<key name>`` (``api_key_actor``);
+- anything that is none of these (the demo seed, tests, the benchmark's set-up): ``system``.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 from typing import Any
 
 from qwallet.store.sql import Row, SqlDatabase, SqlTransaction
 
 _SECRET_WORDS = ("password", "secret", "token", "key")
+# The actor of a change that no operator made (``create_player``'s default, the demo seed's
+# internal steps, test fixtures).
+SYSTEM = "system"
+CLI = "cli"
+MAX_ACTOR_CHARS = 128
+
+
+def cli_actor() -> str:
+    """``cli:<OS user>``: the command line has no sign-in, the OS account is what we know."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no passwd entry and no LOGNAME/USER (a bare container)
+        return CLI
+    return f"{CLI}:{user}"[:MAX_ACTOR_CHARS] if user else CLI
+
+
+def api_key_actor(key_name: str) -> str:
+    """The operator API's actor: the name the key was created with."""
+    return f"api-key:{key_name}"[:MAX_ACTOR_CHARS]
 
 
 def scrub(details: dict[str, Any]) -> dict[str, Any]:
@@ -31,6 +60,9 @@ async def record(
     details: dict[str, Any] | None,
     now_ms: int,
 ) -> None:
+    """Write one entry inside ``tx``, the transaction of the change it describes."""
+    if not operator:
+        raise ValueError("an audit entry needs an actor")
     await tx.execute(
         "INSERT INTO audit_log (at_ms, operator, action, target, details)"
         " VALUES ($1, $2, $3, $4, $5)",
@@ -40,18 +72,6 @@ async def record(
         target,
         None if details is None else json.dumps(scrub(details), sort_keys=True),
     )
-
-
-async def record_now(
-    db: SqlDatabase,
-    operator: str,
-    action: str,
-    target: str | None,
-    details: dict[str, Any] | None,
-    now_ms: int,
-) -> None:
-    async with db.transaction() as tx:
-        await record(tx, operator, action, target, details, now_ms)
 
 
 async def entries(

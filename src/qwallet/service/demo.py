@@ -59,9 +59,10 @@ async def seed_demo(
     if has_partner:
         # Revoke first: rotation keeps at most two credentials active, and a start interrupted
         # between the two steps (or a rotation from the demo console) may have left two.
-        await partners.revoke_old_credentials(db, DEMO_PARTNER, now_ms)
-        credential = await partners.rotate_credentials(db, DEMO_PARTNER, now_ms)
-        await partners.revoke_old_credentials(db, DEMO_PARTNER, now_ms)
+        who = DEMO_OPERATOR
+        await partners.revoke_old_credentials(db, DEMO_PARTNER, now_ms, operator=who)
+        credential = await partners.rotate_credentials(db, DEMO_PARTNER, now_ms, operator=who)
+        await partners.revoke_old_credentials(db, DEMO_PARTNER, now_ms, operator=who)
         # A database seeded before partners had payment settings gets them now.
         await partners.update_partner(
             db,
@@ -76,7 +77,7 @@ async def seed_demo(
             now_ms=now_ms,
         )
     else:
-        credential = await partners.create_partner(
+        created = await partners.create_partner(
             db,
             DEMO_PARTNER,
             now_ms,
@@ -87,6 +88,7 @@ async def seed_demo(
             allow_http_callback=True,
             operator=DEMO_OPERATOR,
         )
+        credential = created.credential
     if not has_player:
         await players.create_player(
             db,
@@ -95,6 +97,7 @@ async def seed_demo(
             nickname="Demo Player",
             balance_minor=DEMO_BALANCE_MINOR,
             player_id=DEMO_PLAYER_ID,
+            operator=DEMO_OPERATOR,
         )
     session = await sessions.create_session(
         db,
@@ -105,16 +108,20 @@ async def seed_demo(
         lifetime_s=lifetime_s,
         token=DEMO_TOKEN,
     )
-    await api_keys.revoke_api_keys(db, DEMO_OPERATOR_KEY_NAME, now_ms)
-    key = await api_keys.create_api_key(db, DEMO_OPERATOR_KEY_NAME, now_ms)
+    await api_keys.revoke_api_keys(db, DEMO_OPERATOR_KEY_NAME, now_ms, operator=DEMO_OPERATOR)
+    key = await api_keys.create_api_key(db, DEMO_OPERATOR_KEY_NAME, now_ms, operator=DEMO_OPERATOR)
     # The console's demo operator: a fresh password each start, like the other demo secrets.
     async with db.transaction() as tx:
         has_admin = await tx.fetchrow("SELECT id FROM operators WHERE username = $1", DEMO_ADMIN)
     if has_admin:
-        admin = await operators.reset_password(db, DEMO_ADMIN)
+        admin = await operators.reset_password(
+            db, DEMO_ADMIN, operator=DEMO_OPERATOR, now_ms=now_ms
+        )
     else:
-        admin = await operators.create_operator(db, DEMO_ADMIN, now_ms)
-    player_password = await set_player_password(db, DEMO_PLAYER_ID, DEMO_PLAYER_USERNAME, now_ms)
+        admin = await operators.create_operator(db, DEMO_ADMIN, now_ms, operator=DEMO_OPERATOR)
+    player_password = await set_player_password(
+        db, DEMO_PLAYER_ID, DEMO_PLAYER_USERNAME, now_ms, operator=DEMO_OPERATOR
+    )
     return DemoData(
         credential,
         key,

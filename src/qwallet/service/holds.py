@@ -16,12 +16,14 @@ rollback, which lock in the same order. SQLite serializes writers already (``BEG
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from qwallet.domain import ledger
 from qwallet.domain.ledger import Account, WalletBalances
 from qwallet.domain.transactions import Kind, Phase
+from qwallet.service import audit
 from qwallet.service.partners import OperatorError
 from qwallet.store.sql import Row, SqlDatabase, SqlTransaction
 
@@ -96,80 +98,170 @@ async def resolve(
     now_ms: int,
 ) -> Resolution:
     """Confirm or roll back a pending transaction in one database transaction."""
-    lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
-    phase = Phase.CONFIRM if decision == "confirm" else Phase.ROLLBACK
     async with db.transaction() as tx:
-        found = await tx.fetchrow(
-            "SELECT player_id FROM transactions WHERE qw_transaction_id = $1", qw_transaction_id
-        )
-        if found is None:
-            raise OperatorError(f"no transaction {qw_transaction_id}")
-        player = await tx.fetchrow(
-            "SELECT available_minor, held_minor, pending_in_minor FROM players WHERE id = $1"
-            + lock,
-            found["player_id"],
-        )
-        row = await tx.fetchrow(
-            "SELECT qw_transaction_id, partner_id, kind, player_id, amount_minor, currency, state"
-            " FROM transactions WHERE qw_transaction_id = $1" + lock,
-            qw_transaction_id,
-        )
-        assert player is not None and row is not None
-        if row["state"] != "pending":
-            return await _already_final(tx, row, actor, partner_status, detail, now_ms)
-        amount_minor = int(row["amount_minor"])
-        entries = ledger.movement(Kind(row["kind"]), phase, amount_minor)
-        before = WalletBalances(
-            int(player["available_minor"]),
-            int(player["held_minor"]),
-            int(player["pending_in_minor"]),
-        )
-        after = before.apply(entries)
-        state = "confirmed" if decision == "confirm" else "rolled_back"
-        changed = await tx.execute(
-            "UPDATE transactions SET state = $1, final_balance_minor = $2, rollback_reason = $3,"
-            " updated_at_ms = $4 WHERE qw_transaction_id = $5 AND state = 'pending'",
-            state,
-            after.available_minor,
-            None if decision == "confirm" else _reason(actor, partner_status),
-            now_ms,
-            qw_transaction_id,
-        )
-        if changed != 1:  # final meanwhile (a writer that skipped the lock): leave it alone
-            return await _already_final(tx, row, actor, partner_status, detail, now_ms)
-        await tx.execute(
-            "UPDATE players SET available_minor = available_minor + $1,"
-            " held_minor = held_minor + $2, pending_in_minor = pending_in_minor + $3"
-            " WHERE id = $4",
-            after.available_minor - before.available_minor,
-            after.held_minor - before.held_minor,
-            after.pending_in_minor - before.pending_in_minor,
-            row["player_id"],
-        )
-        for account, delta in entries:
-            await tx.execute(
-                "INSERT INTO ledger_entries (transaction_id, phase, account, player_id,"
-                " partner_id, currency, amount_minor, created_at_ms)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                qw_transaction_id,
-                phase.value,
-                account.value,
-                None if account is Account.PARTNER else row["player_id"],
-                int(row["partner_id"]) if account is Account.PARTNER else None,
-                row["currency"],
-                delta,
-                now_ms,
-            )
-        action: ResolutionAction = "confirmed" if decision == "confirm" else "rolled_back"
-        await record_resolution(
+        return await _resolve_in(
             tx,
+            db.dialect,
             qw_transaction_id,
+            decision,
             actor=actor,
             partner_status=partner_status,
-            action=action,
             detail=detail,
             now_ms=now_ms,
         )
+
+
+async def resolve_by_operator(
+    db: SqlDatabase,
+    qw_transaction_id: str,
+    decision: Decision,
+    reason: str,
+    *,
+    operator: str,
+    now_ms: int,
+) -> Resolution:
+    """An operator's confirm or rollback of a hold (the console's resolve form): the
+    resolution, its ledger entries and the ``transaction.resolve`` audit entry are one
+    transaction. The reason is mandatory."""
+    reason = reason.strip()
+    if not reason:
+        raise OperatorError("a resolution needs a reason")
+    if len(reason) > MAX_DETAIL_CHARS:
+        raise OperatorError(f"a reason is at most {MAX_DETAIL_CHARS} characters")
+    if decision not in ("confirm", "rollback"):
+        raise OperatorError("the decision is confirm or rollback")
+    async with db.transaction() as tx:
+        result = await _resolve_in(
+            tx,
+            db.dialect,
+            qw_transaction_id,
+            decision,
+            actor=operator,
+            partner_status=None,
+            detail=reason,
+            now_ms=now_ms,
+        )
+        details = {"decision": decision, "reason": reason, "result": result.action}
+        await audit.record(tx, operator, "transaction.resolve", qw_transaction_id, details, now_ms)
+    return result
+
+
+class ResolvedHold(Protocol):
+    """One outcome of a resolver pass (``qwallet.resolver.Outcome``)."""
+
+    @property
+    def resolution(self) -> Resolution: ...
+
+
+Outcome = TypeVar("Outcome", bound=ResolvedHold)
+
+
+async def run_resolver_pass(
+    db: SqlDatabase,
+    run_once: Callable[[], Awaitable[Sequence[Outcome]]],
+    *,
+    operator: str,
+    now_ms: Callable[[], int],
+) -> tuple[Sequence[Outcome], dict[str, int]]:
+    """An operator's resolver pass (console button, ``qwallet resolver run-once``).
+
+    A pass asks partners over HTTP and applies each answer in its own transaction, recorded in
+    ``hold_resolutions`` with the change; it cannot be one transaction. What the operator did
+    (``resolver.run``, with the count of each action) is recorded when the pass ends.
+    """
+    outcomes = await run_once()
+    summary: dict[str, int] = {}
+    for outcome in outcomes:
+        action = outcome.resolution.action
+        summary[action] = summary.get(action, 0) + 1
+    async with db.transaction() as tx:
+        await audit.record(tx, operator, "resolver.run", None, summary, now_ms())
+    return outcomes, summary
+
+
+async def _resolve_in(
+    tx: SqlTransaction,
+    dialect: str,
+    qw_transaction_id: str,
+    decision: Decision,
+    *,
+    actor: str,
+    partner_status: str | None,
+    detail: str | None,
+    now_ms: int,
+) -> Resolution:
+    lock = " FOR UPDATE" if dialect == "postgresql" else ""
+    phase = Phase.CONFIRM if decision == "confirm" else Phase.ROLLBACK
+    found = await tx.fetchrow(
+        "SELECT player_id FROM transactions WHERE qw_transaction_id = $1", qw_transaction_id
+    )
+    if found is None:
+        raise OperatorError(f"no transaction {qw_transaction_id}")
+    player = await tx.fetchrow(
+        "SELECT available_minor, held_minor, pending_in_minor FROM players WHERE id = $1" + lock,
+        found["player_id"],
+    )
+    row = await tx.fetchrow(
+        "SELECT qw_transaction_id, partner_id, kind, player_id, amount_minor, currency, state"
+        " FROM transactions WHERE qw_transaction_id = $1" + lock,
+        qw_transaction_id,
+    )
+    assert player is not None and row is not None
+    if row["state"] != "pending":
+        return await _already_final(tx, row, actor, partner_status, detail, now_ms)
+    amount_minor = int(row["amount_minor"])
+    entries = ledger.movement(Kind(row["kind"]), phase, amount_minor)
+    before = WalletBalances(
+        int(player["available_minor"]),
+        int(player["held_minor"]),
+        int(player["pending_in_minor"]),
+    )
+    after = before.apply(entries)
+    state = "confirmed" if decision == "confirm" else "rolled_back"
+    changed = await tx.execute(
+        "UPDATE transactions SET state = $1, final_balance_minor = $2, rollback_reason = $3,"
+        " updated_at_ms = $4 WHERE qw_transaction_id = $5 AND state = 'pending'",
+        state,
+        after.available_minor,
+        None if decision == "confirm" else _reason(actor, partner_status),
+        now_ms,
+        qw_transaction_id,
+    )
+    if changed != 1:  # final meanwhile (a writer that skipped the lock): leave it alone
+        return await _already_final(tx, row, actor, partner_status, detail, now_ms)
+    await tx.execute(
+        "UPDATE players SET available_minor = available_minor + $1,"
+        " held_minor = held_minor + $2, pending_in_minor = pending_in_minor + $3"
+        " WHERE id = $4",
+        after.available_minor - before.available_minor,
+        after.held_minor - before.held_minor,
+        after.pending_in_minor - before.pending_in_minor,
+        row["player_id"],
+    )
+    for account, delta in entries:
+        await tx.execute(
+            "INSERT INTO ledger_entries (transaction_id, phase, account, player_id,"
+            " partner_id, currency, amount_minor, created_at_ms)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            qw_transaction_id,
+            phase.value,
+            account.value,
+            None if account is Account.PARTNER else row["player_id"],
+            int(row["partner_id"]) if account is Account.PARTNER else None,
+            row["currency"],
+            delta,
+            now_ms,
+        )
+    action: ResolutionAction = "confirmed" if decision == "confirm" else "rolled_back"
+    await record_resolution(
+        tx,
+        qw_transaction_id,
+        actor=actor,
+        partner_status=partner_status,
+        action=action,
+        detail=detail,
+        now_ms=now_ms,
+    )
     return Resolution(qw_transaction_id, action, partner_status, detail, state)
 
 

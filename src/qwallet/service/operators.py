@@ -7,14 +7,20 @@ reveal which operators exist.
 ``operators.web_generation`` ends console sign-ins on the server side: the cookie carries the
 generation read at sign-in and every request compares it (``web_generation``); sign-out and a
 password reset bump it, so a cookie copied before either stops working at once.
+
+Creating an account, resetting its password and signing out are changes, each one transaction
+with its audit entry; a sign-in attempt changes no account and is recorded on its own
+(``record_sign_in``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass
 
+from qwallet.service import audit
 from qwallet.service.credentials import DUMMY_HASH, hash_password, new_password, verify_password
 from qwallet.service.partners import OperatorError
 from qwallet.store.sql import SqlDatabase
@@ -30,7 +36,12 @@ class IssuedOperator:
 
 
 async def create_operator(
-    db: SqlDatabase, username: str, now_ms: int, *, password: str | None = None
+    db: SqlDatabase,
+    username: str,
+    now_ms: int,
+    *,
+    password: str | None = None,
+    operator: str = audit.SYSTEM,
 ) -> IssuedOperator:
     """Create an operator account; the password (generated unless given) is returned once."""
     if not _USERNAME.fullmatch(username):
@@ -49,11 +60,16 @@ async def create_operator(
             password_hash,
             now_ms,
         )
+        await audit.record(tx, operator, "operator.create", username, {}, now_ms)
     return IssuedOperator(username, password)
 
 
-async def reset_password(db: SqlDatabase, username: str) -> IssuedOperator:
-    """Give an existing operator a new generated password (demo data re-issues it each start)."""
+async def reset_password(
+    db: SqlDatabase, username: str, *, operator: str = audit.SYSTEM, now_ms: int | None = None
+) -> IssuedOperator:
+    """Give an existing operator a new generated password, ending their console sign-ins
+    (demo data re-issues it each start). Audited as ``operator.reset_password``."""
+    now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     password = new_password()
     password_hash = await asyncio.to_thread(hash_password, password)
     async with db.transaction() as tx:
@@ -63,8 +79,9 @@ async def reset_password(db: SqlDatabase, username: str) -> IssuedOperator:
             password_hash,
             username,
         )
-    if changed != 1:
-        raise OperatorError(f"no operator named {username!r}")
+        if changed != 1:
+            raise OperatorError(f"no operator named {username!r}")
+        await audit.record(tx, operator, "operator.reset_password", username, {}, now_ms)
     return IssuedOperator(username, password)
 
 
@@ -96,10 +113,28 @@ async def web_generation(db: SqlDatabase, username: str) -> int | None:
     return None if row is None else int(row["web_generation"])
 
 
-async def sign_out(db: SqlDatabase, username: str) -> None:
-    """End every console sign-in of this operator (every cookie issued before now)."""
+async def sign_out(db: SqlDatabase, username: str, *, now_ms: int | None = None) -> None:
+    """End every console sign-in of this operator (every cookie issued before now); audited as
+    ``sign_out`` by the operator."""
+    now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     async with db.transaction() as tx:
         await tx.execute(
             "UPDATE operators SET web_generation = web_generation + 1 WHERE username = $1",
             username,
         )
+        await audit.record(tx, username, "sign_out", None, {}, now_ms)
+
+
+async def record_sign_in(
+    db: SqlDatabase, username: str, *, succeeded: bool, address: str | None, now_ms: int
+) -> None:
+    """Record a console sign-in attempt (``sign_in`` or ``sign_in.failed`` with the address).
+
+    An attempt changes no account, so it has no change to share a transaction with; it is the
+    one audit entry written on its own.
+    """
+    async with db.transaction() as tx:
+        if succeeded:
+            await audit.record(tx, username, "sign_in", None, {}, now_ms)
+        else:
+            await audit.record(tx, username, "sign_in.failed", None, {"address": address}, now_ms)

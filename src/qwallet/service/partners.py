@@ -9,6 +9,15 @@ Payment settings (docs/payments.md) are the operator's, per partner:
   (``sandbox_card``) needs ``sandbox = 1``; the database refuses anything else and
   ``sandbox_violations`` finds a row that got around it (``qwallet serve`` then refuses to start).
 - ``allow_http_callback``: a callback URL must be ``https`` unless this is set.
+
+Secrets: the Wallet API password is stored as a scrypt hash and returned once. The payment
+callback secret and the Query Withdrawal password (the platform's credentials at the partner) are
+stored in clear because the platform signs and authenticates with them; each is returned only by
+the call that set it, never listed and never written to the audit log.
+
+Every function that changes a partner is one operator use case: it owns its transaction and
+writes its audit entry (``qwallet.service.audit``) inside it, so the change and its record commit
+together or not at all. ``operator`` names who made it (see ``audit`` for the entry points' names).
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,10 +41,16 @@ from qwallet.payments.methods import (
 )
 from qwallet.service import audit
 from qwallet.service.credentials import hash_password, new_password
-from qwallet.store.sql import SqlDatabase, SqlTransaction
+from qwallet.store.sql import Row, SqlDatabase, SqlTransaction
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 MAX_URL_CHARS = 2000
+MAX_DISPLAY_NAME_CHARS = 200
+# The Query Withdrawal credentials go into an HTTP Basic header at the partner.
+_QUERY_USERNAME = re.compile(r"[^\x00-\x20:\x7f]{1,64}")
+MIN_QUERY_PASSWORD_CHARS = 8
+MAX_QUERY_PASSWORD_CHARS = 256
+DEFAULT_QUERY_USERNAME = "qwallet"
 
 
 class OperatorError(ValueError):
@@ -45,6 +62,56 @@ class IssuedCredential:
     partner: str
     username: str
     password: str  # shown once: only its hash is stored
+
+
+@dataclass(frozen=True, slots=True)
+class NewPartner:
+    """What a new partner needs to know, returned once by ``create_partner``."""
+
+    partner: str
+    username: str  # Wallet API (Basic) username: the partner's name
+    password: str  # Wallet API password: only its hash is stored
+    callback_secret: str  # signs the payment callbacks (spec §2.3)
+    query_username: str  # the platform's user at the partner's Query Withdrawal endpoint
+    # Its password when the platform generated it; None when the operator supplied it.
+    query_password: str | None
+
+    @property
+    def credential(self) -> IssuedCredential:
+        return IssuedCredential(self.partner, self.username, self.password)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryCredentials:
+    partner: str
+    username: str
+    password: str | None  # the generated password (shown once); None when it was supplied
+
+
+def new_secret() -> str:
+    """A callback secret or a Query Withdrawal password: 192 random bits, URL-safe."""
+    return secrets.token_urlsafe(24)
+
+
+def check_query_username(username: str | None) -> str:
+    username = (username or "").strip() or DEFAULT_QUERY_USERNAME
+    if not _QUERY_USERNAME.fullmatch(username):
+        raise OperatorError(
+            "the Query Withdrawal username must be 1-64 characters without spaces, ':'"
+            " or control characters"
+        )
+    return username
+
+
+def check_query_password(password: str) -> str:
+    if not MIN_QUERY_PASSWORD_CHARS <= len(password) <= MAX_QUERY_PASSWORD_CHARS or any(
+        ch < " " or ch == "\x7f" for ch in password
+    ):
+        raise OperatorError(
+            f"the Query Withdrawal password must be {MIN_QUERY_PASSWORD_CHARS}"
+            f"-{MAX_QUERY_PASSWORD_CHARS} characters without control characters"
+        )
+    return password
 
 
 def normalize_cidrs(cidrs: list[str]) -> list[str]:
@@ -132,14 +199,22 @@ async def create_partner(
     sandbox: bool = False,
     payment_methods: Sequence[str] = DEFAULT_METHODS,
     allow_http_callback: bool = False,
-    operator: str | None = None,
+    display_name: str | None = None,
+    query_username: str | None = None,
+    query_password: str | None = None,
+    operator: str = audit.SYSTEM,
     require_payment_currency: bool = False,
-) -> IssuedCredential:
-    """Create a partner; its username is its name, its password is returned once.
+) -> NewPartner:
+    """Create a partner with everything it needs to integrate, in one transaction with its
+    ``partner.create`` audit entry.
+
+    Issued at once: the Wallet API credential (username = name, password returned once), the
+    payment callback secret, and the platform's Query Withdrawal credentials at the partner
+    (``query_username``, default ``qwallet``; ``query_password``, generated unless given). A
+    partner made by any entry point can therefore receive signed callbacks from the start.
 
     ``payment_currency`` may be left out only for a partner that uses the Wallet API alone
-    (it takes no orders until one is set); the operator's CLI and console require it. With
-    ``operator`` the creation is written to the audit log in the same transaction.
+    (it takes no orders until one is set); the operator's CLI and console require it.
     """
     if not _NAME.fullmatch(name):
         raise OperatorError(
@@ -152,38 +227,59 @@ async def create_partner(
     methods = _methods(payment_methods, sandbox=sandbox)
     if payment_currency is None and require_payment_currency:
         raise OperatorError("a payment currency is required (--payment-currency)")
+    shown_name = (display_name or "").strip()[:MAX_DISPLAY_NAME_CHARS] or None
+    query_user = check_query_username(query_username)
+    generated_query_password = None if query_password else new_secret()
+    stored_query_password = query_password or generated_query_password
+    assert stored_query_password is not None
+    check_query_password(stored_query_password)
+    callback_secret = new_secret()
     currency_code = None if payment_currency is None else payment_currency.code
     async with db.transaction() as tx:
         if await tx.fetchrow("SELECT id FROM partners WHERE name = $1", name):
             raise OperatorError(f"a partner named {name!r} already exists")
         await tx.execute(
-            "INSERT INTO partners (name, ip_allow, client_url, callback_url, query_url,"
-            " payment_currency, sandbox, payment_methods, allow_http_callback, created_at_ms)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO partners (name, display_name, ip_allow, client_url, callback_url,"
+            " query_url, query_username, query_password, callback_secret, payment_currency,"
+            " sandbox, payment_methods, allow_http_callback, created_at_ms)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             name,
+            shown_name,
             json.dumps(cidrs) if cidrs else None,
             client_url,
             callback_url,
             query_url,
+            query_user,
+            stored_query_password,
+            callback_secret,
             currency_code,
             int(sandbox),
             methods,
             int(allow_http_callback),
             now_ms,
         )
-        if operator is not None:
-            details = {
-                "clientUrl": client_url,
-                "callbackUrl": callback_url,
-                "queryUrl": query_url,
-                "ipAllow": cidrs,
-                "paymentCurrency": currency_code,
-                "sandbox": sandbox,
-                "paymentMethods": methods,
-                "allowHttpCallback": allow_http_callback,
-            }
-            await audit.record(tx, operator, "partner.create", name, details, now_ms)
-        return await _issue(tx, await _partner_id(tx, name), name, now_ms)
+        details = {
+            "displayName": shown_name,
+            "clientUrl": client_url,
+            "callbackUrl": callback_url,
+            "queryUrl": query_url,
+            "queryUsername": query_user,
+            "ipAllow": cidrs,
+            "paymentCurrency": currency_code,
+            "sandbox": sandbox,
+            "paymentMethods": methods,
+            "allowHttpCallback": allow_http_callback,
+        }
+        await audit.record(tx, operator, "partner.create", name, details, now_ms)
+        credential = await _issue(tx, await _partner_id(tx, name), name, now_ms)
+    return NewPartner(
+        name,
+        credential.username,
+        credential.password,
+        callback_secret,
+        query_user,
+        generated_query_password,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +298,12 @@ class PartnerUpdate:
 
 
 async def update_partner(
-    db: SqlDatabase, name: str, change: PartnerUpdate, *, operator: str, now_ms: int
+    db: SqlDatabase,
+    name: str,
+    change: PartnerUpdate,
+    *,
+    operator: str = audit.SYSTEM,
+    now_ms: int,
 ) -> dict[str, Any]:
     """Apply ``change`` in one transaction, audited when anything changed; return the settings
     that changed (camelCase names, new values).
@@ -240,7 +341,11 @@ async def update_partner(
             else check_url(change.query_url),
             "query_username": row["query_username"]
             if change.query_username is None
-            else (change.query_username.strip() or None),
+            else (
+                check_query_username(change.query_username)
+                if change.query_username.strip()
+                else None
+            ),
             "ip_allow": row["ip_allow"]
             if change.ip_allow is None
             else _cidr_json(normalize_cidrs(list(change.ip_allow))),
@@ -303,10 +408,13 @@ async def sandbox_violations(db: SqlDatabase) -> list[str]:
 MAX_ACTIVE_CREDENTIALS = 2
 
 
-async def rotate_credentials(db: SqlDatabase, name: str, now_ms: int) -> IssuedCredential:
+async def rotate_credentials(
+    db: SqlDatabase, name: str, now_ms: int, *, operator: str = audit.SYSTEM
+) -> IssuedCredential:
     """Issue a new password; the old ones stay valid until ``revoke_old_credentials``.
 
     Refused while the partner already has ``MAX_ACTIVE_CREDENTIALS`` active credentials.
+    Audited as ``partner.rotate_wallet_password``.
     """
     async with db.transaction() as tx:
         partner_id = await _partner_id(tx, name)
@@ -324,29 +432,101 @@ async def rotate_credentials(db: SqlDatabase, name: str, now_ms: int) -> IssuedC
                 f"partner {name!r} already has {active} active credentials (at most"
                 f" {MAX_ACTIVE_CREDENTIALS}): revoke the old credentials first"
             )
-        return await _issue(tx, partner_id, name, now_ms)
+        credential = await _issue(tx, partner_id, name, now_ms)
+        await audit.record(tx, operator, "partner.rotate_wallet_password", name, {}, now_ms)
+    return credential
 
 
-async def revoke_old_credentials(db: SqlDatabase, name: str, now_ms: int) -> int:
-    """Revoke every credential of the partner except the newest; returns how many."""
+async def revoke_old_credentials(
+    db: SqlDatabase, name: str, now_ms: int, *, operator: str = audit.SYSTEM
+) -> int:
+    """Revoke every credential of the partner except the newest; returns how many.
+    Audited as ``partner.revoke_old_credentials``."""
     async with db.transaction() as tx:
         partner_id = await _partner_id(tx, name)
-        return await tx.execute(
+        count = await tx.execute(
             "UPDATE partner_credentials SET revoked_at_ms = $1"
             " WHERE partner_id = $2 AND revoked_at_ms IS NULL AND id <> ("
             " SELECT MAX(id) FROM partner_credentials WHERE partner_id = $2)",
             now_ms,
             partner_id,
         )
+        await audit.record(
+            tx, operator, "partner.revoke_old_credentials", name, {"revoked": count}, now_ms
+        )
+    return count
 
 
-async def set_allow_list(db: SqlDatabase, name: str, cidrs: list[str]) -> list[str]:
+async def rotate_callback_secret(
+    db: SqlDatabase, name: str, now_ms: int, *, operator: str = audit.SYSTEM
+) -> str:
+    """Replace the payment callback secret at once (the partner must switch to it); the new
+    secret is returned once. Audited as ``partner.rotate_callback_secret``."""
+    secret = new_secret()
+    async with db.transaction() as tx:
+        partner_id = await _partner_id(tx, name)
+        await tx.execute(
+            "UPDATE partners SET callback_secret = $1 WHERE id = $2", secret, partner_id
+        )
+        await audit.record(tx, operator, "partner.rotate_callback_secret", name, {}, now_ms)
+    return secret
+
+
+async def set_query_credentials(
+    db: SqlDatabase,
+    name: str,
+    now_ms: int,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    operator: str = audit.SYSTEM,
+) -> QueryCredentials:
+    """Set the credentials the platform presents at the partner's Query Withdrawal endpoint.
+
+    ``username`` None keeps the current one (``qwallet`` if none); ``password`` None generates
+    a new one, returned once (audited as ``partner.rotate_query_secret``, the console's name),
+    else the given one is stored (``partner.set_query_credentials``). Replaced at once.
+    """
+    generated = None if password is not None else new_secret()
+    stored = check_query_password(password if password is not None else str(generated))
+    lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+    async with db.transaction() as tx:
+        row = await tx.fetchrow(
+            f"SELECT id, query_username FROM partners WHERE name = $1{lock}", name
+        )
+        if row is None:
+            raise OperatorError(f"no partner named {name!r}")
+        user = check_query_username(username if username is not None else row["query_username"])
+        await tx.execute(
+            "UPDATE partners SET query_username = $1, query_password = $2 WHERE id = $3",
+            user,
+            stored,
+            row["id"],
+        )
+        action = "partner.rotate_query_secret" if generated else "partner.set_query_credentials"
+        await audit.record(tx, operator, action, name, {"queryUsername": user}, now_ms)
+    return QueryCredentials(name, user, generated)
+
+
+async def set_allow_list(
+    db: SqlDatabase,
+    name: str,
+    cidrs: list[str],
+    *,
+    operator: str = audit.SYSTEM,
+    now_ms: int | None = None,
+) -> list[str]:
+    """Replace the IP allow-list (empty: any address). Audited as ``partner.set_allow_list``."""
     normalized = normalize_cidrs(cidrs)
+    now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     async with db.transaction() as tx:
         await tx.execute(
             "UPDATE partners SET ip_allow = $1 WHERE id = $2",
             _cidr_json(normalized),
             await _partner_id(tx, name),
+        )
+        await audit.record(
+            tx, operator, "partner.set_allow_list", name, {"ipAllow": normalized}, now_ms
         )
     return normalized
 
@@ -377,3 +557,19 @@ async def list_partners(db: SqlDatabase) -> list[dict[str, object]]:
         }
         for row in rows
     ]
+
+
+async def list_partner_rows(db: SqlDatabase) -> list[Row]:
+    """Every partner's settings for the console, without any secret value: only whether the
+    callback secret and the Query Withdrawal password are set."""
+    async with db.transaction() as tx:
+        return await tx.fetch(
+            "SELECT p.name, p.display_name, p.ip_allow, p.client_url, p.callback_url,"
+            " p.query_url, p.query_username, p.created_at_ms, p.payment_currency, p.sandbox,"
+            " p.payment_methods, p.allow_http_callback,"
+            " CASE WHEN p.callback_secret IS NULL THEN 0 ELSE 1 END AS has_callback_secret,"
+            " CASE WHEN p.query_password IS NULL THEN 0 ELSE 1 END AS has_query_password,"
+            " (SELECT COUNT(*) FROM partner_credentials c"
+            "   WHERE c.partner_id = p.id AND c.revoked_at_ms IS NULL) AS active_credentials"
+            " FROM partners p ORDER BY p.name"
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+from qwallet.service import audit
 from qwallet.service.credentials import DUMMY_HASH, hash_password, new_password, verify_password
 from qwallet.service.partners import OperatorError
 from qwallet.service.sessions import revoke_player_sessions_in
@@ -22,9 +23,16 @@ MAX_PASSWORD_CHARS = 256
 
 
 async def set_player_password(
-    db: SqlDatabase, player_id: str, username: str, now_ms: int, *, password: str | None = None
+    db: SqlDatabase,
+    player_id: str,
+    username: str,
+    now_ms: int,
+    *,
+    password: str | None = None,
+    operator: str = audit.SYSTEM,
 ) -> str:
-    """Give the player a sign-in (replacing any previous one); returns the password, once."""
+    """Give the player a sign-in (replacing any previous one); returns the password, once.
+    Audited as ``player.set_password`` (the username, never the password)."""
     if not USERNAME.fullmatch(username):
         raise OperatorError(
             "username must be 1-64 characters of letters, digits, '_', '.', '@', '-'"
@@ -55,6 +63,9 @@ async def set_player_password(
             username,
             password_hash,
             now_ms,
+        )
+        await audit.record(
+            tx, operator, "player.set_password", player_id, {"username": username}, now_ms
         )
     return password
 

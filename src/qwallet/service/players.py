@@ -3,6 +3,9 @@
 An initial balance and every manual correction is an operator adjustment: an ``adjustments`` row
 plus two ledger entries (operator account against the player's available account), applied in
 the same database transaction as the balance change.
+
+Each change here is one operator use case: one transaction that also writes its audit entry
+(``qwallet.service.audit``), so the money and its record commit together or not at all.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from qwallet.domain import ledger
 from qwallet.domain.money import Currency, format_amount
 from qwallet.domain.sessions import utc_day
+from qwallet.service import audit
 from qwallet.service.partners import OperatorError
 from qwallet.service.sessions import revoke_player_sessions_in
 from qwallet.store.sql import SqlDatabase, SqlTransaction
@@ -23,6 +27,8 @@ class PlayerNotFound(OperatorError):
     """No player has this id (the console answers 404)."""
 
 
+# A reason is read by people in the audit log; the console's form fields hold 500 characters.
+MAX_REASON_CHARS = 500
 LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "zh", "ja", "ko", "ru")
 
 
@@ -36,7 +42,10 @@ async def create_player(
     balance_minor: int = 0,
     daily_withdraw_limit_minor: int | None = None,
     player_id: str | None = None,
+    operator: str = audit.SYSTEM,
 ) -> str:
+    """Create a player and wallet (an initial balance is an adjustment by ``operator``);
+    audited as ``player.create``."""
     if balance_minor < 0 or balance_minor > currency.max_balance_minor:
         raise OperatorError("initial balance must be between 0 and the currency's maximum")
     if language not in LANGUAGES:
@@ -63,8 +72,18 @@ async def create_player(
         )
         if balance_minor:
             await _adjust(
-                tx, player_id, currency, balance_minor, "initial balance", "system", now_ms
+                tx, player_id, currency, balance_minor, "initial balance", operator, now_ms
             )
+        details = {
+            "nickname": nickname,
+            "currency": currency.code,
+            "language": language,
+            "balance": format_amount(balance_minor, currency),
+            "dailyWithdrawLimit": None
+            if daily_withdraw_limit_minor is None
+            else format_amount(daily_withdraw_limit_minor, currency),
+        }
+        await audit.record(tx, operator, "player.create", player_id, details, now_ms)
     return player_id
 
 
@@ -124,9 +143,12 @@ async def adjust_balance(
     operator: str,
     now_ms: int,
 ) -> str:
-    """A manual credit (positive) or debit (negative); the reason is mandatory."""
+    """A manual credit (positive) or debit (negative); the reason is mandatory. The balance,
+    the ledger entries and the ``player.adjust`` audit entry are one transaction."""
     if not reason.strip():
         raise OperatorError("an adjustment needs a reason")
+    if len(reason) > MAX_REASON_CHARS:
+        raise OperatorError(f"a reason is at most {MAX_REASON_CHARS} characters")
     if amount_minor == 0:
         raise OperatorError("an adjustment cannot be zero")
     async with db.transaction() as tx:
@@ -135,16 +157,35 @@ async def adjust_balance(
             raise PlayerNotFound(f"no player {player_id}")
         if row["currency"] != currency.code:
             raise OperatorError(f"player's wallet is in {row['currency']}, not {currency.code}")
-        return await _adjust(tx, player_id, currency, amount_minor, reason, operator, now_ms)
+        adjustment_id = await _adjust(
+            tx, player_id, currency, amount_minor, reason, operator, now_ms
+        )
+        details = {
+            "amount": format_amount(amount_minor, currency),
+            "currency": currency.code,
+            "reason": reason,
+            "adjustmentId": adjustment_id,
+        }
+        await audit.record(tx, operator, "player.adjust", player_id, details, now_ms)
+    return adjustment_id
 
 
 async def set_blocked(
-    db: SqlDatabase, player_id: str, blocked: bool, *, now_ms: int | None = None
+    db: SqlDatabase,
+    player_id: str,
+    blocked: bool,
+    *,
+    now_ms: int | None = None,
+    operator: str = audit.SYSTEM,
+    reason: str | None = None,
 ) -> None:
     """Block or unblock. Blocking also ends the player's browser sign-ins (``web_generation``)
     and revokes their game session tokens, in the same transaction: nothing started before the
-    block keeps working, except confirm and rollback of money already held."""
+    block keeps working, except confirm and rollback of money already held. Audited as
+    ``player.block`` / ``player.unblock`` with the reason."""
     now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    if reason is not None and len(reason) > MAX_REASON_CHARS:
+        raise OperatorError(f"a reason is at most {MAX_REASON_CHARS} characters")
     async with db.transaction() as tx:
         if blocked:
             changed = await tx.execute(
@@ -158,8 +199,11 @@ async def set_blocked(
             changed = await tx.execute(
                 "UPDATE players SET status = 'active' WHERE id = $1", player_id
             )
-    if changed != 1:
-        raise PlayerNotFound(f"no player {player_id}")
+        if changed != 1:
+            raise PlayerNotFound(f"no player {player_id}")
+        action = "player.block" if blocked else "player.unblock"
+        details = {"reason": (reason or "").strip() or None}
+        await audit.record(tx, operator, action, player_id, details, now_ms)
 
 
 async def show_player(

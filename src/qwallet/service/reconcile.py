@@ -7,6 +7,10 @@ Checks, each a single query so it runs on either database:
 3. ``held`` equals the pending withdrawals and ``pending_in`` the pending deposits;
 4. every transaction has exactly the entries its state implies (2 while pending, 4 when final,
    none for a rollback that arrived before its original).
+
+``reconcile`` only reads. ``run_reconcile`` is the operator's run (console, ``qwallet
+reconcile``): the same checks with a ``reconcile.run`` audit entry in the same transaction, so
+the log shows what the checks saw.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from qwallet.store.sql import SqlDatabase
+from qwallet.service import audit
+from qwallet.store.sql import SqlDatabase, SqlTransaction
 
 MAX_LISTED = 100
 
@@ -100,23 +105,35 @@ class ReconciliationReport:
 
 async def reconcile(db: SqlDatabase) -> ReconciliationReport:
     async with db.transaction() as tx:
-        counts = await tx.fetchrow(_COUNTS)
-        assert counts is not None
-        report = ReconciliationReport(
-            players=int(counts["players"]),
-            transactions=int(counts["transactions"]),
-            entries=int(counts["entries"]),
+        return await _reconcile_in(tx)
+
+
+async def run_reconcile(db: SqlDatabase, *, operator: str, now_ms: int) -> ReconciliationReport:
+    async with db.transaction() as tx:
+        report = await _reconcile_in(tx)
+        details = {"ok": report.ok, "players": report.players, "transactions": report.transactions}
+        await audit.record(tx, operator, "reconcile.run", None, details, now_ms)
+    return report
+
+
+async def _reconcile_in(tx: SqlTransaction) -> ReconciliationReport:
+    counts = await tx.fetchrow(_COUNTS)
+    assert counts is not None
+    report = ReconciliationReport(
+        players=int(counts["players"]),
+        transactions=int(counts["transactions"]),
+        entries=int(counts["entries"]),
+    )
+    for query, target in (
+        (_UNBALANCED, report.unbalanced),
+        (_BALANCES, report.balance_mismatches),
+        (_HOLDS, report.hold_mismatches),
+        (_ENTRY_COUNTS, report.entry_count_mismatches),
+    ):
+        rows = await tx.fetch(query)
+        target.extend(
+            {key: _plain(value) for key, value in row.items()} for row in rows[:MAX_LISTED]
         )
-        for query, target in (
-            (_UNBALANCED, report.unbalanced),
-            (_BALANCES, report.balance_mismatches),
-            (_HOLDS, report.hold_mismatches),
-            (_ENTRY_COUNTS, report.entry_count_mismatches),
-        ):
-            rows = await tx.fetch(query)
-            target.extend(
-                {key: _plain(value) for key, value in row.items()} for row in rows[:MAX_LISTED]
-            )
     return report
 
 

@@ -1,4 +1,10 @@
-"""Game sessions (spec §2.1): a random token bound to player, partner and game."""
+"""Game sessions (spec §2.1): a random token bound to player, partner and game.
+
+A session created by an operator (the CLI, ``POST /api/sessions``) is an operator use case and
+is audited as ``session.create`` in its own transaction (target: the player; the token, a
+secret, is never logged). A player starting a game from the lobby and the demo seed create
+sessions without an operator (``operator=None``): those are not operator actions.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
+from qwallet.service import audit
 from qwallet.service.partners import OperatorError
 from qwallet.store.sql import SqlDatabase, SqlTransaction
 
@@ -54,6 +61,7 @@ async def create_session(
     game_code: str = DEFAULT_GAME,
     language: str | None = None,
     token: str | None = None,
+    operator: str | None = None,
 ) -> IssuedSession:
     """Create a session; ``token`` is only for fixed demo tokens (it refreshes that session)."""
     if not 1 <= len(game_code) <= 64:
@@ -84,6 +92,9 @@ async def create_session(
             idle_timeout_s * 1000,
             expires_at_ms,
         )
+        if operator is not None:
+            details = {"partner": partner, "gameCode": game_code, "expiresAtMs": expires_at_ms}
+            await audit.record(tx, operator, "session.create", player_id, details, now_ms)
     return IssuedSession(
         token,
         launch_url(
