@@ -7,10 +7,15 @@ Checks, each a single query so it runs on either database:
 3. ``held`` equals the pending withdrawals and ``pending_in`` the pending deposits;
 4. every transaction has exactly the entries its state implies (2 while pending, 4 when final,
    none for a rollback that arrived before its original).
+
+Every run is recorded (``reconcile_runs``: time, ok, number of differences) in a transaction of
+its own after the checks, so that every server's ``/metrics`` exports the newest result
+(``qwallet_reconcile_last_ok``) whichever process ran it: ``qwallet reconcile`` or the console.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +82,16 @@ class ReconciliationReport:
     entry_count_mismatches: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def problems(self) -> int:
+        """How many differences were listed (each kind is capped at ``MAX_LISTED``)."""
+        return (
+            len(self.unbalanced)
+            + len(self.balance_mismatches)
+            + len(self.hold_mismatches)
+            + len(self.entry_count_mismatches)
+        )
+
+    @property
     def ok(self) -> bool:
         return not (
             self.unbalanced
@@ -98,7 +113,31 @@ class ReconciliationReport:
         }
 
 
-async def reconcile(db: SqlDatabase) -> ReconciliationReport:
+async def reconcile(
+    db: SqlDatabase, *, record: bool = True, now_ms: int | None = None
+) -> ReconciliationReport:
+    """Run every check; with ``record`` (the default) store the result for the monitoring."""
+    report = await _check(db)
+    if record:
+        at_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        async with db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO reconcile_runs (at_ms, ok, problems) VALUES ($1, $2, $3)",
+                at_ms,
+                int(report.ok),
+                report.problems,
+            )
+    return report
+
+
+async def last_run(db: SqlDatabase) -> tuple[int, bool] | None:
+    """(time in ms, ok) of the newest recorded run, or ``None`` when none was recorded."""
+    async with db.transaction() as tx:
+        row = await tx.fetchrow("SELECT at_ms, ok FROM reconcile_runs ORDER BY id DESC LIMIT 1")
+    return None if row is None else (int(row["at_ms"]), bool(row["ok"]))
+
+
+async def _check(db: SqlDatabase) -> ReconciliationReport:
     async with db.transaction() as tx:
         counts = await tx.fetchrow(_COUNTS)
         assert counts is not None
