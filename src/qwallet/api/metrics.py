@@ -254,6 +254,7 @@ class MetricsEndpoint:
             settings.metrics_allow, settings.metrics_token, settings.trusted_proxies
         )
         self._gauges: DatabaseGaugeCache | None = None
+        self._currencies = tuple(currency.code for currency in settings.currencies)
 
     def start(self, store: SqlDatabase) -> None:
         self._gauges = DatabaseGaugeCache(
@@ -269,7 +270,7 @@ class MetricsEndpoint:
                 status_code=403,
             )
         POOLS.sample()
-        body, content_type = exposition(await self._gauges.read(now_ms))
+        body, content_type = exposition(await self._gauges.read(now_ms), self._currencies)
         return Response(body, media_type=content_type)
 
 
@@ -281,10 +282,13 @@ def _caller(request: Request) -> tuple[str | None, bytes | None, bytes | None]:
     return peer, forwarded_for(headers), authorization
 
 
-def exposition(gauges: DatabaseGauges | None) -> tuple[bytes, str]:
+def exposition(
+    gauges: DatabaseGauges | None, currencies: tuple[str, ...] = ()
+) -> tuple[bytes, str]:
     """The ``/metrics`` body: the registry (every process's, in multiprocess mode), then this
     process's build and the database gauges from :class:`DatabaseGaugeCache` (``None``: the
-    database did not answer, so only ``qwallet_ready 0``)."""
+    database did not answer, so only ``qwallet_ready 0``). Held funds are listed for every
+    configured currency (0 when nothing is held) and any other one that has holds."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -309,7 +313,9 @@ def exposition(gauges: DatabaseGauges | None) -> tuple[bytes, str]:
             "# TYPE qwallet_pending_hold_minor gauge",
             *(
                 f'qwallet_pending_hold_minor{{currency="{_label(code)}"}} {amount}'
-                for code, amount in sorted(gauges.pending_hold_minor.items())
+                for code, amount in sorted(
+                    ({code: 0 for code in currencies} | gauges.pending_hold_minor).items()
+                )
             ),
             "# HELP qwallet_overdue_holds Pending withdrawals older than the hold window"
             " (QWALLET_HOLD_WINDOW_S): the hold resolver's to resolve.",

@@ -45,6 +45,8 @@ RESOLUTIONS = Counter(
     "Hold resolutions by action (confirmed, rolled_back, retry_later, already_final).",
     ["action"],
 )
+for _action in ("confirmed", "rolled_back", "retry_later", "already_final"):
+    RESOLUTIONS.labels(_action)  # a series from the start: a rate would miss its first increment
 
 PartnerStatus = Literal["CONFIRMED", "ROLLED_BACK", "PENDING", "UNKNOWN"]
 MAX_ANSWER_BYTES = 16 * 1024
