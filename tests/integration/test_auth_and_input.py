@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 from typing import Any
 
 import httpx
@@ -378,7 +379,10 @@ def test_health_ready_metrics_openapi(new_wallet: Any, server: LiveServer) -> No
     wallet: Wallet = new_wallet("10.00")
     wallet.money("withdraw", "metric-1", "1.00")
     with httpx.Client(base_url=server.url) as client:
-        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/healthz").json() == {
+            "status": "ok",
+            "version": importlib.metadata.version("qwallet"),
+        }
         assert client.get("/readyz").json() == {"status": "ok"}
         metrics = client.get("/metrics").text
         assert 'qwallet_requests_total{code="0",endpoint="withdraw"}' in metrics

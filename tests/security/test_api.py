@@ -387,7 +387,9 @@ def test_metrics_scrape_flood_costs_no_queries(
     time; refused scrapes cost none."""
     queries = Counter()
     monkeypatch.setattr(
-        metrics_module, "read_pending_holds", queries.wrap_async(metrics_module.read_pending_holds)
+        metrics_module,
+        "read_database_gauges",
+        queries.wrap_async(metrics_module.read_database_gauges),
     )
     cache_s = 6.0  # long enough for the steps below on a busy machine
     live = LiveServer(

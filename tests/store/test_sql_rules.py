@@ -195,7 +195,7 @@ def test_migration_0006_replaces_the_0005_functions(backend: Backend) -> None:
     asyncio.run(_admin(PG_URL, f"CREATE DATABASE {name}"))
     url = _with_database(PG_URL, name)
     try:
-        upgrade(url, "0005_web")
+        upgrade(url, "0005")
         # What 0002/0005 left behind, standing in for their PL/pgSQL body: answers 999.
         asyncio.run(
             fetch(
@@ -209,7 +209,7 @@ def test_migration_0006_replaces_the_0005_functions(backend: Backend) -> None:
         upgrade(url)
         rows = asyncio.run(fetch(url, "SELECT * FROM wallet_v1_session(1, 'none', 0)"))
         assert rows[0]["code"] == ErrorCode.UNKNOWN_SESSION
-        command.downgrade(alembic_config(url), "0005_web")  # keeps working functions
+        command.downgrade(alembic_config(url), "0005")  # keeps working functions
         rows = asyncio.run(fetch(url, "SELECT * FROM wallet_v1_session(1, 'none', 0)"))
         assert rows[0]["code"] == ErrorCode.UNKNOWN_SESSION
     finally:

@@ -32,6 +32,7 @@ from qwallet.api.hygiene import RequestHygiene
 from qwallet.api.operator import OperatorAPI
 from qwallet.api.wallet import PREFIX, WalletAPI, request_id_from
 from qwallet.clock import Clock, SystemClock
+from qwallet.monitoring import build
 from qwallet.resolver import running as running_resolver
 from qwallet.settings import Settings
 from qwallet.store.factory import Store, open_store
@@ -162,7 +163,7 @@ class QWalletApp:
     # -- routes -----------------------------------------------------------------------------
 
     async def _healthz(self, _request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "version": build.version()})
 
     async def _readyz(self, _request: Request) -> Response:
         assert self.store is not None
@@ -173,7 +174,7 @@ class QWalletApp:
         return JSONResponse({"status": "ok"})
 
     async def _metrics(self, request: Request) -> Response:
-        return await self._metrics_endpoint(request)
+        return await self._metrics_endpoint(request, self.clock.now_ms())
 
     async def _openapi(self, _request: Request) -> Response:
         document = _package_file("qwallet.api", "openapi.json")

@@ -1,29 +1,35 @@
-"""Prometheus metrics: requests by endpoint and error code, latency, pending holds.
+"""Prometheus metrics: requests by endpoint and error code, latency, the database gauges.
 
 With several worker processes (``serve --workers N``) the CLI sets ``PROMETHEUS_MULTIPROC_DIR``
-before the workers start, and ``/metrics`` aggregates every process's samples.
+before the workers start, and ``/metrics`` aggregates every process's samples. The metrics of
+the background workers (payment delivery, hold resolver) are in ``qwallet.monitoring.instruments``;
+the rules and the dashboard built on all of them in ``qwallet.monitoring`` (docs/operations.md).
 
 ``/metrics`` is not public: :class:`MetricsAccess` lets in the addresses of
 ``settings.metrics_allow`` (the client address by the trusted-proxy rule of
 ``qwallet.api.auth``) and requests with ``Authorization: Bearer <settings.metrics_token>``
-(compared in constant time); everyone else gets 403. The gauges read from the database come from
-:class:`PendingHoldsGauge`, refreshed at most every ``settings.metrics_cache_s`` per process, so
-a flood of scrapes costs no queries.
+(compared in constant time); everyone else gets 403. The gauges read from the database (pending
+and overdue holds, the newest reconciliation) come from :class:`DatabaseGaugeCache`, refreshed at
+most every ``settings.metrics_cache_s`` per process, so a flood of scrapes costs no queries; when
+the database does not answer, the scrape still answers, with ``qwallet_ready 0``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -33,10 +39,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from qwallet.api.auth import ClientAddressResolver, forwarded_for, networks
+from qwallet.monitoring import build
 from qwallet.settings import Settings
 from qwallet.store.sql import SqlDatabase
 
+logger = logging.getLogger("qwallet.api.metrics")
+
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+DATABASE_READ_TIMEOUT_S = 2.0
+"""A scrape waits no longer for the database gauges: Prometheus must get an answer (with
+``qwallet_ready 0``) while the database is down, well within its scrape timeout."""
+POOL_SAMPLE_S = 1.0
 
 REQUESTS = Counter(
     "qwallet_requests_total",
@@ -48,6 +62,23 @@ LATENCY = Histogram(
     "Wallet API request latency, from the first byte of the request to the answer.",
     ["endpoint"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+
+POOL_OPEN = Gauge(
+    "qwallet_db_pool_connections_open",
+    "PostgreSQL connections open in the pools of the server processes.",
+    multiprocess_mode="livesum",
+)
+POOL_IN_USE = Gauge(
+    "qwallet_db_pool_connections_in_use",
+    "PostgreSQL connections taken from the pools of the server processes (busy).",
+    multiprocess_mode="livesum",
+)
+POOL_MAX = Gauge(
+    "qwallet_db_pool_connections_max",
+    "The most connections the pools of the server processes may open (QWALLET_PG_POOL_MAX each).",
+    multiprocess_mode="livesum",
 )
 
 
@@ -63,6 +94,7 @@ def observe(endpoint: str, code: int, duration_s: float) -> None:
         _children[(endpoint, code)] = children
     children[0].inc()
     children[1].observe(duration_s)
+    POOLS.maybe_sample()
 
 
 class MetricsAccess:
@@ -86,54 +118,131 @@ class MetricsAccess:
         return address is not None and any(address in network for network in self._allow)
 
 
-PendingHolds = tuple[int, dict[str, int]]
+@dataclass(frozen=True, slots=True)
+class DatabaseGauges:
+    """What ``/metrics`` reads from the database, in one transaction."""
+
+    pending_holds: int
+    pending_hold_minor: dict[str, int]
+    overdue_holds: int
+    # (time in ms, ok) of the newest recorded reconciliation, None if none was recorded.
+    last_reconcile: tuple[int, bool] | None
 
 
-async def read_pending_holds(store: SqlDatabase) -> PendingHolds:
-    """Pending withdrawals and their held amounts per currency: one query."""
+_PENDING = (
+    "SELECT currency, COUNT(*) AS holds, SUM(amount_minor) AS held,"
+    " SUM(CASE WHEN created_at_ms <= $1 THEN 1 ELSE 0 END) AS overdue"
+    " FROM transactions WHERE state = 'pending' AND kind = 'withdrawal' GROUP BY currency"
+)
+_LAST_RECONCILE = "SELECT at_ms, ok FROM reconcile_runs ORDER BY id DESC LIMIT 1"
+
+
+async def read_database_gauges(store: SqlDatabase, overdue_cutoff_ms: int) -> DatabaseGauges:
+    """Pending withdrawals (held amounts per currency, how many were created at or before
+    ``overdue_cutoff_ms``: the hold resolver's window) and the newest reconciliation result."""
     async with store.transaction() as tx:
-        rows = await tx.fetch(
-            "SELECT currency, COUNT(*) AS holds, SUM(amount_minor) AS held FROM transactions"
-            " WHERE state = 'pending' AND kind = 'withdrawal' GROUP BY currency"
-        )
-    return (
-        sum(int(row["holds"]) for row in rows),
-        {str(row["currency"]): int(row["held"]) for row in rows},
+        rows = await tx.fetch(_PENDING, overdue_cutoff_ms)
+        reconciled = await tx.fetchrow(_LAST_RECONCILE)
+    return DatabaseGauges(
+        pending_holds=sum(int(row["holds"]) for row in rows),
+        pending_hold_minor={str(row["currency"]): int(row["held"]) for row in rows},
+        overdue_holds=sum(int(row["overdue"]) for row in rows),
+        last_reconcile=(
+            None if reconciled is None else (int(reconciled["at_ms"]), bool(reconciled["ok"]))
+        ),
     )
 
 
-class PendingHoldsGauge:
-    """The pending-holds gauges, read at most every ``max_age_s``; concurrent scrapes of a stale
-    value share one read."""
+class DatabaseGaugeCache:
+    """The database gauges, read at most every ``max_age_s``; concurrent scrapes of a stale
+    value share one read. A read that fails or takes longer than ``timeout_s`` gives ``None``
+    (the database is not answering: ``qwallet_ready 0``) and is cached as well, so that a flood
+    of scrapes during an outage costs one attempt per ``max_age_s`` and never hangs a scrape."""
 
     def __init__(
         self,
         store: SqlDatabase,
         max_age_s: float,
+        hold_window_s: int,
         *,
+        timeout_s: float = DATABASE_READ_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._max_age_s = max_age_s
+        self._hold_window_ms = hold_window_s * 1000
+        self._timeout_s = timeout_s
         self._clock = clock
-        self._value: PendingHolds | None = None
-        self._read_at = 0.0
+        self._value: DatabaseGauges | None = None
+        self._read_at: float | None = None
         self._lock = asyncio.Lock()
 
-    def _fresh(self) -> PendingHolds | None:
-        if self._value is not None and self._clock() - self._read_at < self._max_age_s:
-            return self._value
-        return None
+    def _fresh(self) -> bool:
+        return self._read_at is not None and self._clock() - self._read_at < self._max_age_s
 
-    async def read(self) -> PendingHolds:
-        if (value := self._fresh()) is not None:
-            return value
+    async def read(self, now_ms: int) -> DatabaseGauges | None:
+        if self._fresh():
+            return self._value
         async with self._lock:
-            if (value := self._fresh()) is not None:  # read by the scrape we waited for
-                return value
-            value = await read_pending_holds(self._store)
-            self._value, self._read_at = value, self._clock()
-            return value
+            if self._fresh():  # read by the scrape we waited for
+                return self._value
+            try:
+                self._value = await asyncio.wait_for(
+                    read_database_gauges(self._store, now_ms - self._hold_window_ms),
+                    timeout=self._timeout_s,
+                )
+            except Exception:
+                logger.warning("metrics: the database gauges could not be read", exc_info=True)
+                self._value = None
+            self._read_at = self._clock()
+            return self._value
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUsage:
+    open: int
+    in_use: int
+    max: int
+
+
+def pool_usage(store: object) -> PoolUsage | None:
+    """The PostgreSQL adapter's asyncpg pool, counted without a query; ``None`` for SQLite
+    (one connection per process, no pool)."""
+    pool = getattr(store, "_pool", None)
+    if pool is None or not hasattr(pool, "get_idle_size"):
+        return None
+    size = int(pool.get_size())
+    return PoolUsage(open=size, in_use=size - int(pool.get_idle_size()), max=pool.get_max_size())
+
+
+class PoolGauges:
+    """This process's pool as gauges summed over the processes (``--workers N``). Sampled when
+    this process answers a scrape, and at most every ``POOL_SAMPLE_S`` while it serves wallet
+    calls (from :func:`observe`), so the sum does not lean on the one process that is scraped."""
+
+    def __init__(self) -> None:
+        self._store: object | None = None
+        self._next_sample = 0.0
+
+    def watch(self, store: object) -> None:
+        self._store = store if pool_usage(store) is not None else None
+        self.sample()
+
+    def sample(self) -> None:
+        usage = pool_usage(self._store) if self._store is not None else None
+        if usage is None:
+            return
+        POOL_OPEN.set(usage.open)
+        POOL_IN_USE.set(usage.in_use)
+        POOL_MAX.set(usage.max)
+        self._next_sample = time.monotonic() + POOL_SAMPLE_S
+
+    def maybe_sample(self) -> None:
+        if self._store is not None and time.monotonic() >= self._next_sample:
+            self.sample()
+
+
+POOLS = PoolGauges()
 
 
 class MetricsEndpoint:
@@ -144,20 +253,24 @@ class MetricsEndpoint:
         self._access = MetricsAccess(
             settings.metrics_allow, settings.metrics_token, settings.trusted_proxies
         )
-        self._gauge: PendingHoldsGauge | None = None
+        self._gauges: DatabaseGaugeCache | None = None
+        self._currencies = tuple(currency.code for currency in settings.currencies)
 
     def start(self, store: SqlDatabase) -> None:
-        self._gauge = PendingHoldsGauge(store, self._settings.metrics_cache_s)
+        self._gauges = DatabaseGaugeCache(
+            store, self._settings.metrics_cache_s, self._settings.hold_window_s
+        )
+        POOLS.watch(store)
 
-    async def __call__(self, request: Request) -> Response:
-        assert self._gauge is not None
+    async def __call__(self, request: Request, now_ms: int) -> Response:
+        assert self._gauges is not None
         if not self._access.allowed(*_caller(request)):
             return JSONResponse(
                 {"detail": "Metrics are readable only from an allowed address or with the token."},
                 status_code=403,
             )
-        holds, held_minor = await self._gauge.read()
-        body, content_type = exposition(holds, held_minor)
+        POOLS.sample()
+        body, content_type = exposition(await self._gauges.read(now_ms), self._currencies)
         return Response(body, media_type=content_type)
 
 
@@ -170,9 +283,12 @@ def _caller(request: Request) -> tuple[str | None, bytes | None, bytes | None]:
 
 
 def exposition(
-    pending_holds: int, pending_hold_minor_by_currency: dict[str, int]
+    gauges: DatabaseGauges | None, currencies: tuple[str, ...] = ()
 ) -> tuple[bytes, str]:
-    """The ``/metrics`` body; the pending holds come from :class:`PendingHoldsGauge`."""
+    """The ``/metrics`` body: the registry (every process's, in multiprocess mode), then this
+    process's build and the database gauges from :class:`DatabaseGaugeCache` (``None``: the
+    database did not answer, so only ``qwallet_ready 0``). Held funds are listed for every
+    configured currency (0 when nothing is held) and any other one that has holds."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -180,14 +296,47 @@ def exposition(
     else:
         body = generate_latest()
     lines = [
-        "# HELP qwallet_pending_holds Withdrawals awaiting confirm or rollback.",
-        "# TYPE qwallet_pending_holds gauge",
-        f"qwallet_pending_holds {pending_holds}",
-        "# HELP qwallet_pending_hold_minor Held funds awaiting confirm or rollback, minor units.",
-        "# TYPE qwallet_pending_hold_minor gauge",
+        "# HELP qwallet_build_info The running version (value 1).",
+        "# TYPE qwallet_build_info gauge",
+        f'qwallet_build_info{{version="{_label(build.version())}"}} 1',
+        "# HELP qwallet_ready 1 when the database answered the last metrics read, else 0.",
+        "# TYPE qwallet_ready gauge",
+        f"qwallet_ready {0 if gauges is None else 1}",
     ]
-    lines += [
-        f'qwallet_pending_hold_minor{{currency="{code}"}} {amount}'
-        for code, amount in sorted(pending_hold_minor_by_currency.items())
-    ]
+    if gauges is not None:
+        lines += [
+            "# HELP qwallet_pending_holds Withdrawals awaiting confirm or rollback.",
+            "# TYPE qwallet_pending_holds gauge",
+            f"qwallet_pending_holds {gauges.pending_holds}",
+            "# HELP qwallet_pending_hold_minor Held funds awaiting confirm or rollback, minor"
+            " units.",
+            "# TYPE qwallet_pending_hold_minor gauge",
+            *(
+                f'qwallet_pending_hold_minor{{currency="{_label(code)}"}} {amount}'
+                for code, amount in sorted(
+                    ({code: 0 for code in currencies} | gauges.pending_hold_minor).items()
+                )
+            ),
+            "# HELP qwallet_overdue_holds Pending withdrawals older than the hold window"
+            " (QWALLET_HOLD_WINDOW_S): the hold resolver's to resolve.",
+            "# TYPE qwallet_overdue_holds gauge",
+            f"qwallet_overdue_holds {gauges.overdue_holds}",
+        ]
+        if gauges.last_reconcile is not None:
+            at_ms, ok = gauges.last_reconcile
+            lines += [
+                "# HELP qwallet_reconcile_last_ok 1 when the newest reconciliation found no"
+                " difference, else 0.",
+                "# TYPE qwallet_reconcile_last_ok gauge",
+                f"qwallet_reconcile_last_ok {int(ok)}",
+                "# HELP qwallet_reconcile_last_run_timestamp_seconds Unix time of the newest"
+                " reconciliation.",
+                "# TYPE qwallet_reconcile_last_run_timestamp_seconds gauge",
+                f"qwallet_reconcile_last_run_timestamp_seconds {at_ms / 1000:.3f}",
+            ]
     return body + ("\n".join(lines) + "\n").encode(), CONTENT_TYPE_LATEST
+
+
+def _label(value: str) -> str:
+    """A label value as the text format wants it (backslash, quote and newline escaped)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

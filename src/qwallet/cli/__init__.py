@@ -37,6 +37,7 @@ from qwallet.cli import (
     serve,
     sessions,
 )
+from qwallet.monitoring.command import monitoring_app
 from qwallet.verify import verify as verify_command
 
 COMMANDS: list[tuple[str, Callable[..., Any]]] = [
@@ -57,6 +58,7 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("operators", operators.app),
     ("resolver", resolver.app),
     ("orders", orders.app),
+    ("monitoring", monitoring_app),
 ]
 
 app = typer.Typer(

@@ -28,6 +28,7 @@ import httpx
 
 from qwallet.clock import Clock
 from qwallet.domain.money import CurrencyRegistry, format_amount
+from qwallet.monitoring import instruments
 from qwallet.payments.callback import build_callback, is_acknowledged
 from qwallet.payments.errors import PaymentError
 from qwallet.payments.methods import SANDBOX_METHODS
@@ -205,6 +206,7 @@ class Deliverer:
                 order.id,
                 lease_until_ms,
             )
+        instruments.payment_delivery(outcome)
         log = logger.info if result.delivered else logger.warning
         log(
             "payment callback %s for order %s (%s): status=%s error=%s",

@@ -32,6 +32,7 @@ from prometheus_client import Counter
 
 from qwallet.clock import Clock
 from qwallet.domain.transactions import Kind
+from qwallet.monitoring import instruments
 from qwallet.service import holds
 from qwallet.service.holds import RESOLVER, Resolution
 from qwallet.settings import Settings
@@ -44,6 +45,8 @@ RESOLUTIONS = Counter(
     "Hold resolutions by action (confirmed, rolled_back, retry_later, already_final).",
     ["action"],
 )
+for _action in ("confirmed", "rolled_back", "retry_later", "already_final"):
+    RESOLUTIONS.labels(_action)  # a series from the start: a rate would miss its first increment
 
 PartnerStatus = Literal["CONFIRMED", "ROLLED_BACK", "PENDING", "UNKNOWN"]
 MAX_ANSWER_BYTES = 16 * 1024
@@ -223,11 +226,15 @@ class HoldResolver:
     async def run(self, stop: asyncio.Event, interval_s: float | None = None) -> None:
         """Pass after pass until ``stop`` is set; a failing pass is logged, not fatal."""
         interval = self.settings.hold_resolver_interval_s if interval_s is None else interval_s
+        instruments.resolver_started(interval)
         while not stop.is_set():
             try:
                 await self.run_once()
             except Exception:
                 logger.exception("hold resolver pass failed")
+                instruments.resolver_pass(ok=False)
+            else:
+                instruments.resolver_pass(ok=True)
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 

@@ -9,8 +9,10 @@ Checks, each a single query so it runs on either database:
    none for a rollback that arrived before its original).
 
 ``reconcile`` only reads. ``run_reconcile`` is the operator's run (console, ``qwallet
-reconcile``): the same checks with a ``reconcile.run`` audit entry in the same transaction, so
-the log shows what the checks saw.
+reconcile``): the same checks with a ``reconcile.run`` audit entry and a ``reconcile_runs`` row
+(time, ok, number of differences) in the same transaction, so the log shows what the checks saw
+and every server's ``/metrics`` exports the newest result (``qwallet_reconcile_last_ok``)
+whichever process ran it.
 """
 
 from __future__ import annotations
@@ -82,6 +84,16 @@ class ReconciliationReport:
     entry_count_mismatches: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def problems(self) -> int:
+        """How many differences were listed (each kind is capped at ``MAX_LISTED``)."""
+        return (
+            len(self.unbalanced)
+            + len(self.balance_mismatches)
+            + len(self.hold_mismatches)
+            + len(self.entry_count_mismatches)
+        )
+
+    @property
     def ok(self) -> bool:
         return not (
             self.unbalanced
@@ -104,8 +116,16 @@ class ReconciliationReport:
 
 
 async def reconcile(db: SqlDatabase) -> ReconciliationReport:
+    """Run every check, reading only."""
     async with db.transaction() as tx:
         return await _reconcile_in(tx)
+
+
+async def last_run(db: SqlDatabase) -> tuple[int, bool] | None:
+    """(time in ms, ok) of the newest recorded run, or ``None`` when none was recorded."""
+    async with db.transaction() as tx:
+        row = await tx.fetchrow("SELECT at_ms, ok FROM reconcile_runs ORDER BY id DESC LIMIT 1")
+    return None if row is None else (int(row["at_ms"]), bool(row["ok"]))
 
 
 async def run_reconcile(db: SqlDatabase, *, operator: str, now_ms: int) -> ReconciliationReport:
@@ -113,6 +133,12 @@ async def run_reconcile(db: SqlDatabase, *, operator: str, now_ms: int) -> Recon
         report = await _reconcile_in(tx)
         details = {"ok": report.ok, "players": report.players, "transactions": report.transactions}
         await audit.record(tx, operator, "reconcile.run", None, details, now_ms)
+        await tx.execute(
+            "INSERT INTO reconcile_runs (at_ms, ok, problems) VALUES ($1, $2, $3)",
+            now_ms,
+            int(report.ok),
+            report.problems,
+        )
     return report
 
 

@@ -312,3 +312,16 @@ audit_log = Table(
     Column("details", Text, nullable=True),
     Index("ix_audit_log_at", "at_ms"),
 )
+
+reconcile_runs = Table(
+    "reconcile_runs",
+    metadata,
+    # One row per run of ``qwallet.service.reconcile.reconcile`` (CLI, console): the servers'
+    # /metrics read the newest (qwallet_reconcile_last_ok, qwallet_reconcile_last_run_...).
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("ok", Integer, nullable=False),
+    # How many differences the run found (0 when ok).
+    Column("problems", Integer, nullable=False),
+    CheckConstraint("ok IN (0, 1)", name="ck_reconcile_runs_ok"),
+)

@@ -1,6 +1,6 @@
 """web: confirm and rollback accept a revoked session token (PostgreSQL wallet functions)
 
-Revision ID: 0005_web
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-02
 
@@ -17,7 +17,7 @@ from alembic import op
 
 from qwallet.store.postgres import WALLET_FUNCTIONS_SCRIPT, read_sql, split_sql
 
-revision = "0005_web"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """rules: the wallet functions take the domain's constants as parameters (PostgreSQL)
 
-Revision ID: 0006_rules
-Revises: 0005_web
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-03
 
 ``wallet_v1_session`` and ``wallet_v1_begin`` used to hold the session refresh interval
@@ -25,8 +25,8 @@ from qwallet.store.postgres import (
     wrappers_before_0006,
 )
 
-revision = "0006_rules"
-down_revision = "0005_web"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

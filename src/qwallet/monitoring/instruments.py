@@ -1,0 +1,58 @@
+"""The metrics of the background workers (payment delivery, hold resolver).
+
+They live here, not in ``qwallet.api.metrics``, so that the workers depend on
+``prometheus_client`` only and not on the HTTP layer. Every one works in multiprocess mode
+(``serve --workers N``): counters are summed over the processes, the gauges say how.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Gauge
+
+DELIVERY_OUTCOMES = ("delivered", "retry", "failed")
+
+PAYMENT_DELIVERIES = Counter(
+    "qwallet_payment_deliveries",
+    "Payment callback attempts by outcome: delivered, retry (failed, will be retried), failed"
+    " (the last attempt of a round failed; the order needs an operator).",
+    ["outcome"],
+)
+
+RESOLVER_RUNS = Counter(
+    "qwallet_hold_resolver_runs",
+    "Passes of the hold resolver by result: ok, or failed (the pass itself raised).",
+    ["result"],
+)
+RESOLVER_LAST_SUCCESS = Gauge(
+    "qwallet_hold_resolver_last_success_timestamp_seconds",
+    "Unix time at which a pass of the hold resolver last completed (0: never).",
+    multiprocess_mode="max",  # the most recent pass of any process
+)
+RESOLVER_INTERVAL = Gauge(
+    "qwallet_hold_resolver_interval_seconds",
+    "Pause between two passes of the hold resolver (0 while no process runs one).",
+    multiprocess_mode="livemax",
+)
+
+# Children created up front, so that every outcome is a series (at 0) from the start: a rate over
+# a series that appears at its first increment misses that increment.
+for _outcome in DELIVERY_OUTCOMES:
+    PAYMENT_DELIVERIES.labels(_outcome)
+for _result in ("ok", "failed"):
+    RESOLVER_RUNS.labels(_result)
+
+
+def payment_delivery(outcome: str) -> None:
+    PAYMENT_DELIVERIES.labels(outcome).inc()
+
+
+def resolver_started(interval_s: float) -> None:
+    RESOLVER_INTERVAL.set(interval_s)
+
+
+def resolver_pass(ok: bool) -> None:
+    RESOLVER_RUNS.labels("ok" if ok else "failed").inc()
+    if ok:
+        RESOLVER_LAST_SUCCESS.set(time.time())
