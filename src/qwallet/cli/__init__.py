@@ -19,7 +19,7 @@ With ``--json`` a command prints exactly one JSON object (camelCase keys) on std
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -37,6 +37,7 @@ from qwallet.cli import (
     serve,
     sessions,
 )
+from qwallet.monitoring import build
 from qwallet.monitoring.command import monitoring_app
 from qwallet.verify import verify as verify_command
 
@@ -64,6 +65,30 @@ GROUPS: list[tuple[str, typer.Typer]] = [
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        # The same source as /healthz and qwallet_build_info: the installed package's metadata.
+        typer.echo(f"qwallet {build.version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print `qwallet <version>` and exit.",
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 for _name, _command in COMMANDS:
     app.command(_name)(_command)
 for _name, _group in GROUPS:
