@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_version_option_prints_the_installed_package_version() -> None:
-    done = subprocess.run(  # noqa: S603 - our own command
+    done = subprocess.run(
         [*qwallet_command(), "--version"],
         capture_output=True,
         text=True,
