@@ -72,6 +72,9 @@ class Settings:
     metrics_token: str | None = None
     # The gauges /metrics reads from the database are refreshed at most this often.
     metrics_cache_s: float = 5.0
+    # On SIGTERM a server stops accepting and answers the requests it has read for at most this
+    # long before it closes what is left; the workers then stop and give up their leases.
+    drain_timeout_s: float = 30.0
     # TEST ONLY: "after_commit" makes the Wallet API process exit abruptly (os._exit) after the
     # store call returned and before the answer is sent, with this probability per call. Used by
     # the reliability suite to prove that a caller's retry gets the replayed answer.
@@ -136,6 +139,13 @@ class Settings:
             ),
             metrics_token=env.get("QWALLET_METRICS_TOKEN") or None,
             metrics_cache_s=float(get("METRICS_CACHE_S", "5")),
+            drain_timeout_s=_positive(float(get("DRAIN_TIMEOUT_S", "30")), "DRAIN_TIMEOUT_S"),
             test_crash_point=get("TEST_CRASH_POINT", "") or None,
             test_crash_probability=float(get("TEST_CRASH_PROBABILITY", "1")),
         )
+
+
+def _positive(value: float, name: str) -> float:
+    if not value > 0:  # also refuses NaN
+        raise ValueError(f"QWALLET_{name} must be a positive number of seconds, not {value}")
+    return value

@@ -1,9 +1,13 @@
 """``qwallet players set-password``, a partner set up from the CLI receiving signed payment
-callbacks, and ``qwallet demo``'s guard, as real processes."""
+callbacks, ``qwallet demo``'s guard and its output (the sign-in box, no log lines), as real
+processes."""
 
 from __future__ import annotations
 
+import json
 import secrets
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -11,8 +15,10 @@ import pytest
 from qwallet.partner import IssuedOrder, PaymentCallbackApp, PaymentOrder, SQLiteStore
 from qwallet.service.player_logins import authenticate
 from qwallet.web import demo_launch
-from tests.conftest import Platform
+from tests.conftest import Platform, free_port
+from tests.e2e.test_demo_journey import STARTUP_TIMEOUT_S, newcomer_environment, stop_demo
 from tests.integration.test_cli_and_operator_api import as_json, qwallet
+from tests.integration.test_logs import TEXT_LINE
 from tests.partner.conftest import serve
 
 from .conftest import World, wait_for
@@ -80,3 +86,64 @@ def test_a_partner_created_with_the_cli_receives_signed_callbacks(
         wait_for(lambda: world.attempts(second["orderId"]), what="an attempt with the new secret")
         assert world.attempts(second["orderId"])[0]["http_status"] == 403  # bad_signature
         assert len(delivered) == 1
+
+
+def run_demo(cwd: Path, *options: str) -> tuple[str, str]:
+    """``qwallet demo`` as a newcomer starts it (no terminal here), stopped with SIGTERM once it
+    has printed its sign-ins; returns its stdout and stderr."""
+    arguments = ["demo", "--port", str(free_port()), "--partner-port", str(free_port()), *options]
+    out, err = cwd / "stdout.txt", cwd / "stderr.txt"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(  # our own command, fixed arguments
+            [*demo_launch.qwallet_command(), *arguments],
+            cwd=cwd,
+            env=newcomer_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        done = "{" if "--json" in options else "Press Ctrl-C"
+        while done not in (out.read_text() + err.read_text()):
+            assert process.poll() is None, f"demo exited with {process.returncode}"
+            assert time.monotonic() < deadline, "demo printed no sign-ins"
+            time.sleep(0.2)
+        time.sleep(1.0)  # anything the children would print after the box
+    finally:
+        assert stop_demo(process), "SIGTERM left part of the qwallet demo process tree running"
+    return out.read_text(), err.read_text()
+
+
+def json_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.lstrip().startswith("{")]
+
+
+@pytest.mark.skipif(not demo_launch.demo_partner_available(), reason="no demo game backend")
+def test_demo_json_prints_one_object_and_no_log_lines(tmp_path: Path) -> None:
+    stdout, stderr = run_demo(tmp_path, "--json")
+    lines = stdout.splitlines()
+    assert len(lines) == 1, stdout
+    summary = json.loads(lines[0])
+    assert summary["playerUsername"] and summary["adminPassword"]
+    assert json_lines(stderr) == [], stderr
+    # The children logged, as text, into the files the summary names.
+    for key in ("platformLog", "gameLog"):
+        log = (tmp_path / summary[key]).read_text()
+        assert "Application startup complete" in log and json_lines(log) == [], log
+
+
+@pytest.mark.skipif(not demo_launch.demo_partner_available(), reason="no demo game backend")
+def test_demo_box_has_no_log_lines_around_it(tmp_path: Path) -> None:
+    stdout, stderr = run_demo(tmp_path)
+    output = stdout + stderr
+    assert json_lines(output) == [], output
+    assert "uvicorn" not in output and "Application startup" not in output, output
+    box = [line.strip() for line in output.splitlines() if line.strip()]
+    assert box[0].startswith("Demo running. Lobby: http://127.0.0.1:"), box
+    assert box[1].startswith("Player sign-in: demo / "), box
+    assert box[-1] == "Press Ctrl-C to stop.", box
+    assert any(line.startswith("Logs: qwallet-data/logs/platform.log") for line in box), box
+    platform_log = (tmp_path / "qwallet-data" / "logs" / "platform.log").read_text()
+    assert TEXT_LINE.match(platform_log.splitlines()[0]), platform_log

@@ -11,6 +11,7 @@ connections.
 from __future__ import annotations
 
 import gc
+import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from qwallet import logs
 from qwallet.admin import AdminConsole
 from qwallet.api import metrics
 from qwallet.api.auth import PartnerAuthenticator
@@ -203,7 +205,15 @@ def create_app(
 
 
 def create_app_from_env() -> QWalletApp:
-    """The factory ``uvicorn`` calls in each worker process (``serve --workers N``)."""
+    """The factory ``uvicorn`` calls in each worker process (``serve --workers N``).
+
+    A worker is a fresh process: it sets up its logs as ``serve`` did (``QWALLET_LOG_FORMAT``,
+    ``QWALLET_LOG_LEVEL``, from the environment ``serve`` gives it).
+    """
+    logs.configure(
+        os.environ.get(logs.LEVEL_ENV_VAR, "info"),
+        os.environ.get(logs.ENV_VAR, logs.LogFormat.AUTO),
+    )
     return create_app(Settings.from_env(), freeze_heap=True)
 
 

@@ -40,6 +40,7 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: LogFormatOption = logs.LogFormat.AUTO,
     as_json: JsonOption = False,
 ) -> None:
     """Run the platform (Wallet API, operator API, health, metrics) with uvicorn."""
@@ -85,7 +86,8 @@ def serve(
     else:
         migrate.upgrade(settings.database_url)
     _refuse_sandbox_in_production(settings)
-    logs.configure(log_level)
+    chosen_format = logs.resolve(log_format)
+    logs.configure(log_level, chosen_format)
     from qwallet.api.responses import CoalescingHttpToolsProtocol
 
     server_options: dict[str, Any] = {
@@ -97,11 +99,16 @@ def serve(
         # Our own trusted-proxy rule decides about X-Forwarded-For (qwallet.api.auth).
         "proxy_headers": False,
         "log_level": log_level,
-        "log_config": None,  # keep the JSON logs configured above
+        "log_config": None,  # keep the logs configured above
+        # SIGTERM: stop accepting, answer what was read, then shut down (docs/operations.md).
+        "timeout_graceful_shutdown": settings.drain_timeout_s,
     }
     if workers > 1:
         # The workers read their settings from the environment they inherit (module docstring).
         os.environ.update(derived)
+        # Each worker configures its own logs (create_app_from_env): the format resolved here,
+        # since the workers write to this process's stderr.
+        os.environ.update({logs.ENV_VAR: chosen_format.value, logs.LEVEL_ENV_VAR: log_level})
         # Each worker keeps its own metrics; this directory lets /metrics add them up.
         os.environ.setdefault(
             "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="qwallet-metrics-")
@@ -113,6 +120,17 @@ def serve(
         from qwallet.api.app import create_app
 
         uvicorn.run(create_app(settings, freeze_heap=True), **server_options)
+
+
+LogFormatOption = Annotated[
+    logs.LogFormat,
+    typer.Option(
+        envvar=logs.ENV_VAR,
+        case_sensitive=False,
+        help="Log lines on stderr: text (coloured on a terminal), json, or auto: text on a"
+        " terminal, json otherwise.",
+    ),
+]
 
 
 def _derived_environment(host: str, port: int) -> dict[str, str]:

@@ -12,6 +12,10 @@ Two child processes, both ours to stop:
    allowed. The same values
    reach the demo-partner process through its environment (``QWALLET_DEMO_*``, see
    ``demo_partner_environment``).
+
+Both children write their logs to files in ``qwallet-data/logs/`` (``LOG_FILES``), as text
+unless ``--log-format json``: the terminal shows only ``qwallet demo``'s sign-in box, and a child
+that stops shows the end of its log there (``log_tail``).
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from qwallet.store.sql import SqlDatabase
 
 DEMO_PARTNER = "demo"
 CALLBACK_PATH = "/pay/quantum"  # the documentation's example path
 QUERY_PATH = "/query-withdrawal"
+LOG_DIR = Path("qwallet-data") / "logs"
+LOG_FILES = {"platform": LOG_DIR / "platform.log", "game": LOG_DIR / "demo-game.log"}
 
 
 class DemoUnavailable(RuntimeError):
@@ -117,12 +123,15 @@ def qwallet_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "qwallet.cli"]
 
 
-def start_platform(port: int, env: dict[str, str]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """Start ``qwallet serve --json``; return the process and its demo credentials."""
+def start_platform(
+    port: int, env: dict[str, str], log: IO[str]
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """Start ``qwallet serve --json`` logging to ``log``; return it and its demo credentials."""
     arguments = ["serve", "--host", "127.0.0.1", "--port", str(port), "--demo", "--json"]
     process = subprocess.Popen(  # noqa: S603 - our own executable, fixed arguments
         [*qwallet_command(), *arguments],
         stdout=subprocess.PIPE,
+        stderr=log,
         text=True,
         env=env,
     )
@@ -138,12 +147,31 @@ def start_platform(port: int, env: dict[str, str]) -> tuple[subprocess.Popen[str
     return process, json.loads(line)
 
 
-def start_demo_partner(port: int, env: dict[str, str]) -> subprocess.Popen[str]:
+def start_demo_partner(port: int, env: dict[str, str], log: IO[str]) -> subprocess.Popen[str]:
+    """Start ``qwallet demo-partner``; everything it prints goes to ``log``."""
     return subprocess.Popen(  # noqa: S603 - our own executable, fixed arguments
         [*qwallet_command(), "demo-partner", "--host", "127.0.0.1", "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
         text=True,
         env=env,
     )
+
+
+def open_log(path: Path) -> IO[str]:
+    """A fresh log file for one child (the previous run's is replaced), readable by its owner."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+    return os.fdopen(descriptor, "w", encoding="utf-8", buffering=1)
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def wait_until_up(url: str, timeout_s: float = 20.0) -> None:
