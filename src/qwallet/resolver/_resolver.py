@@ -133,10 +133,12 @@ class HoldResolver:
                 break
         return due
 
-    async def run_once(self) -> list[Outcome]:
-        """Resolve every hold that is due now; returns what was done."""
+    async def run_once(self, stop: asyncio.Event | None = None) -> list[Outcome]:
+        """Resolve every hold that is due now, or until ``stop`` is set; returns what was done."""
         outcomes = []
         for row in await self.due():
+            if stop is not None and stop.is_set():
+                break  # the server is stopping: the rest is due again on the next pass anywhere
             try:
                 outcomes.append(await self.resolve_row(row))
             except Exception:
@@ -229,7 +231,7 @@ class HoldResolver:
         instruments.resolver_started(interval)
         while not stop.is_set():
             try:
-                await self.run_once()
+                await self.run_once(stop)
             except Exception:
                 logger.exception("hold resolver pass failed")
                 instruments.resolver_pass(ok=False)
@@ -253,8 +255,12 @@ async def running(
 ) -> AsyncIterator[HoldResolver | None]:
     """Run the resolver in the background while the block runs (``serve``'s lifespan).
 
-    Off when ``settings.hold_resolver_interval_s`` is 0. Leaving the block stops the worker and
-    waits for a pass in progress to finish its current hold (each is one database transaction).
+    Off when ``settings.hold_resolver_interval_s`` is 0. Leaving the block (the server stopping)
+    stops the worker: a pass in progress finishes the hold it is asking about (one Query
+    Withdrawal call, then one database transaction) and skips the rest, which are due again on
+    the next pass of any process. The resolver holds no lease: every change is conditional on
+    the hold still being pending, so there is nothing to give back. Only a hold still running
+    after the query timeout and a margin is cancelled (its transaction, if any, rolls back).
     """
     if settings.hold_resolver_interval_s <= 0:
         yield None
