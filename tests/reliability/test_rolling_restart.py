@@ -22,7 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import fresh_database_url
+from qwallet.payments import PaymentWorker, WalletProvider
+from tests.conftest import Platform, fresh_database_url
 from tests.reliability.harness import (
     CENTS,
     Caller,
@@ -34,6 +35,7 @@ from tests.reliability.harness import (
     provision,
     run_flow,
 )
+from tests.web.test_delivery import ok, order_state, paid_order
 
 pytestmark = pytest.mark.reliability
 
@@ -199,3 +201,32 @@ def test_rolling_restart_under_load_fails_no_request(fresh_url: str, tmp_path: P
         f"[rolling restart] {len(flows)} flows, {stats.calls} calls, {transport.refused} refused"
         f" connections retried, exits {exits}, {elapsed_s:.1f} s"
     )
+
+
+def test_stopping_the_payment_worker_records_the_callback_in_flight(platform: Platform) -> None:
+    """A server stopping mid-callback: the attempt is finished and recorded, so the order's
+    delivery lease is given back instead of blocking every other process until it ends."""
+    order_id, _ = paid_order(platform)
+    entered = asyncio.Event()
+
+    async def slow_partner(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        await asyncio.sleep(0.5)  # the callback is in flight when the server stops
+        return ok(request)
+
+    async def stop_mid_callback() -> None:
+        delivery = PaymentWorker(
+            platform.store,
+            platform.clock,
+            {"wallet": WalletProvider()},
+            currencies=platform.settings.currency_registry,
+            transport=httpx.MockTransport(slow_partner),
+        )
+        delivery.start()
+        await asyncio.wait_for(entered.wait(), timeout=10)
+        await delivery.stop()
+
+    platform.run(stop_mid_callback())
+    state = order_state(platform, order_id)
+    assert state["attempts"] == [(1, "delivered")], state
+    assert state["state"] == "delivered" and state["next_delivery_at_ms"] is None, state
