@@ -92,6 +92,7 @@ class Counter:
 # -- finding 9: timing reveals partners in a credential-rotation overlap -----------------------
 
 
+@pytest.mark.finding("9")
 def test_wrong_password_costs_the_same_with_one_or_two_credentials_or_none(
     platform: Platform, server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -127,6 +128,7 @@ def test_wrong_password_costs_the_same_with_one_or_two_credentials_or_none(
     assert max(medians.values()) / min(medians.values()) <= 1.5, medians
 
 
+@pytest.mark.finding("9")
 def test_rotation_refuses_a_third_active_credential(platform: Platform, server: LiveServer) -> None:
     """Rotation keeps the overlap (old and new both work) but refuses a third active credential
     with a clear error until the old ones are revoked; the refusal creates nothing."""
@@ -179,6 +181,7 @@ DUPLICATES = [
 ]
 
 
+@pytest.mark.finding("H")
 def test_duplicate_json_keys_are_refused_and_change_nothing(
     new_wallet: Any, platform: Platform
 ) -> None:
@@ -246,6 +249,7 @@ def _repeats_a_key(body: bytes) -> bool:
     return repeated
 
 
+@pytest.mark.finding("H")
 @hypothesis_settings(max_examples=1500, deadline=None)
 @given(body=_withdraw_bodies())
 def test_duplicate_key_check_agrees_with_a_full_parse(body: bytes) -> None:
@@ -264,6 +268,7 @@ def test_duplicate_key_check_agrees_with_a_full_parse(body: bytes) -> None:
 # -- hardening: Content-Type ---------------------------------------------------------------------
 
 
+@pytest.mark.finding("H")
 def test_content_type_must_be_exactly_json(new_wallet: Any, platform: Platform) -> None:
     wallet: Wallet = new_wallet("10.00")
     refused = [
@@ -299,6 +304,7 @@ def test_content_type_must_be_exactly_json(new_wallet: Any, platform: Platform) 
 # -- hardening: currencyCode bounded before it is echoed ----------------------------------------
 
 
+@pytest.mark.finding("H")
 def test_currency_code_is_bounded_before_it_is_echoed(new_wallet: Any, platform: Platform) -> None:
     wallet: Wallet = new_wallet("10.00")
 
@@ -344,6 +350,7 @@ def guarded_metrics(settings: Settings, platform: Platform) -> Iterator[LiveServ
     live.stop()
 
 
+@pytest.mark.finding("H")
 def test_metrics_answer_only_allowed_addresses_or_the_token(
     guarded_metrics: LiveServer, server: LiveServer
 ) -> None:
@@ -380,6 +387,7 @@ def test_metrics_answer_only_allowed_addresses_or_the_token(
     assert spoofed.status_code == 200  # the peer (loopback) decides, not the header
 
 
+@pytest.mark.finding("H")
 def test_metrics_scrape_flood_costs_no_queries(
     settings: Settings, platform: Platform, new_wallet: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -446,6 +454,7 @@ def test_metrics_scrape_flood_costs_no_queries(
 # -- hardening: failure throttling for the operator API key ------------------------------------
 
 
+@pytest.mark.finding("H")
 def test_operator_api_key_failures_are_throttled_per_address_across_processes(
     settings: Settings, platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
