@@ -66,30 +66,30 @@ def players_show(player_id: str, as_json: JsonOption = False) -> None:
 ReasonOption = Annotated[str | None, typer.Option(help="Why (recorded in the audit log).")]
 
 
-@app.command("block")
-def players_block(player_id: str, reason: ReasonOption = None, as_json: JsonOption = False) -> None:
-    """Block a player: new sessions, withdrawals and deposits are refused (112)."""
+def _set_blocked(player_id: str, blocked: bool, reason: str | None, as_json: bool) -> None:
     with_store(
         Settings.from_env(),
         lambda store: players.set_blocked(
-            store, player_id, True, now_ms=now_ms(), operator=actor(), reason=reason
+            store, player_id, blocked, now_ms=now_ms(), operator=actor(), reason=reason
         ),
     )
-    emit(as_json, {"playerId": player_id, "status": "blocked"}, f"{player_id} blocked")
+    status = "blocked" if blocked else "active"
+    emit(as_json, {"playerId": player_id, "status": status}, f"{player_id} {status}")
+
+
+@app.command("block")
+def players_block(player_id: str, reason: ReasonOption = None, as_json: JsonOption = False) -> None:
+    """Block a player: its game tokens and sign-ins are revoked (110); sessions issued while
+    blocked are refused with 112; confirm and rollback of money already held still work."""
+    _set_blocked(player_id, True, reason, as_json)
 
 
 @app.command("unblock")
 def players_unblock(
     player_id: str, reason: ReasonOption = None, as_json: JsonOption = False
 ) -> None:
-    """Unblock a player."""
-    with_store(
-        Settings.from_env(),
-        lambda store: players.set_blocked(
-            store, player_id, False, now_ms=now_ms(), operator=actor(), reason=reason
-        ),
-    )
-    emit(as_json, {"playerId": player_id, "status": "active"}, f"{player_id} active")
+    """Unblock a player (revoked tokens stay revoked: the player signs in and plays again)."""
+    _set_blocked(player_id, False, reason, as_json)
 
 
 @app.command("adjust")
