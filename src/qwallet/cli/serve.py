@@ -20,6 +20,7 @@ import typer
 
 from qwallet import logs
 from qwallet.cli._common import JsonOption, console, now_ms, with_store
+from qwallet.cli.draining import draining_server
 from qwallet.service import partners
 from qwallet.service.demo import seed_demo
 from qwallet.settings import Settings
@@ -120,42 +121,10 @@ def serve(
         from qwallet.api.app import create_app
 
         config = uvicorn.Config(create_app(settings, freeze_heap=True), **server_options)
-        server = _draining_server(config)
+        server = draining_server(config)
         server.run()
         if not server.started:  # as uvicorn.run: the app did not start (its error is logged)
             raise typer.Exit(3)
-
-
-# After the listening sockets close on SIGTERM, this long for requests already on their way over
-# accepted connections to be read (loopback or a LAN delivers them in well under a millisecond).
-ACCEPT_GRACE_S = 0.25
-
-
-def _draining_server(config: Any) -> Any:
-    """uvicorn's server with one step added to its graceful shutdown (``ACCEPT_GRACE_S``).
-
-    uvicorn stops listening and at once closes every connection without a request in progress,
-    including one accepted a moment ago whose request has arrived but is not parsed yet: that
-    client sees a reset, a failed request it cannot safely tell from a crash. Waiting briefly
-    between the two steps lets such requests be read; they are then answered like any other
-    (within ``QWALLET_DRAIN_TIMEOUT_S``). New connections are refused meanwhile, so a client or
-    balancer retries them on another server.
-    """
-    import asyncio
-    import socket
-
-    import uvicorn
-
-    class DrainingServer(uvicorn.Server):
-        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            for listener in self.servers:
-                listener.close()
-            for sock in sockets or []:
-                sock.close()
-            await asyncio.sleep(ACCEPT_GRACE_S)
-            await super().shutdown(sockets)
-
-    return DrainingServer(config)
 
 
 LogFormatOption = Annotated[
