@@ -29,6 +29,9 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8000"
     pg_pool_min: int = 4
     pg_pool_max: int = 16
+    # asyncpg's prepared-statement cache; 0 behind pgbouncer < 1.21 in transaction mode
+    # (docs/scaling.md), at the price of one more round trip per call.
+    pg_statement_cache_size: int = 256
     # Signs the browser session cookie; ``serve`` provides a persistent one when unset.
     secret_key: str | None = None
     # Hold resolver (spec §3): withdrawals still pending this long are asked about.
@@ -108,6 +111,9 @@ class Settings:
             public_base_url=get("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
             pg_pool_min=int(get("PG_POOL_MIN", "4")),
             pg_pool_max=int(get("PG_POOL_MAX", "16")),
+            pg_statement_cache_size=_not_negative(
+                int(get("PG_STATEMENT_CACHE_SIZE", "256")), "PG_STATEMENT_CACHE_SIZE"
+            ),
             secret_key=env.get("QWALLET_SECRET_KEY") or None,
             hold_window_s=int(get("HOLD_WINDOW_S", str(49 * 60 * 60))),
             hold_resolver_interval_s=float(get("HOLD_RESOLVER_INTERVAL_S", "60")),
@@ -148,4 +154,10 @@ class Settings:
 def _positive(value: float, name: str) -> float:
     if not value > 0:  # also refuses NaN
         raise ValueError(f"QWALLET_{name} must be a positive number of seconds, not {value}")
+    return value
+
+
+def _not_negative(value: int, name: str) -> int:
+    if value < 0:
+        raise ValueError(f"QWALLET_{name} must be 0 or more, not {value}")
     return value

@@ -25,7 +25,10 @@ async def open_store(settings: Settings) -> Store:
         from qwallet.store.postgres import PostgresStore
 
         store: Store = await PostgresStore.open(
-            url, pool_min=settings.pg_pool_min, pool_max=settings.pg_pool_max
+            url,
+            pool_min=settings.pg_pool_min,
+            pool_max=settings.pg_pool_max,
+            statement_cache_size=settings.pg_statement_cache_size,
         )
         return store
     from qwallet.store.sqlite import SqliteStore, sqlite_path
