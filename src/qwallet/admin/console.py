@@ -38,7 +38,7 @@ from qwallet.admin.history import ErrorHistory
 from qwallet.clock import Clock
 from qwallet.domain.errors import WalletError
 from qwallet.domain.money import Currency, format_amount, parse_operator_amount
-from qwallet.payments.methods import KNOWN_METHODS, SANDBOX_METHODS, split_methods
+from qwallet.domain.payment_methods import KNOWN_METHODS, SANDBOX_METHODS, split_methods
 from qwallet.service import audit, holds, operators, orders_admin, players, reconcile
 from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings

@@ -21,11 +21,11 @@ from __future__ import annotations
 import uuid
 
 from qwallet.domain import ledger
+from qwallet.domain.payment_methods import WALLET
 from qwallet.domain.sessions import utc_day
 from qwallet.domain.transactions import Kind, Phase
 from qwallet.payments.authorize import payable_order
 from qwallet.payments.errors import PaymentError
-from qwallet.payments.methods import WALLET
 from qwallet.payments.orders import Order
 from qwallet.store.sql import SqlDatabase, SqlTransaction
 

@@ -27,7 +27,6 @@ from starlette.templating import Jinja2Templates
 from qwallet.clock import Clock
 from qwallet.domain.money import format_amount
 from qwallet.payments import (
-    DeliveryPolicy,
     Order,
     PartnerMethods,
     PaymentError,
@@ -110,13 +109,20 @@ def _json_error(error: PaymentError) -> Response:
 
 
 class PlayerWeb:
-    """The player pages and the payment worker, started and stopped with the application."""
+    """The player pages. The payment worker that delivers their orders is built and run by the
+    composition root (``qwallet.app``), which hands it over as ``worker`` to be woken after a
+    payment."""
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        providers: dict[str, PaymentProvider] | None = None,
+    ) -> None:
         self.settings, self.clock = settings, clock
         # What this process can run; which of them an order may use is its partner's setting.
-        self.providers: dict[str, PaymentProvider] = provider_registry(
-            settings.payment_sandbox_delay_s
+        self.providers: dict[str, PaymentProvider] = (
+            provider_registry(settings.payment_sandbox_delay_s) if providers is None else providers
         )
         self._db: SqlDatabase | None = None
         self.worker: PaymentWorker | None = None
@@ -134,26 +140,9 @@ class PlayerWeb:
                 + " list a sandbox payment method but are not sandbox partners"
             )
         self._db = db
-        if self.settings.payment_worker_interval_s > 0:
-            self.worker = PaymentWorker(
-                db,
-                self.clock,
-                self.providers,
-                currencies=self.settings.currency_registry,
-                policy=DeliveryPolicy(
-                    schedule_s=self.settings.payment_retry_schedule_s,
-                    max_attempts=self.settings.payment_max_attempts,
-                    timeout_s=self.settings.payment_callback_timeout_s,
-                    lease_s=max(60.0, 2 * self.settings.payment_callback_timeout_s),
-                ),
-                interval_s=self.settings.payment_worker_interval_s,
-            )
-            self.worker.start()
 
     async def stop(self) -> None:
-        if self.worker is not None:
-            await self.worker.stop()
-            self.worker = None
+        self.worker = None  # stopped by its owner, the composition root
 
     def routes(self) -> list[BaseRoute]:
         return [
