@@ -38,7 +38,7 @@ from qwallet.payments import (
     offered,
     provider_registry,
 )
-from qwallet.service import partners, player_logins, sessions
+from qwallet.service import partners, player_logins, player_pages, sessions
 from qwallet.service.player_logins import authenticate
 from qwallet.settings import Settings
 from qwallet.store.sql import SqlDatabase
@@ -174,12 +174,7 @@ class PlayerWeb:
         generation = request.session.get(GENERATION_KEY)
         if not isinstance(player_id, str) or not isinstance(generation, int):
             return None
-        async with self.db.transaction() as tx:
-            row = await tx.fetchrow(
-                "SELECT id, nickname, currency, language, status, available_minor,"
-                " web_generation FROM players WHERE id = $1",
-                player_id,
-            )
+        row = await player_pages.player_for_session(self.db, player_id)
         if row is None or int(row["web_generation"]) != generation:
             # Signed out (here or elsewhere), password changed, blocked, or no such player.
             request.session.pop(PLAYER_KEY, None)
@@ -292,11 +287,7 @@ class PlayerWeb:
         player = await self._player(request)
         if player is None:
             return self._to_login(request)
-        async with self.db.transaction() as tx:
-            rows = await tx.fetch(
-                "SELECT name, display_name FROM partners"
-                " WHERE client_url IS NOT NULL AND client_url <> '' ORDER BY name"
-            )
+        rows = await player_pages.lobby_games(self.db)
         games = [{"name": r["name"], "title": r["display_name"] or r["name"]} for r in rows]
         return self._render(request, "player/lobby.html", {"player": player, "games": games})
 
@@ -305,12 +296,7 @@ class PlayerWeb:
         if player is None:
             return self._to_login(request)
         name = request.path_params["game"]
-        async with self.db.transaction() as tx:
-            partner = await tx.fetchrow(
-                "SELECT name, display_name, client_url, payment_currency FROM partners"
-                " WHERE name = $1",
-                name,
-            )
+        partner = await player_pages.game(self.db, name)
         origin = _origin(partner["client_url"] or "") if partner else None
         if partner is None or origin is None:
             return self._message(request, player, 404, "Game not found", f"No game {name!r}.")
@@ -362,10 +348,7 @@ class PlayerWeb:
         return body
 
     async def _partner_methods(self, partner_id: int) -> PartnerMethods:
-        async with self.db.transaction() as tx:
-            row = await tx.fetchrow(
-                "SELECT sandbox, payment_methods FROM partners WHERE id = $1", partner_id
-            )
+        row = await player_pages.partner_methods_row(self.db, partner_id)
         if row is None:
             return PartnerMethods((), False)
         return PartnerMethods.from_row(row["payment_methods"], row["sandbox"])
