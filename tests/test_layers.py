@@ -177,7 +177,7 @@ def test_http_handlers_and_pages_hold_no_sql() -> None:
     """They call the use cases of ``qwallet.service`` (the console's reads are in
     ``admin/queries.py``)."""
     handlers = [*(SOURCE / "api").rglob("*.py"), *(SOURCE / "web").rglob("*.py")]
-    handlers += [SOURCE / "app.py", *(SOURCE / "admin").glob("*.py")]
+    handlers += [SOURCE / "app.py", *(SOURCE / "admin").rglob("*.py")]
     found = [
         f"{path.relative_to(ROOT)}:{line}"
         for path in sorted(handlers)
