@@ -12,9 +12,10 @@ With ``--json`` a command prints exactly one JSON object (camelCase keys) on std
 #
 # To add a command group: write ``cli/<group>.py`` with ``app = typer.Typer(...)`` and its
 # commands, and add ``(name, module.app)`` to ``GROUPS`` below. A top-level command goes into
-# ``COMMANDS``; options for every command (``--version``, a log format) belong in a
-# ``@app.callback()`` defined in this module. ``--help`` lists commands, then groups, each in
-# the order of these tables.
+# ``COMMANDS`` (``LAZY_COMMANDS`` for a tool outside the platform's runtime, listed first);
+# options for every command (``--version``, a log format) belong in a ``@app.callback()``
+# defined in this module. ``--help`` lists commands, then groups, each in the order of these
+# tables.
 
 from __future__ import annotations
 
