@@ -42,7 +42,9 @@ from qwallet.api.wallet import PREFIX, WalletAPI, request_id_from
 from qwallet.clock import Clock, SystemClock
 from qwallet.monitoring import build
 from qwallet.payments import DeliveryPolicy, PaymentProvider, PaymentWorker, provider_registry
+from qwallet.resolver import HoldResolver
 from qwallet.resolver import running as running_resolver
+from qwallet.service import holds
 from qwallet.settings import Settings
 from qwallet.store.factory import Store, open_store
 from qwallet.store.sql import SqlDatabase
@@ -94,7 +96,7 @@ class QWalletApp:
         self.store: Store | None = None
         self.wallet: WalletAPI | None = None
         self._metrics_endpoint = metrics.MetricsEndpoint(settings)
-        self.admin = AdminConsole(settings, self.clock)
+        self.admin = AdminConsole(settings, self.clock, self._resolver_pass)
         secret_key = settings.secret_key or secrets.token_urlsafe(48)
         self.player_web = PlayerWeb(
             settings, self.clock, provider_registry(settings.payment_sandbox_delay_s)
@@ -143,6 +145,15 @@ class QWalletApp:
                 await worker.stop()
             if self._given_store is None:
                 await store.close()
+
+    async def _resolver_pass(self, store: Store, operator: str) -> dict[str, int]:
+        """One pass of the hold resolver on demand (the console's button), audited as
+        ``operator``; what it did, by action."""
+        async with HoldResolver(store, self.settings, self.clock) as resolver:
+            _outcomes, summary = await holds.run_resolver_pass(
+                store, resolver.run_once, operator=operator, now_ms=self.clock.now_ms
+            )
+        return summary
 
     def _routes(self) -> list[BaseRoute]:
         return [

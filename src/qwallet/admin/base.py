@@ -30,6 +30,8 @@ from qwallet.store.factory import Store
 from qwallet.web.security import CSRF_FIELD, csrf_token, require_csrf
 from qwallet.web.sign_in import ADMIN_SCOPE, SignInThrottle
 
+ResolverPass = Callable[[Store, str], Awaitable[dict[str, int]]]
+"""``(store, operator) -> {action: count}``: one resolver pass, audited as that operator."""
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_FIELD_CHARS = 500
 OPERATOR_KEY = "operator"
@@ -66,10 +68,15 @@ def _pretty_json(text: str | None) -> str:
 class ConsoleBase:
     """Built with the app; ``store`` is attached when the app's lifespan opens it."""
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock, resolver_pass: ResolverPass | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.store: Store | None = None
+        # A pass of the hold resolver for the operator named (the console's button); the
+        # composition root (``qwallet.app``) provides it, the console does not import workers.
+        self.resolver_pass = resolver_pass
         self.history = ErrorHistory(clock)
         self.currencies: dict[str, Currency] = {c.code: c for c in settings.currencies}
         self.throttle = SignInThrottle(settings, clock, ADMIN_SCOPE)

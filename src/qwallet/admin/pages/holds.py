@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -30,12 +31,9 @@ class HoldPages(ConsoleBase):
         )
 
     async def run_resolver(self, request: Request) -> Response:
-        from qwallet.resolver import HoldResolver
-
-        async with HoldResolver(self.db, self.settings, self.clock) as resolver:
-            _outcomes, summary = await holds.run_resolver_pass(
-                self.db, resolver.run_once, operator=self._who(request), now_ms=self.clock.now_ms
-            )
+        if self.resolver_pass is None:
+            raise HTTPException(503, "The hold resolver is not available in this process.")
+        summary = await self.resolver_pass(self.db, self._who(request))
         text = ", ".join(f"{n} {action.replace('_', ' ')}" for action, n in summary.items())
         self.flash(request, f"Resolver pass: {text or 'nothing due'}.")
         return self.back("/admin/holds")
