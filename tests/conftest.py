@@ -23,7 +23,7 @@ import httpx
 import pytest
 import uvicorn
 
-from qwallet.api.app import create_app
+from qwallet.app import create_app
 from qwallet.clock import ManualClock
 from qwallet.domain.money import parse_operator_amount
 from qwallet.service import partners, players, reconcile, sessions

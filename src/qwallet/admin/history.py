@@ -13,15 +13,15 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from qwallet.api import metrics
 from qwallet.clock import Clock
+from qwallet.monitoring import instruments
 
 COLORS = ("#c0392b", "#2471a3", "#d68910", "#7d3c98", "#138d75", "#566573", "#a04000")
 
 
 def error_totals() -> dict[str, int]:
     totals: dict[str, int] = {}
-    for metric in metrics.REQUESTS.collect():
+    for metric in instruments.REQUESTS.collect():
         for sample in metric.samples:
             code = sample.labels.get("code", "0")
             if sample.name.endswith("_total") and code != "0":

@@ -30,13 +30,13 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from qwallet.domain.token_buckets import TokenBuckets, retry_after_s
 from qwallet.service.credentials import DUMMY_HASH, verify_password
 from qwallet.service.partners import MAX_ACTIVE_CREDENTIALS
 from qwallet.store.port import Partner, PartnerCredential, WalletStore
@@ -220,7 +220,7 @@ class PartnerAuthenticator:
             self._cache.popitem(last=False)
 
 
-class FailedAuthLimiter:
+class FailedAuthLimiter(TokenBuckets):
     """Token buckets of failed authentications per client address (process memory, bounded).
 
     ``acquire`` takes a token before a verification that may run scrypt (0.0 when allowed, else
@@ -237,41 +237,13 @@ class FailedAuthLimiter:
         max_buckets: int = MAX_FAILURE_BUCKETS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        assert rate_per_s > 0 and burst >= 1, (rate_per_s, burst)
-        self.rate_per_s = rate_per_s
-        self.burst = float(burst)
-        self._max_buckets = max_buckets
-        self._clock = clock
-        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
-
-    def _refilled(self, key: Hashable) -> tuple[float, float]:
-        now = self._clock()
-        tokens, updated = self._buckets.get(key, (self.burst, now))
-        return min(self.burst, tokens + (now - updated) * self.rate_per_s), now
-
-    def _store(self, key: Hashable, tokens: float, now: float) -> None:
-        self._buckets[key] = (tokens, now)
-        self._buckets.move_to_end(key)
-        if len(self._buckets) > self._max_buckets:
-            self._buckets.popitem(last=False)
+        super().__init__(rate_per_s, burst, max_buckets=max_buckets, clock=clock)
 
     def acquire(self, key: Hashable) -> float:
-        tokens, now = self._refilled(key)
-        if tokens >= 1.0:
-            self._store(key, tokens - 1.0, now)
-            return 0.0
-        self._store(key, tokens, now)
-        return (1.0 - tokens) / self.rate_per_s
-
-    def refund(self, key: Hashable) -> None:
-        tokens, now = self._refilled(key)
-        self._store(key, min(self.burst, tokens + 1.0), now)
+        return self.take(key)
 
     def retry_after_s(self, wait_s: float) -> int:
-        return 0 if wait_s <= 0 else max(1, math.ceil(wait_s))
-
-    def __len__(self) -> int:
-        return len(self._buckets)
+        return retry_after_s(wait_s)
 
 
 @lru_cache(maxsize=1024)

@@ -28,10 +28,7 @@ from typing import Any
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
     Gauge,
-    Histogram,
-    disable_created_metrics,
     generate_latest,
     multiprocess,
 )
@@ -40,30 +37,17 @@ from starlette.responses import JSONResponse, Response
 
 from qwallet.api.auth import ClientAddressResolver, forwarded_for, networks
 from qwallet.monitoring import build
+from qwallet.monitoring.instruments import LATENCY, REQUESTS
+from qwallet.service.gauges import DatabaseGauges, read_database_gauges
 from qwallet.settings import Settings
 from qwallet.store.sql import SqlDatabase
 
 logger = logging.getLogger("qwallet.api.metrics")
 
-disable_created_metrics()  # type: ignore[no-untyped-call]
-
 DATABASE_READ_TIMEOUT_S = 2.0
 """A scrape waits no longer for the database gauges: Prometheus must get an answer (with
 ``qwallet_ready 0``) while the database is down, well within its scrape timeout."""
 POOL_SAMPLE_S = 1.0
-
-REQUESTS = Counter(
-    "qwallet_requests_total",
-    "Wallet API requests by endpoint and result code (0 = success).",
-    ["endpoint", "code"],
-)
-LATENCY = Histogram(
-    "qwallet_request_duration_seconds",
-    "Wallet API request latency, from the first byte of the request to the answer.",
-    ["endpoint"],
-    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-)
-
 
 POOL_OPEN = Gauge(
     "qwallet_db_pool_connections_open",
@@ -116,41 +100,6 @@ class MetricsAccess:
                 return True
         address = self._addresses.resolve(peer, forwarded_for)
         return address is not None and any(address in network for network in self._allow)
-
-
-@dataclass(frozen=True, slots=True)
-class DatabaseGauges:
-    """What ``/metrics`` reads from the database, in one transaction."""
-
-    pending_holds: int
-    pending_hold_minor: dict[str, int]
-    overdue_holds: int
-    # (time in ms, ok) of the newest recorded reconciliation, None if none was recorded.
-    last_reconcile: tuple[int, bool] | None
-
-
-_PENDING = (
-    "SELECT currency, COUNT(*) AS holds, SUM(amount_minor) AS held,"
-    " SUM(CASE WHEN created_at_ms <= $1 THEN 1 ELSE 0 END) AS overdue"
-    " FROM transactions WHERE state = 'pending' AND kind = 'withdrawal' GROUP BY currency"
-)
-_LAST_RECONCILE = "SELECT at_ms, ok FROM reconcile_runs ORDER BY id DESC LIMIT 1"
-
-
-async def read_database_gauges(store: SqlDatabase, overdue_cutoff_ms: int) -> DatabaseGauges:
-    """Pending withdrawals (held amounts per currency, how many were created at or before
-    ``overdue_cutoff_ms``: the hold resolver's window) and the newest reconciliation result."""
-    async with store.transaction() as tx:
-        rows = await tx.fetch(_PENDING, overdue_cutoff_ms)
-        reconciled = await tx.fetchrow(_LAST_RECONCILE)
-    return DatabaseGauges(
-        pending_holds=sum(int(row["holds"]) for row in rows),
-        pending_hold_minor={str(row["currency"]): int(row["held"]) for row in rows},
-        overdue_holds=sum(int(row["overdue"]) for row in rows),
-        last_reconcile=(
-            None if reconciled is None else (int(reconciled["at_ms"]), bool(reconciled["ok"]))
-        ),
-    )
 
 
 class DatabaseGaugeCache:

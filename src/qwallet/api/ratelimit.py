@@ -14,50 +14,10 @@ partner limit still holds.
 
 from __future__ import annotations
 
-import math
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 
-MAX_BUCKETS = 100_000
-
-
-class TokenBuckets:
-    """One token bucket per key, refilled lazily on access."""
-
-    def __init__(
-        self,
-        rate_per_s: float,
-        burst: int,
-        *,
-        max_buckets: int = MAX_BUCKETS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        assert rate_per_s > 0 and burst >= 1, (rate_per_s, burst)
-        self.rate_per_s = rate_per_s
-        self.burst = float(burst)
-        self._max_buckets = max_buckets
-        self._clock = clock
-        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
-
-    def take(self, key: Hashable) -> float:
-        """Take one token: 0.0 when allowed, else the seconds until a token is available."""
-        now = self._clock()
-        tokens, updated = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - updated) * self.rate_per_s)
-        if tokens >= 1.0:
-            self._buckets[key] = (tokens - 1.0, now)
-            wait_s = 0.0
-        else:
-            self._buckets[key] = (tokens, now)
-            wait_s = (1.0 - tokens) / self.rate_per_s
-        self._buckets.move_to_end(key)
-        if len(self._buckets) > self._max_buckets:
-            self._buckets.popitem(last=False)
-        return wait_s
-
-    def __len__(self) -> int:
-        return len(self._buckets)
+from qwallet.domain.token_buckets import TokenBuckets, retry_after_s
 
 
 class RateLimiter:
@@ -84,5 +44,4 @@ class RateLimiter:
         return retry_after_s(self.players.take((partner_id, token)))
 
 
-def retry_after_s(wait_s: float) -> int:
-    return 0 if wait_s <= 0 else max(1, math.ceil(wait_s))
+__all__ = ["RateLimiter", "TokenBuckets", "retry_after_s"]

@@ -80,7 +80,10 @@ class WalletAPI:
         settings: Settings,
         clock: Clock,
         authenticator: PartnerAuthenticator,
+        limits: RateLimiter,
+        auth_failures: FailedAuthLimiter,
     ) -> None:
+        # The limiters are built by the composition root (``qwallet.app``) from the settings.
         self._store = store
         self._clock = clock
         self._auth = authenticator
@@ -88,15 +91,8 @@ class WalletAPI:
         self._currencies: CurrencyRegistry = settings.currency_registry
         self._max_body_bytes = settings.max_body_bytes
         self._max_balance = {c.code: c.max_balance_minor for c in settings.currencies}
-        self._limits = RateLimiter(
-            settings.rate_limit_partner_rps,
-            settings.rate_limit_partner_burst,
-            settings.rate_limit_player_rps,
-            settings.rate_limit_player_burst,
-        )
-        self._auth_failures = FailedAuthLimiter(
-            settings.auth_failure_rps, settings.auth_failure_burst
-        )
+        self._limits = limits
+        self._auth_failures = auth_failures
         # TEST ONLY (QWALLET_TEST_CRASH_POINT=after_commit): die between commit and answer.
         self._crash_probability = (
             settings.test_crash_probability if settings.test_crash_point == "after_commit" else 0.0

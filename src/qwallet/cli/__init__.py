@@ -12,18 +12,20 @@ With ``--json`` a command prints exactly one JSON object (camelCase keys) on std
 #
 # To add a command group: write ``cli/<group>.py`` with ``app = typer.Typer(...)`` and its
 # commands, and add ``(name, module.app)`` to ``GROUPS`` below. A top-level command goes into
-# ``COMMANDS``; options for every command (``--version``, a log format) belong in a
-# ``@app.callback()`` defined in this module. ``--help`` lists commands, then groups, each in
-# the order of these tables.
+# ``COMMANDS`` (``LAZY_COMMANDS`` for a tool outside the platform's runtime, listed first);
+# options for every command (``--version``, a log format) belong in a ``@app.callback()``
+# defined in this module. ``--help`` lists commands, then groups, each in the order of these
+# tables.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from qwallet.bench.command import bench_command
 from qwallet.cli import (
     api_keys,
     db,
@@ -39,11 +41,16 @@ from qwallet.cli import (
 )
 from qwallet.monitoring import build
 from qwallet.monitoring.command import monitoring_app
-from qwallet.verify import verify as verify_command
+
+# Commands that are tools around the platform, not part of it: their modules are imported only
+# when the command runs (or ``--help`` lists it), so that ``qwallet serve`` and every operator
+# command never load them (tests/unit/test_cli_imports.py).
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("qwallet.bench.command", "bench_command"),
+    "verify": ("qwallet.verify.command", "verify"),
+}
 
 COMMANDS: list[tuple[str, Callable[..., Any]]] = [
-    ("bench", bench_command),
-    ("verify", verify_command),
     ("serve", serve.serve),
     ("demo-partner", demo.demo_partner),
     ("reconcile", reconcile.reconcile_command),
@@ -62,8 +69,30 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("monitoring", monitoring_app),
 ]
 
+
+class _LazyCommands(TyperGroup):
+    """The root group: ``LAZY_COMMANDS`` first (as they always were listed), loaded on use."""
+
+    # ``Any``: the context and command classes are those of the click copy inside typer, which
+    # it does not export.
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*LAZY_COMMANDS, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, function = LAZY_COMMANDS[cmd_name]
+        single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        single.command(cmd_name)(getattr(importlib.import_module(module), function))
+        return typer.main.get_command(single)
+
+
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False
+    cls=_LazyCommands,
+    no_args_is_help=True,
+    add_completion=False,
+    help=__doc__,
+    pretty_exceptions_enable=False,
 )
 
 
@@ -99,4 +128,4 @@ def main() -> None:
     app()
 
 
-__all__ = ["COMMANDS", "GROUPS", "app", "main"]
+__all__ = ["COMMANDS", "GROUPS", "LAZY_COMMANDS", "app", "main"]

@@ -115,10 +115,10 @@ def serve(
             "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="qwallet-metrics-")
         )
         uvicorn.run(
-            "qwallet.api.app:create_app_from_env", factory=True, workers=workers, **server_options
+            "qwallet.app:create_app_from_env", factory=True, workers=workers, **server_options
         )
     else:
-        from qwallet.api.app import create_app
+        from qwallet.app import create_app
 
         config = uvicorn.Config(create_app(settings, freeze_heap=True), **server_options)
         server = draining_server(config)

@@ -1,15 +1,31 @@
-"""The metrics of the background workers (payment delivery, hold resolver).
+"""The metrics every layer counts in: Wallet API requests, payment delivery, hold resolver.
 
-They live here, not in ``qwallet.api.metrics``, so that the workers depend on
-``prometheus_client`` only and not on the HTTP layer. Every one works in multiprocess mode
-(``serve --workers N``): counters are summed over the processes, the gauges say how.
+They live here, not in ``qwallet.api.metrics``, so that the workers and the console's error
+history depend on ``prometheus_client`` only and not on the HTTP layer. Every one works in
+multiprocess mode (``serve --workers N``): counters are summed over the processes, the gauges
+say how.
 """
 
 from __future__ import annotations
 
 import time
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# No ``*_created`` series: before the first instrument is made, whoever imports this first.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+REQUESTS = Counter(
+    "qwallet_requests_total",
+    "Wallet API requests by endpoint and result code (0 = success).",
+    ["endpoint", "code"],
+)
+LATENCY = Histogram(
+    "qwallet_request_duration_seconds",
+    "Wallet API request latency, from the first byte of the request to the answer.",
+    ["endpoint"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 
 DELIVERY_OUTCOMES = ("delivered", "retry", "failed")
 

@@ -3,19 +3,16 @@
 - ``create_order`` / ``get_order``: an order per partner and ``cpOrderId``, owned by a player.
 - ``PaymentProvider``: ``WalletProvider`` (pay from balance, one database transaction) and
   ``SandboxCardProvider`` (approve / decline, confirmed asynchronously; sandbox partners only).
-  Which providers an order may use is the partner's configuration (``qwallet.payments.methods``),
-  checked inside each payment's transaction (``qwallet.payments.authorize``).
+  Which providers an order may use is the partner's configuration
+  (``qwallet.domain.payment_methods``), checked inside each payment's transaction
+  (``qwallet.payments.authorize``).
 - ``PaymentWorker``: settles provider events and delivers paid orders to the partner with
-  bounded retries; ``redeliver`` is the operator's second chance.
+  bounded retries; ``qwallet.service.orders_admin.redeliver`` is the operator's second chance.
 
 See ``docs/payments.md``.
 """
 
-from qwallet.payments.callback import build_callback, is_acknowledged, md5_sign, signature_header
-from qwallet.payments.delivery import DeliveryPolicy, redeliver
-from qwallet.payments.errors import PaymentError
-from qwallet.payments.messages import Purchase, PurchaseMessage, validate_purchase
-from qwallet.payments.methods import (
+from qwallet.domain.payment_methods import (
     KNOWN_METHODS,
     SANDBOX_METHODS,
     MethodsError,
@@ -23,6 +20,10 @@ from qwallet.payments.methods import (
     check_methods,
     split_methods,
 )
+from qwallet.payments.callback import build_callback, is_acknowledged, md5_sign, signature_header
+from qwallet.payments.delivery import DeliveryPolicy
+from qwallet.payments.errors import PaymentError
+from qwallet.payments.messages import Purchase, PurchaseMessage, validate_purchase
 from qwallet.payments.orders import Order, create_order, find_order, get_order
 from qwallet.payments.providers import (
     PaymentProvider,
@@ -61,7 +62,6 @@ __all__ = [
     "offered",
     "pay_with_wallet",
     "provider_registry",
-    "redeliver",
     "settle",
     "signature_header",
     "split_methods",

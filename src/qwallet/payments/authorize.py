@@ -11,8 +11,8 @@ so nothing else writes meanwhile.
 
 from __future__ import annotations
 
+from qwallet.domain.payment_methods import SANDBOX_METHODS, PartnerMethods
 from qwallet.payments.errors import PaymentError, not_found
-from qwallet.payments.methods import SANDBOX_METHODS, PartnerMethods
 from qwallet.payments.orders import Order
 from qwallet.store.sql import SqlTransaction
 

@@ -8,7 +8,8 @@ The attempt's result is written with the same condition, so a process whose leas
 (or whose order was redelivered meanwhile) records its attempt but does not move the order.
 
 After attempt *n* of a round fails the order is retried ``schedule_s[n-1]`` later (the last
-value repeats); after ``max_attempts`` it is ``failed``. ``redeliver`` starts a new round.
+value repeats); after ``max_attempts`` it is ``failed``. The operator action
+``qwallet.service.orders_admin.redeliver`` starts a new round.
 Every attempt is a ``payment_attempts`` row; ``attempt`` numbers all attempts of the order.
 
 Before sending, the attempt is refused (recorded with its error, retried like any failure) when
@@ -20,7 +21,6 @@ a sandbox partner: a sandbox "payment" is never announced to a production partne
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 
@@ -28,10 +28,9 @@ import httpx
 
 from qwallet.clock import Clock
 from qwallet.domain.money import CurrencyRegistry, format_amount
+from qwallet.domain.payment_methods import SANDBOX_METHODS
 from qwallet.monitoring import instruments
 from qwallet.payments.callback import build_callback, is_acknowledged
-from qwallet.payments.errors import PaymentError
-from qwallet.payments.methods import SANDBOX_METHODS
 from qwallet.payments.orders import Order
 from qwallet.store.sql import Row, SqlDatabase
 
@@ -216,36 +215,3 @@ class Deliverer:
             result.http_status,
             result.error,
         )
-
-
-async def redeliver(db: SqlDatabase, order_id: str, operator: str, now_ms: int) -> Order:
-    """Queue the callback again (operator action): a delivered or failed order starts a new
-    round of attempts now; the partner de-duplicates by ``cpOrderId``. Audited."""
-    async with db.transaction() as tx:
-        row = await tx.fetchrow("SELECT state FROM payment_orders WHERE id = $1", order_id)
-        if row is None:
-            raise PaymentError(404, "not_found", f"No payment order {order_id}.")
-        changed = await tx.execute(
-            "UPDATE payment_orders SET state = 'paid', next_delivery_at_ms = $1,"
-            " delivery_attempts = 0, updated_at_ms = $1"
-            " WHERE id = $2 AND state IN ('delivered', 'failed')",
-            now_ms,
-            order_id,
-        )
-        if changed != 1:
-            raise PaymentError(
-                409,
-                "state",
-                f"Order is {row['state']}; only delivered or failed orders can be redelivered.",
-            )
-        await tx.execute(
-            "INSERT INTO audit_log (at_ms, operator, action, target, details)"
-            " VALUES ($1, $2, 'order.redeliver', $3, $4)",
-            now_ms,
-            operator,
-            order_id,
-            json.dumps({"previousState": row["state"]}),
-        )
-        updated = await tx.fetchrow("SELECT * FROM payment_orders WHERE id = $1", order_id)
-    assert updated is not None
-    return Order.from_row(updated)

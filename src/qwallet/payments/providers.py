@@ -9,7 +9,7 @@ tick and applies them with ``settle``. Because pending payments live in the data
 Which providers a player is offered is the partner's configuration, never the client's choice:
 a provider is offered (``offered``) and may ``start`` only when the order's partner lists its
 method in ``partners.payment_methods`` and, for a sandbox provider, the partner is a sandbox
-partner (``qwallet.payments.methods``); ``start`` checks this again inside its own transaction
+partner (``qwallet.domain.payment_methods``); ``start`` checks this again inside its own transaction
 (``qwallet.payments.authorize``), and ``settle`` never pays a sandbox event for an order of a
 partner that is not (or no longer) a sandbox partner: such an event declines the payment.
 
@@ -29,10 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from qwallet.domain.payment_methods import SANDBOX_CARD, SANDBOX_METHODS, PartnerMethods
 from qwallet.payments import wallet
 from qwallet.payments.authorize import payable_order
 from qwallet.payments.errors import PaymentError
-from qwallet.payments.methods import SANDBOX_CARD, SANDBOX_METHODS, PartnerMethods
 from qwallet.payments.orders import Order
 from qwallet.store.sql import SqlDatabase
 

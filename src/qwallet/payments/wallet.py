@@ -21,12 +21,13 @@ from __future__ import annotations
 import uuid
 
 from qwallet.domain import ledger
+from qwallet.domain.payment_methods import WALLET
 from qwallet.domain.sessions import utc_day
 from qwallet.domain.transactions import Kind, Phase
 from qwallet.payments.authorize import payable_order
 from qwallet.payments.errors import PaymentError
-from qwallet.payments.methods import WALLET
 from qwallet.payments.orders import Order
+from qwallet.store import ledger as money
 from qwallet.store.sql import SqlDatabase, SqlTransaction
 
 METHOD = WALLET
@@ -65,23 +66,14 @@ async def pay_with_wallet(db: SqlDatabase, order_id: str, player_id: str, now_ms
 
 async def _debit(tx: SqlTransaction, order: Order, now_ms: int) -> int:
     today = utc_day(now_ms)
-    changed = await tx.execute(
-        "UPDATE players SET available_minor = available_minor - $1,"
-        " day_withdrawn_minor = CASE WHEN limit_day = $2 THEN day_withdrawn_minor ELSE 0 END + $1,"
-        " limit_day = $2"
-        " WHERE id = $3 AND status = 'active' AND currency = $4 AND available_minor >= $1"
-        " AND (daily_withdraw_limit_minor IS NULL OR daily_withdraw_limit_minor >="
-        "  CASE WHEN limit_day = $2 THEN day_withdrawn_minor ELSE 0 END + $1)",
-        order.amount_minor,
-        today,
-        order.player_id,
-        order.currency,
+    changed = await money.debit_for_payment(
+        tx, order.player_id, order.currency, order.amount_minor, today
     )
     player = await tx.fetchrow(
         "SELECT status, currency, available_minor FROM players WHERE id = $1", order.player_id
     )
     assert player is not None
-    if changed == 1:
+    if changed:
         return int(player["available_minor"])
     if player["status"] != "active":
         raise PaymentError(403, "blocked", "Your account is blocked.")
@@ -113,18 +105,13 @@ async def _record_transaction(
         now_ms,
     )
     for phase in (Phase.BEGIN, Phase.CONFIRM):
-        for account, delta in ledger.movement(Kind.WITHDRAWAL, phase, order.amount_minor):
-            is_partner = account is ledger.Account.PARTNER
-            await tx.execute(
-                "INSERT INTO ledger_entries (transaction_id, phase, account, player_id,"
-                " partner_id, currency, amount_minor, created_at_ms)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                qw_transaction_id,
-                phase.value,
-                account.value,
-                None if is_partner else order.player_id,
-                order.partner_id if is_partner else None,
-                order.currency,
-                delta,
-                now_ms,
-            )
+        await money.append_transaction_entries(
+            tx,
+            qw_transaction_id,
+            phase,
+            ledger.movement(Kind.WITHDRAWAL, phase, order.amount_minor),
+            player_id=order.player_id,
+            partner_id=order.partner_id,
+            currency=order.currency,
+            now_ms=now_ms,
+        )

@@ -132,3 +132,37 @@ async def seed_demo(
         player_username=DEMO_PLAYER_USERNAME,
         player_password=player_password,
     )
+
+
+async def point_demo_partner(
+    db: SqlDatabase,
+    *,
+    client_url: str,
+    callback_url: str,
+    query_url: str,
+    callback_secret: str,
+    query_username: str,
+    query_password: str,
+    partner: str = DEMO_PARTNER,
+) -> None:
+    """Point the demo partner at a running demo game backend (``qwallet demo``): its URLs, a
+    fresh callback secret and Query Withdrawal credentials, as a sandbox partner on loopback
+    http priced in XAG."""
+    async with db.transaction() as tx:
+        changed = await tx.execute(
+            "UPDATE partners SET client_url = $1, callback_url = $2, query_url = $3,"
+            " callback_secret = $4, callback_format = 'form', query_username = $5,"
+            " query_password = $6, display_name = COALESCE(display_name, $7),"
+            " sandbox = 1, payment_methods = 'wallet,sandbox_card', allow_http_callback = 1,"
+            " payment_currency = COALESCE(payment_currency, 'XAG')"
+            " WHERE name = $8",
+            client_url,
+            callback_url,
+            query_url,
+            callback_secret,
+            query_username,
+            query_password,
+            "Demo game",
+            partner,
+        )
+    assert changed == 1, f"no partner named {partner!r}"

@@ -1,7 +1,8 @@
 """Budgets of failed authentications, kept in the database and shared by every server process.
 
-A budget is a token bucket per ``(scope, key)``: it holds up to ``burst`` tokens and regains one
-every ``refill_s``. An attempt ``take``s a token *before* the password hash runs and, when the
+A budget is a token bucket per ``(scope, key)`` (a row; the arithmetic is
+``qwallet.domain.token_buckets``'s): it holds up to ``burst`` tokens and regains one every
+``refill_s``. An attempt ``take``s a token *before* the password hash runs and, when the
 credentials turn out right, ``give_back`` returns it, so only failures spend the budget. An empty
 bucket refuses the attempt without hashing anything (no CPU spent on a flood), and reports how
 long until a token is back (``Retry-After``).
@@ -22,6 +23,7 @@ import math
 import time
 from dataclasses import dataclass
 
+from qwallet.domain.token_buckets import refill, retry_after_s
 from qwallet.store.sql import SqlDatabase
 
 MAX_KEY_CHARS = 200
@@ -78,8 +80,8 @@ async def take(db: SqlDatabase, scope: str, key: str, budget: Budget, now_ms: in
         )
         assert row is not None
         elapsed_ms = max(0, now_ms - int(row["updated_at_ms"]))
-        tokens = min(
-            float(budget.burst), float(row["tokens"]) + elapsed_ms / 1000 / budget.refill_s
+        tokens = refill(
+            float(row["tokens"]), elapsed_ms / 1000 / budget.refill_s, float(budget.burst)
         )
         if tokens >= 1.0:
             await tx.execute(
@@ -99,7 +101,7 @@ async def take(db: SqlDatabase, scope: str, key: str, budget: Budget, now_ms: in
             scope,
             key,
         )
-    return max(1, math.ceil((1.0 - tokens) * budget.refill_s))
+    return retry_after_s((1.0 - tokens) * budget.refill_s)
 
 
 async def give_back(db: SqlDatabase, scope: str, key: str, budget: Budget) -> None:

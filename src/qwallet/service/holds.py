@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 from qwallet.domain import ledger
-from qwallet.domain.ledger import Account, WalletBalances
+from qwallet.domain.ledger import WalletBalances
 from qwallet.domain.transactions import Kind, Phase
 from qwallet.service import audit
 from qwallet.service.partners import OperatorError
+from qwallet.store import ledger as money
 from qwallet.store.sql import Row, SqlDatabase, SqlTransaction
 
 Decision = Literal["confirm", "rollback"]
@@ -229,29 +230,17 @@ async def _resolve_in(
     )
     if changed != 1:  # final meanwhile (a writer that skipped the lock): leave it alone
         return await _already_final(tx, row, actor, partner_status, detail, now_ms)
-    await tx.execute(
-        "UPDATE players SET available_minor = available_minor + $1,"
-        " held_minor = held_minor + $2, pending_in_minor = pending_in_minor + $3"
-        " WHERE id = $4",
-        after.available_minor - before.available_minor,
-        after.held_minor - before.held_minor,
-        after.pending_in_minor - before.pending_in_minor,
-        row["player_id"],
+    await money.move_wallet(tx, str(row["player_id"]), before, after)
+    await money.append_transaction_entries(
+        tx,
+        qw_transaction_id,
+        phase,
+        entries,
+        player_id=str(row["player_id"]),
+        partner_id=int(row["partner_id"]),
+        currency=str(row["currency"]),
+        now_ms=now_ms,
     )
-    for account, delta in entries:
-        await tx.execute(
-            "INSERT INTO ledger_entries (transaction_id, phase, account, player_id,"
-            " partner_id, currency, amount_minor, created_at_ms)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            qw_transaction_id,
-            phase.value,
-            account.value,
-            None if account is Account.PARTNER else row["player_id"],
-            int(row["partner_id"]) if account is Account.PARTNER else None,
-            row["currency"],
-            delta,
-            now_ms,
-        )
     action: ResolutionAction = "confirmed" if decision == "confirm" else "rolled_back"
     await record_resolution(
         tx,

@@ -6,8 +6,8 @@ worker sends the callback again and the partner de-duplicates by ``cpOrderId`` (
 
 from __future__ import annotations
 
-from qwallet.payments import delivery
-from qwallet.payments.errors import PaymentError
+import json
+
 from qwallet.service.partners import OperatorError
 from qwallet.store.sql import Row, SqlDatabase
 
@@ -56,8 +56,29 @@ async def order_detail(db: SqlDatabase, order_id: str) -> tuple[Row, list[Row]]:
 
 
 async def redeliver(db: SqlDatabase, order_id: str, operator: str, now_ms: int) -> None:
-    """Queue the callback again (see ``qwallet.payments.delivery.redeliver``), for the console."""
-    try:
-        await delivery.redeliver(db, order_id, operator, now_ms)
-    except PaymentError as error:
-        raise OperatorError(str(error)) from None
+    """Queue the callback again (operator action): a delivered or failed order starts a new
+    round of attempts now (the delivery worker of ``qwallet.payments`` sends it); the partner
+    de-duplicates by ``cpOrderId``. Audited in the same transaction."""
+    async with db.transaction() as tx:
+        row = await tx.fetchrow("SELECT state FROM payment_orders WHERE id = $1", order_id)
+        if row is None:
+            raise OperatorError(f"No payment order {order_id}.")
+        changed = await tx.execute(
+            "UPDATE payment_orders SET state = 'paid', next_delivery_at_ms = $1,"
+            " delivery_attempts = 0, updated_at_ms = $1"
+            " WHERE id = $2 AND state IN ('delivered', 'failed')",
+            now_ms,
+            order_id,
+        )
+        if changed != 1:
+            raise OperatorError(
+                f"Order is {row['state']}; only delivered or failed orders can be redelivered."
+            )
+        await tx.execute(
+            "INSERT INTO audit_log (at_ms, operator, action, target, details)"
+            " VALUES ($1, $2, 'order.redeliver', $3, $4)",
+            now_ms,
+            operator,
+            order_id,
+            json.dumps({"previousState": row["state"]}),
+        )

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwallet.domain.money import Currency, CurrencyRegistry
-from qwallet.payments.methods import (
+from qwallet.domain.payment_methods import (
     DEFAULT_METHODS,
     SANDBOX_METHODS,
     MethodsError,

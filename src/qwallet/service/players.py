@@ -14,12 +14,12 @@ import time
 import uuid
 from typing import Any
 
-from qwallet.domain import ledger
 from qwallet.domain.money import Currency, format_amount
 from qwallet.domain.sessions import utc_day
 from qwallet.service import audit
 from qwallet.service.partners import OperatorError
 from qwallet.service.sessions import revoke_player_sessions_in
+from qwallet.store import ledger as money
 from qwallet.store.sql import SqlDatabase, SqlTransaction
 
 
@@ -96,40 +96,21 @@ async def _adjust(
     operator: str,
     now_ms: int,
 ) -> str:
-    changed = await tx.execute(
-        "UPDATE players SET available_minor = available_minor + $1"
-        " WHERE id = $2 AND available_minor + $1 >= 0"
-        " AND available_minor + pending_in_minor + $1 <= $3",
-        amount_minor,
-        player_id,
-        currency.max_balance_minor,
+    adjustment_id = str(uuid.uuid4())
+    adjusted = await money.adjust_wallet(
+        tx,
+        adjustment_id,
+        player_id=player_id,
+        currency=currency.code,
+        amount_minor=amount_minor,
+        max_balance_minor=currency.max_balance_minor,
+        reason=reason,
+        operator=operator,
+        now_ms=now_ms,
     )
-    if changed != 1:
+    if not adjusted:
         raise OperatorError(
             "adjustment would take the balance below zero or above the currency's maximum"
-        )
-    adjustment_id = str(uuid.uuid4())
-    await tx.execute(
-        "INSERT INTO adjustments (id, player_id, amount_minor, currency, reason, operator,"
-        " created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        adjustment_id,
-        player_id,
-        amount_minor,
-        currency.code,
-        reason,
-        operator,
-        now_ms,
-    )
-    for account, delta in ledger.adjustment(amount_minor):
-        await tx.execute(
-            "INSERT INTO ledger_entries (adjustment_id, phase, account, player_id, currency,"
-            " amount_minor, created_at_ms) VALUES ($1, 'adjust', $2, $3, $4, $5, $6)",
-            adjustment_id,
-            account.value,
-            player_id if account is ledger.Account.AVAILABLE else None,
-            currency.code,
-            delta,
-            now_ms,
         )
     return adjustment_id
 

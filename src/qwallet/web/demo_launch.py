@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from qwallet.service import demo
 from qwallet.store.sql import SqlDatabase
 
 DEMO_PARTNER = "demo"
@@ -80,25 +81,16 @@ def demo_partner_available() -> bool:
 async def configure_demo_partner(
     db: SqlDatabase, config: DemoPartnerConfig, *, partner: str = DEMO_PARTNER
 ) -> None:
-    async with db.transaction() as tx:
-        changed = await tx.execute(
-            "UPDATE partners SET client_url = $1, callback_url = $2, query_url = $3,"
-            " callback_secret = $4, callback_format = 'form', query_username = $5,"
-            " query_password = $6, display_name = COALESCE(display_name, $7),"
-            # The demo partner is a sandbox partner on loopback http (qwallet.service.demo).
-            " sandbox = 1, payment_methods = 'wallet,sandbox_card', allow_http_callback = 1,"
-            " payment_currency = COALESCE(payment_currency, 'XAG')"
-            " WHERE name = $8",
-            config.client_url,
-            config.callback_url,
-            config.query_url,
-            config.callback_secret,
-            config.query_username,
-            config.query_password,
-            "Demo game",
-            partner,
-        )
-    assert changed == 1, f"no partner named {partner!r}"
+    await demo.point_demo_partner(
+        db,
+        client_url=config.client_url,
+        callback_url=config.callback_url,
+        query_url=config.query_url,
+        callback_secret=config.callback_secret,
+        query_username=config.query_username,
+        query_password=config.query_password,
+        partner=partner,
+    )
 
 
 def demo_partner_environment(

@@ -27,7 +27,6 @@ from starlette.templating import Jinja2Templates
 from qwallet.clock import Clock
 from qwallet.domain.money import format_amount
 from qwallet.payments import (
-    DeliveryPolicy,
     Order,
     PartnerMethods,
     PaymentError,
@@ -39,7 +38,7 @@ from qwallet.payments import (
     offered,
     provider_registry,
 )
-from qwallet.service import partners, player_logins, sessions
+from qwallet.service import partners, player_logins, player_pages, sessions
 from qwallet.service.player_logins import authenticate
 from qwallet.settings import Settings
 from qwallet.store.sql import SqlDatabase
@@ -110,13 +109,20 @@ def _json_error(error: PaymentError) -> Response:
 
 
 class PlayerWeb:
-    """The player pages and the payment worker, started and stopped with the application."""
+    """The player pages. The payment worker that delivers their orders is built and run by the
+    composition root (``qwallet.app``), which hands it over as ``worker`` to be woken after a
+    payment."""
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        providers: dict[str, PaymentProvider] | None = None,
+    ) -> None:
         self.settings, self.clock = settings, clock
         # What this process can run; which of them an order may use is its partner's setting.
-        self.providers: dict[str, PaymentProvider] = provider_registry(
-            settings.payment_sandbox_delay_s
+        self.providers: dict[str, PaymentProvider] = (
+            provider_registry(settings.payment_sandbox_delay_s) if providers is None else providers
         )
         self._db: SqlDatabase | None = None
         self.worker: PaymentWorker | None = None
@@ -134,26 +140,9 @@ class PlayerWeb:
                 + " list a sandbox payment method but are not sandbox partners"
             )
         self._db = db
-        if self.settings.payment_worker_interval_s > 0:
-            self.worker = PaymentWorker(
-                db,
-                self.clock,
-                self.providers,
-                currencies=self.settings.currency_registry,
-                policy=DeliveryPolicy(
-                    schedule_s=self.settings.payment_retry_schedule_s,
-                    max_attempts=self.settings.payment_max_attempts,
-                    timeout_s=self.settings.payment_callback_timeout_s,
-                    lease_s=max(60.0, 2 * self.settings.payment_callback_timeout_s),
-                ),
-                interval_s=self.settings.payment_worker_interval_s,
-            )
-            self.worker.start()
 
     async def stop(self) -> None:
-        if self.worker is not None:
-            await self.worker.stop()
-            self.worker = None
+        self.worker = None  # stopped by its owner, the composition root
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -185,12 +174,7 @@ class PlayerWeb:
         generation = request.session.get(GENERATION_KEY)
         if not isinstance(player_id, str) or not isinstance(generation, int):
             return None
-        async with self.db.transaction() as tx:
-            row = await tx.fetchrow(
-                "SELECT id, nickname, currency, language, status, available_minor,"
-                " web_generation FROM players WHERE id = $1",
-                player_id,
-            )
+        row = await player_pages.player_for_session(self.db, player_id)
         if row is None or int(row["web_generation"]) != generation:
             # Signed out (here or elsewhere), password changed, blocked, or no such player.
             request.session.pop(PLAYER_KEY, None)
@@ -303,11 +287,7 @@ class PlayerWeb:
         player = await self._player(request)
         if player is None:
             return self._to_login(request)
-        async with self.db.transaction() as tx:
-            rows = await tx.fetch(
-                "SELECT name, display_name FROM partners"
-                " WHERE client_url IS NOT NULL AND client_url <> '' ORDER BY name"
-            )
+        rows = await player_pages.lobby_games(self.db)
         games = [{"name": r["name"], "title": r["display_name"] or r["name"]} for r in rows]
         return self._render(request, "player/lobby.html", {"player": player, "games": games})
 
@@ -316,12 +296,7 @@ class PlayerWeb:
         if player is None:
             return self._to_login(request)
         name = request.path_params["game"]
-        async with self.db.transaction() as tx:
-            partner = await tx.fetchrow(
-                "SELECT name, display_name, client_url, payment_currency FROM partners"
-                " WHERE name = $1",
-                name,
-            )
+        partner = await player_pages.game(self.db, name)
         origin = _origin(partner["client_url"] or "") if partner else None
         if partner is None or origin is None:
             return self._message(request, player, 404, "Game not found", f"No game {name!r}.")
@@ -373,10 +348,7 @@ class PlayerWeb:
         return body
 
     async def _partner_methods(self, partner_id: int) -> PartnerMethods:
-        async with self.db.transaction() as tx:
-            row = await tx.fetchrow(
-                "SELECT sandbox, payment_methods FROM partners WHERE id = $1", partner_id
-            )
+        row = await player_pages.partner_methods_row(self.db, partner_id)
         if row is None:
             return PartnerMethods((), False)
         return PartnerMethods.from_row(row["payment_methods"], row["sandbox"])

@@ -1,11 +1,16 @@
-"""The application factory: ``create_app(settings)`` → one ASGI app for the whole platform.
+"""The composition root: ``create_app(settings)`` → one ASGI app for the whole platform.
+
+This is the one module that knows every part: it builds the store (in the lifespan, so each
+server process has its own connections), the limiters, the Wallet API, the operator API, the
+player pages (``qwallet.web``), the admin console (``qwallet.admin``) and the background workers
+(the hold resolver, the payment worker), and mounts them. Nothing below imports it
+(``docs/architecture.md``, "Layers").
 
 ``/wallet/*`` goes straight to the raw ASGI Wallet API (the hot path); everything else — operator
 API, health, metrics, the OpenAPI document and its page, the player pages and the admin console —
 is a small Starlette application behind ``RequestHygiene`` (``qwallet.api.hygiene``: U+0000 in
 the path or query → 400, a body above ``max_body_bytes`` → 413, before any handler or form
-parser sees it). The store is opened in the lifespan, so each server process has its own
-connections.
+parser sees it).
 """
 
 from __future__ import annotations
@@ -29,15 +34,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from qwallet import logs
 from qwallet.admin import AdminConsole
 from qwallet.api import metrics
-from qwallet.api.auth import PartnerAuthenticator
+from qwallet.api.auth import FailedAuthLimiter, PartnerAuthenticator
 from qwallet.api.hygiene import RequestHygiene
 from qwallet.api.operator import OperatorAPI
+from qwallet.api.ratelimit import RateLimiter
 from qwallet.api.wallet import PREFIX, WalletAPI, request_id_from
 from qwallet.clock import Clock, SystemClock
 from qwallet.monitoring import build
+from qwallet.payments import DeliveryPolicy, PaymentProvider, PaymentWorker, provider_registry
+from qwallet.resolver import HoldResolver
 from qwallet.resolver import running as running_resolver
+from qwallet.service import holds
 from qwallet.settings import Settings
 from qwallet.store.factory import Store, open_store
+from qwallet.store.sql import SqlDatabase
 from qwallet.web.player import PlayerWeb
 from qwallet.web.security import SESSION_MAX_AGE_S
 
@@ -86,9 +96,11 @@ class QWalletApp:
         self.store: Store | None = None
         self.wallet: WalletAPI | None = None
         self._metrics_endpoint = metrics.MetricsEndpoint(settings)
-        self.admin = AdminConsole(settings, self.clock)
+        self.admin = AdminConsole(settings, self.clock, self._resolver_pass)
         secret_key = settings.secret_key or secrets.token_urlsafe(48)
-        self.player_web = PlayerWeb(settings, self.clock)
+        self.player_web = PlayerWeb(
+            settings, self.clock, provider_registry(settings.payment_sandbox_delay_s)
+        )
         self.web = Starlette(
             routes=self._routes(),
             lifespan=self._lifespan,
@@ -110,11 +122,17 @@ class QWalletApp:
         store = self._given_store or await open_store(self.settings)
         self.store = store
         authenticator = PartnerAuthenticator(store, self.settings.credential_cache_ttl_s)
-        self.wallet = WalletAPI(store, self.settings, self.clock, authenticator)
+        self.wallet = WalletAPI(
+            store, self.settings, self.clock, authenticator, *wallet_limiters(self.settings)
+        )
         self._metrics_endpoint.start(store)
         self._operator = OperatorAPI(store, self.settings, self.clock)
         self.admin.store = store
         await self.player_web.start(store)
+        worker = payment_worker(store, self.settings, self.clock, self.player_web.providers)
+        if worker is not None:
+            worker.start()
+            self.player_web.worker = worker
         try:
             async with running_resolver(store, self.settings, self.clock), self.admin.sampling():
                 if self._freeze_heap:
@@ -123,8 +141,19 @@ class QWalletApp:
                 yield
         finally:
             await self.player_web.stop()
+            if worker is not None:
+                await worker.stop()
             if self._given_store is None:
                 await store.close()
+
+    async def _resolver_pass(self, store: Store, operator: str) -> dict[str, int]:
+        """One pass of the hold resolver on demand (the console's button), audited as
+        ``operator``; what it did, by action."""
+        async with HoldResolver(store, self.settings, self.clock) as resolver:
+            _outcomes, summary = await holds.run_resolver_pass(
+                store, resolver.run_once, operator=operator, now_ms=self.clock.now_ms
+            )
+        return summary
 
     def _routes(self) -> list[BaseRoute]:
         return [
@@ -194,6 +223,42 @@ class QWalletApp:
         return await self._operator.create_session(request)
 
 
+def wallet_limiters(settings: Settings) -> tuple[RateLimiter, FailedAuthLimiter]:
+    """The Wallet API's per-process limiters: calls per partner and per player (104), failed
+    authentications per client address (``qwallet.api.ratelimit``, ``qwallet.api.auth``)."""
+    return (
+        RateLimiter(
+            settings.rate_limit_partner_rps,
+            settings.rate_limit_partner_burst,
+            settings.rate_limit_player_rps,
+            settings.rate_limit_player_burst,
+        ),
+        FailedAuthLimiter(settings.auth_failure_rps, settings.auth_failure_burst),
+    )
+
+
+def payment_worker(
+    db: SqlDatabase, settings: Settings, clock: Clock, providers: dict[str, PaymentProvider]
+) -> PaymentWorker | None:
+    """The payment worker (provider events, callback delivery), unless switched off
+    (``QWALLET_PAYMENT_WORKER_INTERVAL_S=0``)."""
+    if settings.payment_worker_interval_s <= 0:
+        return None
+    return PaymentWorker(
+        db,
+        clock,
+        providers,
+        currencies=settings.currency_registry,
+        policy=DeliveryPolicy(
+            schedule_s=settings.payment_retry_schedule_s,
+            max_attempts=settings.payment_max_attempts,
+            timeout_s=settings.payment_callback_timeout_s,
+            lease_s=max(60.0, 2 * settings.payment_callback_timeout_s),
+        ),
+        interval_s=settings.payment_worker_interval_s,
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -217,4 +282,10 @@ def create_app_from_env() -> QWalletApp:
     return create_app(Settings.from_env(), freeze_heap=True)
 
 
-__all__ = ["QWalletApp", "create_app", "create_app_from_env"]
+__all__ = [
+    "QWalletApp",
+    "create_app",
+    "create_app_from_env",
+    "payment_worker",
+    "wallet_limiters",
+]

@@ -1,0 +1,1 @@
+"""The admin console's pages, one module per resource, each a part of ``AdminConsole``."""
