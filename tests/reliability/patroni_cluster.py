@@ -92,7 +92,7 @@ def _alive(pid: int) -> bool:
 
 def _http_json(url: str, timeout_s: float = 2.0) -> tuple[int, Any]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return int(response.status), json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         body = error.read()
@@ -240,7 +240,7 @@ class PatroniNode:
     def status(self) -> dict[str, Any] | None:
         """Patroni's ``GET /patroni`` (role, state, timeline), or None when it does not answer."""
         with contextlib.suppress(OSError, ValueError):
-            code, body = _http_json(f"{self.api}/patroni", timeout_s=1.0)
+            _code, body = _http_json(f"{self.api}/patroni", timeout_s=1.0)
             if isinstance(body, dict):
                 return body
         return None
