@@ -107,6 +107,8 @@ class Fault:
     leader_after: str = ""
     recovery_s: float | None = None
     readyz: list[int | None] = field(default_factory=list)
+    # (sent after the fault s, answered after s, HTTP status, errorCode) of each probe
+    trace: list[tuple[float, float, int | None, Any]] = field(default_factory=list)
     detail: str = ""
 
 
@@ -167,11 +169,12 @@ class Injector:
                     node.start()
                 self.to_restart.remove((due, node))
 
-    def inject(self, kind: str) -> Fault:
+    def inject(self, fault: Fault) -> None:
         cluster = self.cluster
-        leader = cluster.leader()
-        assert leader is not None, cluster.describe()
-        fault = Fault(kind, leader.name)
+        kind = fault.kind
+        leader = cluster.node(fault.leader_before)
+        # Patroni may be re-assigning the synchronous standby just now: wait for it.
+        cluster.wait_for(lambda: cluster.sync_standby() is not None, 60, "synchronous standby")
         sync = cluster.sync_standby()
         if kind == "primary postgres SIGKILL":
             leader.kill_postgres()
@@ -195,7 +198,6 @@ class Injector:
             self._cancel_hazard(leader)
         else:
             raise AssertionError(kind)
-        return fault
 
     def _cancel_hazard(self, leader: PatroniNode) -> None:
         standbys = _other_replicas(self.cluster, leader)
@@ -238,41 +240,52 @@ async def _finalize(caller: Caller, flow: Flow, succeeded: bool) -> None:
     flow.final = "rolled_back"
 
 
-async def _recover(
+async def _probe(
     clients: list[httpx.AsyncClient],
     caller_for: Callable[[httpx.AsyncClient], Caller],
     probe_player: Player,
     flows: list[Flow],
     fault: Fault,
     started: float,
+    settled: asyncio.Event,
 ) -> None:
-    """Fresh withdrawals through alternate servers until one succeeds: the recovery time."""
+    """Fresh withdrawals through alternate servers, from the fault until the cluster is whole
+    again and one succeeded after the last failure. The recovery time is when that success was
+    answered: for a Patroni that died, the outage starts only when its leader key expires."""
     index = 0
     finalizers: list[asyncio.Task[None]] = []
-    while time.monotonic() - started < RECOVERY_BOUND_S * 2:
+    recovered_at: float | None = None
+    while time.monotonic() - started < RECOVERY_BOUND_S * 4:
         client = clients[index % len(clients)]
         index += 1
         caller = caller_for(client)
         flow = Flow(probe_player, "withdrawal", f"probe-{secrets.token_hex(6)}", 1)
         flows.append(flow)
         body = money_body(probe_player.token, flow.mm_transaction_id, 1)
+        sent = time.monotonic()
         status, payload = await caller.once("withdraw", body)
+        answered = time.monotonic() - started
+        code = None if payload is None else payload.get("errorCode")
+        fault.trace.append((round(sent - started, 2), round(answered, 2), status, code))
         ok = status == 200 and payload is not None and "errorCode" not in payload
         if ok:
             assert payload is not None
             flow.acks.append(_acknowledged("withdraw", payload))
+            if recovered_at is None:
+                recovered_at = answered
         else:
             flow.begin_error = -1
+            recovered_at = None
             try:
                 ready = await client.get("/readyz", timeout=5)
                 fault.readyz.append(ready.status_code)
             except httpx.TransportError:
                 fault.readyz.append(None)
         finalizers.append(asyncio.create_task(_finalize(caller, flow, ok)))
-        if ok:
-            fault.recovery_s = time.monotonic() - started
+        if settled.is_set() and recovered_at is not None:
             break
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
+    fault.recovery_s = recovered_at
     await asyncio.gather(*finalizers)
 
 
@@ -326,18 +339,31 @@ def _run(
             await asyncio.sleep(2.0)
             for kind in kinds:
                 await asyncio.sleep(rng.uniform(0.5, 2.5))  # a random moment of the load
-                started = time.monotonic()
-                fault = await asyncio.to_thread(injector.inject, kind)
-                faults.append(fault)
-                await _recover(clients, caller_for, probe_player, flows, fault, started)
-                # Crashed nodes come back (as their service manager would), then the cluster
-                # must be whole again before the next fault.
-                while injector.to_restart:
-                    await asyncio.to_thread(injector.restart_due)
-                    await asyncio.sleep(0.2)
-                await asyncio.to_thread(cluster.wait_healthy, 120)
                 leader = cluster.leader()
-                fault.leader_after = leader.name if leader else "?"
+                assert leader is not None, cluster.describe()
+                fault = Fault(kind, leader.name)
+                faults.append(fault)
+                settled = asyncio.Event()
+                started = time.monotonic()
+
+                async def settle(fault: Fault, settled: asyncio.Event) -> None:
+                    try:
+                        await asyncio.to_thread(injector.inject, fault)
+                        # Crashed nodes come back (as their service manager would restart
+                        # them), then the cluster must be whole before the next fault.
+                        while injector.to_restart:
+                            await asyncio.to_thread(injector.restart_due)
+                            await asyncio.sleep(0.2)
+                        await asyncio.to_thread(cluster.wait_healthy, 120)
+                        after = cluster.leader()
+                        fault.leader_after = after.name if after else "?"
+                    finally:
+                        settled.set()
+
+                await asyncio.gather(
+                    settle(fault, settled),
+                    _probe(clients, caller_for, probe_player, flows, fault, started, settled),
+                )
             await asyncio.sleep(1.5)
         finally:
             done.set()
@@ -424,6 +450,13 @@ def test_failover_under_load(cluster: PatroniCluster, tmp_path: Path) -> None:
             if f.recovery_s is not None
         )
     )
+    for fault in faults:
+        failed = [entry for entry in fault.trace if entry[2] != 200]
+        print(
+            f"[failover] {fault.kind}: {len(fault.trace)} probes, {len(failed)} failed"
+            f" (first answered {failed[0][1] if failed else '-'} s, last"
+            f" {failed[-1][1] if failed else '-'} s); recovered at {fault.recovery_s} s"
+        )
     assert not verdict.problems, "\n".join(verdict.problems)
     assert failovers >= (3 if scale(1, 0) else LONG_FAILOVERS), faults
     assert any(503 in f.readyz for f in faults), "/readyz never said 503 during a failover"
