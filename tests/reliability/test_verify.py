@@ -79,3 +79,16 @@ def test_security_matrix_lists_each_attack_per_backend() -> None:
     assert "| 5 | lockout \\| right one | `test_web` | refused (41) | **FAILED** (41) | — |" in page
     assert "| 4 | field shift | `test_kit` | — | — | refused (3) |" in page
     assert page.index("| 4 | field shift") < page.index("| 5 | lockout")
+
+
+def test_failover_table_is_rendered_with_recovery_median_and_max() -> None:
+    records = [
+        {"suite": "failover", "backend": "postgres", "runs": 1, "operations": 100, "faults": 7,
+         "failures": 0, "invariantChecks": 50, "failovers": 5, "acknowledgedLost": 0,
+         "doubleApplied": 0, "recoveriesS": [1.0, 9.0, 3.0], "settings": "ttl 5 s"},
+        {"suite": "failover", "backend": "postgres", "runs": 1, "operations": 100, "faults": 7,
+         "failures": 0, "invariantChecks": 50, "failovers": 4, "acknowledgedLost": 0,
+         "doubleApplied": 0, "recoveriesS": [2.0, 12.5], "settings": "ttl 5 s"},
+    ]  # fmt: skip
+    page = render(aggregate(records), mode="CI-sized", exit_code=0, seconds=3, command="x")
+    assert "| failover | postgres | 9 | 0 | 0 | 3.0 s | 12.5 s | ttl 5 s |" in page

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -122,12 +124,24 @@ def test_asyncpg_dsn() -> None:
 
 
 class _FlakyPool:
-    """Stands in for the asyncpg pool: fails ``failures`` times, then answers."""
+    """Stands in for the asyncpg pool and its one connection: fails ``failures`` times, then
+    answers."""
 
     def __init__(self, failures: int, error: type[Exception]) -> None:
         self.failures = failures
         self.error = error
         self.calls = 0
+        self.warnings = 0  # the adapter counts the server's WARNINGs per connection
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[_FlakyPool]:
+        yield self
+
+    async def expire_connections(self) -> None:
+        pass
+
+    def terminate(self) -> None:
+        raise AssertionError("no statement here outlives the timeout")
 
     async def fetchrow(self, sql: str, *args: object) -> dict[str, Any]:
         self.calls += 1

@@ -11,18 +11,34 @@ daily limit) are passed in as parameters on every call, so the SQL holds no copy
 The pool skips asyncpg's per-release reset query (one more round trip on every call): nothing here
 leaves session state behind, and a connection released inside a transaction is still rolled back.
 Users of ``transaction()`` must not change session state either (use ``SET LOCAL``, not ``SET``).
+
+Clusters and failover (docs/high-availability.md). ``QWALLET_DATABASE_URL`` may name several
+hosts (``postgresql://h1:5432,h2:5432/qwallet?target_session_attrs=read-write``); asyncpg tries
+them in order and keeps the first that accepts writes. When a call fails because its connection
+was lost or landed on a server that cannot write, every pooled connection is expired, so the
+next calls connect afresh and find the new primary; the failed call answers 100 / HTTP 500,
+which the partner retries.
+
+No commit wait is ever cancelled from here. With synchronous replication a cancelled wait leaves
+a commit visible on the primary that the standby may never receive; so the statement timeout
+is not asyncpg's ``command_timeout`` (which sends the server a cancel request) but a timer that
+closes the connection: the server then finishes the commit wait on its own, and the call
+answers 500. A wait cancelled by anyone else (``pg_cancel_backend``) makes PostgreSQL report
+success with a WARNING; every WARNING on a call turns its answer into 500 / code 100
+(``CommitNotDurableError``), so no such commit is acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -39,6 +55,9 @@ from qwallet.store.port import (
     SessionView,
 )
 from qwallet.store.sql import Row, SqlTransaction
+
+log = logging.getLogger("qwallet.store.postgres")
+_T = TypeVar("_T")
 
 WALLET_FUNCTIONS_SCRIPT = "wallet_v1.sql"
 _SESSION_SIGNATURE_BEFORE_0006 = "wallet_v1_session(integer, text, bigint)"
@@ -75,6 +94,21 @@ _RETRYABLE = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.UniqueViolationError,
 )
+_CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,  # class 08
+    asyncpg.exceptions.AdminShutdownError,  # 57P01: the server is stopping (switchover)
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,  # 57P03: starting, or shutting down
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # 25006: on a standby, not the primary
+    asyncpg.exceptions.TargetServerAttributeNotMatched,  # no host accepts writes yet
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+"""Failures that say the connection (or the server behind it) is gone or is no longer the
+primary: the pool's connections are expired so that the next call finds the new primary."""
+
 _STATUS_COUNT = re.compile(r"(\d+)$")
 _DOLLAR_TAG = re.compile(r"\$[A-Za-z_]?[A-Za-z0-9_]*\$")
 
@@ -174,6 +208,41 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     """Pool reset hook: nothing to do (asyncpg has already rolled back any open transaction)."""
 
 
+class CommitNotDurableError(Exception):
+    """The server answered a call with a WARNING, such as PostgreSQL's "canceling wait for
+    synchronous replication": the commit may exist on this server only. Answered as 100 / HTTP
+    500 (retry-safe): the retry replays the call, and that replay's own commit waits for the
+    standby (docs/high-availability.md)."""
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Done callback of a statement whose caller was cancelled: its failure is expected."""
+    if not task.cancelled():
+        task.exception()
+
+
+class _WatchedConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection that counts the WARNINGs the server sends on it.
+
+    Counted where asyncpg's protocol hands over each NoticeResponse, as it is parsed and so
+    before the result of the same statement reaches its caller; asyncpg's public log listeners
+    run later (scheduled on the loop) and are removed, with a warning, at every pool release.
+    asyncpg is pinned; the failover suite's cancel-hazard step proves this hook still works.
+    """
+
+    __slots__ = ("warnings",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.warnings = 0
+
+    def _process_log_message(self, fields: dict[str, str], last_query: str) -> None:
+        # "V" is the severity never translated, whatever the server's lc_messages.
+        if fields.get("V", fields.get("S")) == "WARNING":
+            self.warnings += 1
+        super()._process_log_message(fields, last_query)
+
+
 def _raise_for(row: asyncpg.Record) -> None:
     """Raise the ``WalletError`` for a non-zero result code, with the engine's extras."""
     code = row["code"]
@@ -205,18 +274,22 @@ def _rows_changed(status: str) -> int:
 class _PostgresTransaction:
     """``SqlTransaction`` on one pooled connection inside an open transaction."""
 
-    def __init__(self, connection: asyncpg.Connection) -> None:
+    def __init__(self, connection: asyncpg.Connection, store: PostgresStore) -> None:
         self._connection = connection
+        self._store = store
 
     async def fetch(self, sql: str, *args: object) -> list[Row]:
-        return [dict(row) for row in await self._connection.fetch(sql, *args)]
+        rows = await self._store._guarded(self._connection, self._connection.fetch(sql, *args))
+        return [dict(row) for row in rows]
 
     async def fetchrow(self, sql: str, *args: object) -> Row | None:
-        row = await self._connection.fetchrow(sql, *args)
+        connection = self._connection
+        row = await self._store._guarded(connection, connection.fetchrow(sql, *args))
         return None if row is None else dict(row)
 
     async def execute(self, sql: str, *args: object) -> int:
-        return _rows_changed(await self._connection.execute(sql, *args))
+        connection = self._connection
+        return _rows_changed(await self._store._guarded(connection, connection.execute(sql, *args)))
 
 
 class PostgresStore:
@@ -224,9 +297,16 @@ class PostgresStore:
 
     dialect = "postgresql"
 
-    def __init__(self, pool: asyncpg.Pool, *, max_attempts: int = MAX_ATTEMPTS) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_attempts: int = MAX_ATTEMPTS,
+        command_timeout_s: float = 10.0,
+    ) -> None:
         self._pool = pool
         self._max_attempts = max_attempts
+        self._command_timeout_s = command_timeout_s
         self._closed = False
 
     @classmethod
@@ -240,23 +320,72 @@ class PostgresStore:
         statement_cache_size: int = 256,
         max_attempts: int = MAX_ATTEMPTS,
     ) -> PostgresStore:
-        """Connect a pool to ``url``.
+        """Connect a pool to ``url`` (one host, or several with ``target_session_attrs``).
 
         ``statement_cache_size=0`` is for poolers that cannot keep prepared statements
         (pgbouncer before 1.21 in transaction mode); it costs one more round trip per call.
+        ``command_timeout_s`` bounds each statement by closing its connection, never by a
+        cancel request (see the module docstring).
         """
         assert 0 < pool_min <= pool_max, (pool_min, pool_max)
         pool = await asyncpg.create_pool(
             asyncpg_dsn(url),
             min_size=pool_min,
             max_size=pool_max,
-            command_timeout=command_timeout_s,
+            command_timeout=None,  # asyncpg's would cancel commit waits: _guarded bounds calls
             timeout=5.0,  # connect timeout; asyncpg's 60 s default hangs requests on a dead route
             statement_cache_size=statement_cache_size,
             reset=_keep_session,
-            server_settings={"application_name": "qwallet"},
+            connection_class=_WatchedConnection,
+            server_settings={
+                "application_name": "qwallet",
+                # WARNINGs must reach us (a cancelled commit wait is one), whatever the role's
+                # or database's own setting says.
+                "client_min_messages": "warning",
+            },
         )
-        return cls(pool, max_attempts=max_attempts)
+        return cls(pool, max_attempts=max_attempts, command_timeout_s=command_timeout_s)
+
+    async def _guarded(self, connection: Any, operation: Awaitable[_T]) -> _T:
+        """Await one statement on ``connection`` without ever cancelling it on the server.
+
+        Past the timeout, or when the caller is cancelled, the connection is closed instead:
+        the server finishes (or rolls back) on its own and its commit wait, if any, runs to its
+        end. A WARNING sent with the statement raises ``CommitNotDurableError``.
+        """
+        warnings = connection.warnings
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self._command_timeout_s, connection.terminate)
+        task = asyncio.ensure_future(operation)
+        try:
+            # shield: cancelling the caller must not make asyncpg send a cancel request.
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_retrieve)
+            connection.terminate()
+            raise
+        except _CONNECTION_LOST:
+            await self._pool.expire_connections()
+            raise
+        finally:
+            timer.cancel()
+        if connection.warnings != warnings:
+            log.error(
+                "the server sent a WARNING with a statement (a cancelled wait for synchronous"
+                " replication?): answered as an error; the retry replays it durably"
+            )
+            raise CommitNotDurableError("the server reported a warning; outcome not durable")
+        return result
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection; failing to get one expires the pool (the primary moved)."""
+        try:
+            async with self._pool.acquire() as connection:
+                yield connection
+        except _CONNECTION_LOST:
+            await self._pool.expire_connections()
+            raise
 
     # -- wallet hot path ------------------------------------------------------------------
 
@@ -265,7 +394,11 @@ class PostgresStore:
         attempt = 1
         while True:
             try:
-                return await self._pool.fetchrow(sql, *args)
+                async with self._connection() as connection:
+                    row: asyncpg.Record | None = await self._guarded(
+                        connection, connection.fetchrow(sql, *args)
+                    )
+                    return row
             except _RETRYABLE:
                 if attempt >= self._max_attempts:
                     raise WalletError(ErrorCode.TRANSACTION_IN_PROGRESS) from None
@@ -334,12 +467,16 @@ class PostgresStore:
     # -- authentication lookups -------------------------------------------------------------
 
     async def find_credential(self, username: str) -> list[PartnerCredential]:
-        rows = await self._pool.fetch(
-            "SELECT p.id, p.name, p.ip_allow, p.client_url, c.username, c.password_hash"
-            " FROM partner_credentials c JOIN partners p ON p.id = c.partner_id"
-            " WHERE c.username = $1 AND c.revoked_at_ms IS NULL",
-            username,
-        )
+        async with self._connection() as connection:
+            rows = await self._guarded(
+                connection,
+                connection.fetch(
+                    "SELECT p.id, p.name, p.ip_allow, p.client_url, c.username, c.password_hash"
+                    " FROM partner_credentials c JOIN partners p ON p.id = c.partner_id"
+                    " WHERE c.username = $1 AND c.revoked_at_ms IS NULL",
+                    username,
+                ),
+            )
         return [
             PartnerCredential(
                 Partner(row["id"], row["name"], _ip_list(row["ip_allow"]), row["client_url"]),
@@ -350,21 +487,42 @@ class PostgresStore:
         ]
 
     async def find_operator_key(self, key_hash: str) -> str | None:
-        name = await self._pool.fetchval(
-            "SELECT name FROM operator_api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL",
-            key_hash,
-        )
+        async with self._connection() as connection:
+            name = await self._guarded(
+                connection,
+                connection.fetchval(
+                    "SELECT name FROM operator_api_keys"
+                    " WHERE key_hash = $1 AND revoked_at_ms IS NULL",
+                    key_hash,
+                ),
+            )
         return None if name is None else str(name)
 
     async def ping(self) -> None:
-        await self._pool.fetchval("SELECT 1")
+        """Ready only on a primary: a server in recovery (a standby, or a primary being
+        demoted) cannot take a wallet call, so the pool is expired and this raises."""
+        async with self._connection() as connection:
+            in_recovery = await self._guarded(
+                connection, connection.fetchval("SELECT pg_is_in_recovery()")
+            )
+        if in_recovery:
+            await self._pool.expire_connections()
+            raise asyncpg.exceptions.ReadOnlySQLTransactionError("connected to a standby")
 
     # -- operator side ------------------------------------------------------------------------
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlTransaction]:
-        async with self._pool.acquire() as connection, connection.transaction():
-            yield _PostgresTransaction(connection)
+        async with self._connection() as connection:
+            transaction = connection.transaction()
+            await self._guarded(connection, transaction.start())
+            try:
+                yield _PostgresTransaction(connection, self)
+            except BaseException:
+                if not connection.is_closed():
+                    await self._guarded(connection, transaction.rollback())
+                raise
+            await self._guarded(connection, transaction.commit())
 
     async def close(self) -> None:
         if self._closed:
@@ -382,6 +540,7 @@ def _ip_list(text: str | None) -> tuple[str, ...]:
 __all__ = [
     "WALLET_FUNCTIONS",
     "WALLET_FUNCTIONS_SCRIPT",
+    "CommitNotDurableError",
     "PostgresStore",
     "asyncpg_dsn",
     "read_sql",

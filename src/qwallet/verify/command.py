@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,8 @@ HOLD_COLUMNS = (
     "holdsFinalizedByResolver",
     "holdsLeftPending",
 )
+
+FAILOVER_COLUMNS = ("failovers", "acknowledgedLost", "doubleApplied")
 
 SUITES = """## What the suites assert
 
@@ -51,6 +54,17 @@ within 25 s even on a black-holed route, and the history checker finds every ack
 | `test_database_faults.py` | PostgreSQL crash and restart | a private cluster (its own \
 `initdb`, port and directory) is stopped with `-m immediate` under load and restarted; same \
 assertions. |
+| `test_failover.py` | PostgreSQL failover (Patroni) | etcd and three Patroni-managed \
+PostgreSQL 15 nodes on loopback (`synchronous_mode_strict`, `use_pg_rewind`, ttl 5 s, loop_wait \
+1 s, retry_timeout 2 s); two `qwallet serve` processes on the multi-host URL, never restarted, \
+under retrying withdraw → confirm / rollback flows. Faults in random order at random moments \
+(CI: each once, ≥ 3 failovers; long: ≥ 30 failovers): the primary's PostgreSQL SIGKILLed, its \
+Patroni SIGKILLed (PostgreSQL orphaned, Patroni back after the ttl), `patronictl switchover` \
+and `failover`, the synchronous standby's machine lost, the primary's machine lost and \
+rejoining through `pg_rewind`, and the cancel hazard: standbys frozen, every backend waiting on \
+`SyncRep` cancelled with `pg_cancel_backend`, then the primary lost — no success may be \
+answered while the standbys are frozen. Afterwards the full history check and `qwallet \
+reconcile` on the new primary; recovery time from the fault to the first successful withdraw. |
 | `test_fuzz.py` | schemathesis | every operation of the served `/openapi.json`, positive and \
 negative data, all schemathesis checks plus: no HTTP 500, no code 100, and data the document \
 calls invalid is refused (4xx, or an error body on 200 — e.g. 102 for amounts ≤ 0). |
@@ -108,6 +122,11 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for extra in HOLD_COLUMNS:
             if extra in record:
                 row[extra] = int(row.get(extra, 0)) + int(record[extra])
+        if "failovers" in record:
+            for extra in FAILOVER_COLUMNS:
+                row[extra] = int(row.get(extra, 0)) + int(record.get(extra, 0))
+            row["recoveriesS"] = [*row.get("recoveriesS", []), *record.get("recoveriesS", [])]
+            row["settings"] = record.get("settings", row.get("settings", ""))
         for extra in ("examples", "steps", "calls"):
             if extra in record:
                 row[extra] = (
@@ -174,6 +193,7 @@ def render(
                 f" | {row.get('holdsFinalizedByResolver', 0):,}"
                 f" | {row.get('holdsLeftPending', 0):,} |"
             )
+    lines += failover_table(rows)
     models = [row for row in rows if row.get("examples") is not None]
     if models:
         lines += [
@@ -200,6 +220,34 @@ def render(
         *SUITES,
     ]
     return "\n".join(lines)
+
+
+def failover_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Failovers survived, acknowledged answers lost or applied twice, recovery times."""
+    failover_rows = [row for row in rows if row.get("failovers") is not None]
+    if not failover_rows:
+        return []
+    lines = [
+        "",
+        "### Failover: no acknowledged answer lost",
+        "",
+        "Recovery time is from the fault (a kill, a switchover or failover command) to the first"
+        " successful withdraw through a server that was never restarted.",
+        "",
+        "| suite | backend | failovers | acknowledged lost | double-applied | recovery median"
+        " | recovery max | settings |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in failover_rows:
+        recoveries = sorted(float(value) for value in row.get("recoveriesS", []))
+        median = statistics.median(recoveries) if recoveries else None
+        lines.append(
+            f"| {row['suite']} | {row['backend']} | {row['failovers']:,}"
+            f" | {row['acknowledgedLost']:,} | {row['doubleApplied']:,}"
+            + (f" | {median:.1f} s | {recoveries[-1]:.1f} s" if median is not None else " | — | —")
+            + f" | {row.get('settings', '')} |"
+        )
+    return lines
 
 
 def security_matrix(records: list[dict[str, Any]]) -> list[str]:

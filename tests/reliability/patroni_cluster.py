@@ -1,0 +1,513 @@
+"""A three-node PostgreSQL cluster managed by Patroni, with its own etcd, for the failover suite.
+
+Everything lives in one temporary directory and on free loopback ports: one etcd member, and
+three Patroni nodes each running PostgreSQL 15 as the ``postgres`` OS user (PostgreSQL refuses
+to run as root; the processes are started with that user directly, so the PID this module holds
+is Patroni's own, not a wrapper's). The shared server other tests use is never touched.
+
+Settings are the shortest Patroni and etcd accept for a test on a loaded two-core machine:
+``ttl`` 5 s, ``loop_wait`` 1 s, ``retry_timeout`` 2 s (Patroni's rule ``ttl >= loop_wait +
+2 * retry_timeout`` holds with equality; etcd's smallest lease is 2 s with its default
+heartbeat), ``synchronous_mode`` and ``synchronous_mode_strict`` on (a commit returns only once
+a synchronous standby has flushed it, and with no standby the primary stops committing rather
+than committing alone), ``use_pg_rewind`` so a failed primary rejoins as a replica.
+
+Every process is stopped by its PID when the cluster is closed, also after a failure: Patroni
+with SIGTERM (it stops its PostgreSQL), then anything left with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.reliability.harness import free_port
+
+PG_BIN = Path(os.environ.get("QWALLET_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+TTL_S = 5
+LOOP_WAIT_S = 1
+RETRY_TIMEOUT_S = 2
+NODES = 3
+SCOPE = "qwallet-test"
+
+
+def cluster_unavailable() -> str | None:
+    """Why this machine cannot run the cluster, or None."""
+    if os.geteuid() != 0:
+        return "the Patroni cluster needs root (to run PostgreSQL as the postgres user)"
+    for tool in ("etcd", "patroni", "patronictl"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (Debian packages etcd-server and patroni)"
+    if not (PG_BIN / "postgres").exists():
+        return f"no PostgreSQL binaries in {PG_BIN}"
+    return None
+
+
+def _postgres_ids() -> tuple[int, int]:
+    return pwd.getpwnam("postgres").pw_uid, grp.getgrnam("postgres").gr_gid
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc), e.g. a postmaster's backends."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) is not alive.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
+def _http_json(url: str, timeout_s: float = 2.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return int(response.status), json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        body = error.read()
+        try:
+            return int(error.code), json.loads(body or b"null")
+        except ValueError:
+            return int(error.code), None
+
+
+class EtcdProcess:
+    """One etcd member on loopback ports; its data in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    def start(self, timeout_s: float = 30) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        client = f"http://127.0.0.1:{self.client_port}"
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        with open(self.directory / "etcd.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    "etcd", "--name", "etcd0", "--data-dir", str(self.directory / "data"),
+                    "--listen-client-urls", client, "--advertise-client-urls", client,
+                    "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                    "--initial-cluster", f"etcd0={peer}", "--initial-cluster-state", "new",
+                    "--initial-cluster-token", f"qwallet-{self.client_port}",
+                ],
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.tail()
+            with contextlib.suppress(OSError):
+                if _http_json(f"{client}/health")[0] == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"etcd not healthy after {timeout_s} s: {self.tail()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            _signal(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                _signal(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+    def tail(self, size: int = 2000) -> str:
+        with contextlib.suppress(OSError):
+            return (self.directory / "etcd.log").read_text(errors="replace")[-size:]
+        return ""
+
+
+@dataclass
+class PatroniNode:
+    """One Patroni-managed PostgreSQL node."""
+
+    name: str
+    directory: Path
+    pg_port: int
+    api_port: int
+    process: subprocess.Popen[bytes] | None = None
+    patroni_kills: int = 0
+    postgres_kills: int = 0
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "patroni.yml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None, "already running"
+        uid, gid = _postgres_ids()
+        with open(self.directory / "patroni.log", "ab") as log:
+            self.process = subprocess.Popen(
+                ["patroni", str(self.config_path)],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                user=uid,
+                group=gid,
+                extra_groups=[],
+                cwd=self.directory,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.directory)},
+                start_new_session=True,
+            )
+
+    def patroni_alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def postmaster_pid(self) -> int | None:
+        """The running postmaster's PID (first line of postmaster.pid), or None."""
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            if _alive(pid):
+                return pid
+        return None
+
+    def kill_postgres(self) -> None:
+        """SIGKILL the postmaster and every backend it started, as the OOM killer might."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            return
+        for child in _children(pid):
+            _signal(child, signal.SIGKILL)
+        _signal(pid, signal.SIGKILL)
+        self.postgres_kills += 1
+
+    def kill_patroni(self) -> None:
+        """SIGKILL Patroni only: its PostgreSQL keeps running, orphaned."""
+        if self.process is not None and self.process.poll() is None:
+            _signal(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+            self.patroni_kills += 1
+
+    def crash(self) -> None:
+        """The machine dies: Patroni and PostgreSQL SIGKILLed together."""
+        self.kill_patroni()
+        self.kill_postgres()
+
+    def freeze(self, on: bool) -> None:
+        """SIGSTOP / SIGCONT Patroni and PostgreSQL: a node that hangs without closing anything."""
+        sig = signal.SIGSTOP if on else signal.SIGCONT
+        pids = [self.process.pid] if self.patroni_alive() and self.process is not None else []
+        if (postmaster := self.postmaster_pid()) is not None:
+            pids += [postmaster, *_children(postmaster)]
+        for pid in pids:
+            _signal(pid, sig)
+
+    def status(self) -> dict[str, Any] | None:
+        """Patroni's ``GET /patroni`` (role, state, timeline), or None when it does not answer."""
+        with contextlib.suppress(OSError, ValueError):
+            _code, body = _http_json(f"{self.api}/patroni", timeout_s=1.0)
+            if isinstance(body, dict):
+                return body
+        return None
+
+    def stop(self, timeout_s: float = 15) -> None:
+        """SIGTERM Patroni (it stops PostgreSQL), then SIGKILL whatever is left, by PID."""
+        if self.patroni_alive() and self.process is not None:
+            _signal(self.process.pid, signal.SIGCONT)
+            _signal(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                _signal(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        pid = self.postmaster_pid()
+        if pid is not None:
+            for child in _children(pid):
+                _signal(child, signal.SIGCONT)
+            _signal(pid, signal.SIGCONT)
+            _signal(pid, signal.SIGQUIT)  # immediate shutdown; backends follow
+            deadline = time.monotonic() + 10
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _alive(pid):
+                for child in _children(pid):
+                    _signal(child, signal.SIGKILL)
+                _signal(pid, signal.SIGKILL)
+
+    def tail(self, size: int = 3000) -> str:
+        with contextlib.suppress(OSError):
+            return (self.directory / "patroni.log").read_text(errors="replace")[-size:]
+        return ""
+
+
+class PatroniCluster:
+    """etcd and three Patroni nodes. Use as a context manager: closing stops every process."""
+
+    def __init__(self, *, database: str = "qwallet") -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="qwallet-patroni-"))
+        os.chmod(self.directory, 0o755)
+        self.database = database
+        self.etcd = EtcdProcess(self.directory / "etcd")
+        self.nodes = [
+            PatroniNode(f"pg{i}", self.directory / f"pg{i}", free_port(), free_port())
+            for i in range(NODES)
+        ]
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def __enter__(self) -> PatroniCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, timeout_s: float = 120) -> None:
+        self.etcd.start()
+        uid, gid = _postgres_ids()
+        for node in self.nodes:
+            node.directory.mkdir(parents=True)
+            node.config_path.write_text(self._config(node))
+            os.chown(node.directory, uid, gid)
+            os.chown(node.config_path, uid, gid)
+        # The first node bootstraps the cluster; the others are cloned from it.
+        first = self.nodes[0]
+        first.start()
+        self.wait_for(
+            lambda: self.leader() is not None or not first.patroni_alive(), timeout_s, "a leader"
+        )
+        if not first.patroni_alive():
+            raise RuntimeError(f"patroni exited: {first.tail()}")
+        for node in self.nodes[1:]:
+            node.start()
+        self.wait_healthy(timeout_s)
+        self.create_database()
+
+    def close(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                node.stop()
+        with contextlib.suppress(Exception):
+            self.etcd.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _config(self, node: PatroniNode) -> str:
+        # JSON is YAML: written with json.dumps so no quoting can go wrong.
+        config = {
+            "scope": SCOPE,
+            "name": node.name,
+            "log": {"level": "INFO"},  # to stderr, which start() sends to patroni.log
+            "restapi": {
+                "listen": f"127.0.0.1:{node.api_port}",
+                "connect_address": f"127.0.0.1:{node.api_port}",
+            },
+            "etcd3": {"hosts": [self.etcd.endpoint]},
+            "bootstrap": {
+                "dcs": {
+                    "ttl": TTL_S,
+                    "loop_wait": LOOP_WAIT_S,
+                    "retry_timeout": RETRY_TIMEOUT_S,
+                    "maximum_lag_on_failover": 1048576,
+                    "synchronous_mode": True,
+                    "synchronous_mode_strict": True,
+                    "postgresql": {
+                        "use_pg_rewind": True,
+                        "use_slots": True,
+                        "parameters": {
+                            "max_connections": 100,
+                            "wal_log_hints": "on",
+                            "wal_keep_size": "128MB",
+                            "shared_buffers": "32MB",
+                            "max_wal_senders": 10,
+                            "max_replication_slots": 10,
+                            "hot_standby": "on",
+                        },
+                    },
+                },
+                "initdb": [{"encoding": "UTF8"}, "data-checksums", {"auth": "trust"}],
+            },
+            "postgresql": {
+                "listen": f"127.0.0.1:{node.pg_port}",
+                "connect_address": f"127.0.0.1:{node.pg_port}",
+                "data_dir": str(node.data_dir),
+                "bin_dir": str(PG_BIN),
+                "pgpass": str(node.directory / "pgpass"),
+                "authentication": {
+                    "superuser": {"username": "postgres", "password": "postgres"},
+                    "replication": {"username": "replicator", "password": "replicator"},
+                    "rewind": {"username": "postgres", "password": "postgres"},
+                },
+                "parameters": {
+                    "unix_socket_directories": str(node.directory),
+                    "fsync": "off",  # a test cluster: durability comes from the sync standby
+                },
+                "pg_hba": [
+                    "local all all trust",
+                    "host replication all 127.0.0.1/32 trust",
+                    "host all all 127.0.0.1/32 trust",
+                ],
+            },
+            "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False},
+        }
+        return json.dumps(config, indent=2)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def members(self) -> list[dict[str, Any]]:
+        """Patroni's ``GET /cluster`` member list from any node that answers."""
+        for node in self.nodes:
+            with contextlib.suppress(OSError, ValueError):
+                code, body = _http_json(f"{node.api}/cluster", timeout_s=1.0)
+                if code == 200 and isinstance(body, dict):
+                    return list(body.get("members", []))
+        return []
+
+    def leader(self) -> PatroniNode | None:
+        for member in self.members():
+            if member.get("role") == "leader" and member.get("state") == "running":
+                return self.node(str(member["name"]))
+        return None
+
+    def sync_standby(self) -> PatroniNode | None:
+        for member in self.members():
+            if member.get("role") == "sync_standby" and member.get("state") in (
+                "running",
+                "streaming",
+            ):
+                return self.node(str(member["name"]))
+        return None
+
+    def node(self, name: str) -> PatroniNode:
+        return next(node for node in self.nodes if node.name == name)
+
+    def healthy(self) -> bool:
+        """A leader, a synchronous standby, and every node running and streaming."""
+        members = self.members()
+        if len(members) != NODES:
+            return False
+        roles = [m.get("role") for m in members]
+        states = {m.get("state") for m in members}
+        # A replica's lag is bytes behind the leader, or the text "unknown" while it starts.
+        lags_ok = all(
+            m.get("role") == "leader" or (isinstance(m.get("lag"), int) and m["lag"] < 1 << 20)
+            for m in members
+        )
+        return (
+            roles.count("leader") == 1
+            and "sync_standby" in roles
+            and states <= {"running", "streaming"}
+            and lags_ok
+        )
+
+    def wait_for(self, condition: Any, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"no {what} after {timeout_s} s: {self.describe()}")
+
+    def wait_healthy(self, timeout_s: float = 90) -> None:
+        self.wait_for(self.healthy, timeout_s, "healthy cluster")
+
+    def describe(self) -> str:
+        lines = [json.dumps(self.members())]
+        for node in self.nodes:
+            lines.append(f"--- {node.name} patroni log ---\n{node.tail(1500)}")
+        return "\n".join(lines)
+
+    # -- connecting -----------------------------------------------------------------------------
+
+    def url(self, database: str | None = None, *, attrs: str = "read-write") -> str:
+        hosts = ",".join(f"127.0.0.1:{node.pg_port}" for node in self.nodes)
+        return (
+            f"postgresql://postgres@{hosts}/{database or self.database}"
+            f"?target_session_attrs={attrs}"
+        )
+
+    def node_url(self, node: PatroniNode, database: str | None = None) -> str:
+        return f"postgresql://postgres@127.0.0.1:{node.pg_port}/{database or self.database}"
+
+    def psql(self, node: PatroniNode, sql: str, database: str = "postgres") -> str:
+        result = subprocess.run(
+            [str(PG_BIN / "psql"), "-X", "-A", "-t", "-h", "127.0.0.1", "-p", str(node.pg_port),
+             "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-c", sql],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        return result.stdout.strip()
+
+    def create_database(self) -> None:
+        leader = self.leader()
+        assert leader is not None
+        self.psql(leader, f'CREATE DATABASE "{self.database}"')
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def patronictl(self, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["patronictl", "-c", str(self.nodes[0].config_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            env={**os.environ, "HOME": str(self.directory)},
+        )
+
+    def switchover(self, candidate: PatroniNode) -> subprocess.CompletedProcess[str]:
+        leader = self.leader()
+        assert leader is not None
+        return self.patronictl(
+            "switchover", SCOPE, "--leader", leader.name, "--candidate", candidate.name, "--force"
+        )
+
+    def failover(self, candidate: PatroniNode) -> subprocess.CompletedProcess[str]:
+        return self.patronictl("failover", SCOPE, "--candidate", candidate.name, "--force")
+
+
+__all__ = [
+    "LOOP_WAIT_S",
+    "RETRY_TIMEOUT_S",
+    "TTL_S",
+    "PatroniCluster",
+    "PatroniNode",
+    "cluster_unavailable",
+]

@@ -1,0 +1,463 @@
+"""PostgreSQL failover under load: a Patroni cluster loses its primary again and again while two
+``qwallet serve`` processes take withdraw → confirm / rollback flows, and no acknowledged answer
+is lost or applied twice.
+
+The cluster (``patroni_cluster.py``): etcd and three Patroni-managed PostgreSQL 15 nodes on
+loopback, ``synchronous_mode_strict``, ``use_pg_rewind``. Both servers connect with the
+multi-host URL (``postgresql://h1,h2,h3/qwallet?target_session_attrs=read-write``) and are never
+restarted. Callers behave as the partner documentation says: a withdraw that failed or got no
+answer is rolled back (or retried), confirm and rollback are retried until acknowledged.
+
+Faults, in random order at random moments (CI: each once; long: repeated up to 30 failovers):
+
+- the primary's PostgreSQL SIGKILLed, backends and all (Patroni restarts it or fails over);
+- the primary's Patroni SIGKILLed, PostgreSQL left running, orphaned; Patroni comes back after
+  ``ttl`` as a service manager would restart it, finds another leader and demotes its node;
+- ``patronictl switchover`` and ``patronictl failover`` to the synchronous standby;
+- the synchronous standby's machine lost (Patroni and PostgreSQL SIGKILLed), restarted later;
+- the primary's machine lost, restarted later: it rejoins as a replica through ``pg_rewind``;
+- the cancel hazard, on purpose: both standbys frozen (SIGSTOP) so that commits wait for them,
+  every backend waiting on ``SyncRep`` cancelled with ``pg_cancel_backend`` (PostgreSQL then
+  reports success with a WARNING, the commit existing on the primary only), then the primary's
+  machine lost and the standbys thawed, so a standby without those commits is promoted. No
+  success answered while the standbys were frozen may exist (and the history check proves that
+  nothing acknowledged was in the lost commits: a replay of one, had it answered without a
+  commit of its own waiting for the standby, would be missing afterwards).
+
+Recovery time: from the fault to the first successful withdraw through a server. Afterwards the
+history checker (every acknowledged answer present once in its announced state with its
+balance, ledger replay, conservation, every hold finalized) and ``qwallet reconcile`` run on the
+new primary through the same multi-host URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from qwallet.store import migrate
+from tests.conftest import skip_or_fail
+from tests.reliability.harness import (
+    CENTS,
+    Ack,
+    Caller,
+    CallerStats,
+    Flow,
+    Player,
+    ServerProcess,
+    World,
+    amount_minor,
+    check_history,
+    money_body,
+    provision,
+    record_result,
+    run_flow,
+    scale,
+)
+from tests.reliability.patroni_cluster import (
+    LOOP_WAIT_S,
+    RETRY_TIMEOUT_S,
+    TTL_S,
+    PatroniCluster,
+    PatroniNode,
+    cluster_unavailable,
+)
+
+pytestmark = [pytest.mark.reliability, pytest.mark.postgres]
+
+KINDS = (
+    "primary postgres SIGKILL",
+    "primary patroni SIGKILL",
+    "switchover",
+    "failover",
+    "sync standby lost",
+    "primary machine lost",
+    "cancel hazard + primary lost",
+)
+LONG_FAILOVERS = 30
+CONCURRENCY = 8
+RECOVERY_BOUND_S = 45.0
+MONEY_ENDPOINTS = {"withdraw", "confirmWithdrawal", "rollbackWithdrawal", "deposit"}
+SERVER_ENV = {"QWALLET_PG_POOL_MIN": "2", "QWALLET_PG_POOL_MAX": "8"}
+
+
+@pytest.fixture
+def cluster() -> Iterator[PatroniCluster]:
+    reason = cluster_unavailable()
+    if reason:
+        skip_or_fail(reason)
+    with PatroniCluster() as made:
+        yield made
+
+
+@dataclass
+class Fault:
+    kind: str
+    leader_before: str
+    leader_after: str = ""
+    recovery_s: float | None = None
+    readyz: list[int | None] = field(default_factory=list)
+    # (sent after the fault s, answered after s, HTTP status, errorCode) of each probe
+    trace: list[tuple[float, float, int | None, Any]] = field(default_factory=list)
+    detail: str = ""
+
+
+class TimedCaller(Caller):
+    """A ``Caller`` that also notes when each money call was answered with success."""
+
+    def __init__(self, *args: Any, successes: list[tuple[float, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.successes = successes
+
+    async def once(self, endpoint: str, body: bytes) -> tuple[int | None, dict[str, Any] | None]:
+        status, payload = await super().once(endpoint, body)
+        answered = status == 200 and payload is not None and "errorCode" not in payload
+        if answered and endpoint in MONEY_ENDPOINTS:
+            self.successes.append((time.monotonic(), endpoint))
+        return status, payload
+
+
+class Freeze:
+    """The window in which the standbys were frozen (monotonic times)."""
+
+    def __init__(self) -> None:
+        self.windows: list[tuple[float, float]] = []
+        self.cancelled = 0
+
+
+def _other_replicas(cluster: PatroniCluster, leader: PatroniNode) -> list[PatroniNode]:
+    return [node for node in cluster.nodes if node is not leader]
+
+
+def _cancel_sync_waiters(cluster: PatroniCluster, leader: PatroniNode) -> int:
+    """pg_cancel_backend every qwallet backend waiting for the synchronous standby."""
+    try:
+        out = cluster.psql(
+            leader,
+            "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity"
+            " WHERE wait_event = 'SyncRep' AND application_name = 'qwallet'",
+        )
+        return int(out or 0)
+    except Exception:
+        return 0
+
+
+class Injector:
+    """Runs the faults (blocking calls, in a thread) and measures each recovery."""
+
+    def __init__(self, cluster: PatroniCluster, freeze: Freeze, rng: random.Random) -> None:
+        self.cluster = cluster
+        self.freeze = freeze
+        self.rng = rng
+        self.to_restart: list[tuple[float, PatroniNode]] = []
+
+    def restart_due(self, force: bool = False) -> None:
+        now = time.monotonic()
+        for due, node in list(self.to_restart):
+            if force or now >= due:
+                if not node.patroni_alive():
+                    node.start()
+                self.to_restart.remove((due, node))
+
+    def inject(self, fault: Fault) -> None:
+        cluster = self.cluster
+        kind = fault.kind
+        leader = cluster.node(fault.leader_before)
+        # Patroni may be re-assigning the synchronous standby just now: wait for it.
+        cluster.wait_for(lambda: cluster.sync_standby() is not None, 60, "synchronous standby")
+        sync = cluster.sync_standby()
+        if kind == "primary postgres SIGKILL":
+            leader.kill_postgres()
+        elif kind == "primary patroni SIGKILL":
+            leader.kill_patroni()
+            # A service manager restarts it; after the ttl, so that the others take over first.
+            self.to_restart.append((time.monotonic() + TTL_S + 2, leader))
+        elif kind in ("switchover", "failover"):
+            assert sync is not None, cluster.describe()
+            done = cluster.switchover(sync) if kind == "switchover" else cluster.failover(sync)
+            fault.detail = (done.stdout + done.stderr).strip()[-300:]
+            assert done.returncode == 0, done.stdout + done.stderr
+        elif kind == "sync standby lost":
+            assert sync is not None, cluster.describe()
+            sync.crash()
+            self.to_restart.append((time.monotonic() + 3, sync))
+        elif kind == "primary machine lost":
+            leader.crash()
+            self.to_restart.append((time.monotonic() + TTL_S + 3, leader))
+        elif kind == "cancel hazard + primary lost":
+            self._cancel_hazard(leader)
+        else:
+            raise AssertionError(kind)
+
+    def _cancel_hazard(self, leader: PatroniNode) -> None:
+        standbys = _other_replicas(self.cluster, leader)
+        for node in standbys:
+            node.freeze(True)
+        frozen_at = time.monotonic()
+        try:
+            # Commits now wait for a standby that does not answer; cancel every such wait, and
+            # those of the callers' retries (replays) as they arrive.
+            deadline = frozen_at + 2.5
+            while time.monotonic() < deadline:
+                self.freeze.cancelled += _cancel_sync_waiters(self.cluster, leader)
+                time.sleep(0.1)
+            leader.crash()  # the commits that exist on the primary only die with it
+        finally:
+            thawed_at = time.monotonic()
+            for node in standbys:
+                node.freeze(False)
+            self.freeze.windows.append((frozen_at, thawed_at))
+        self.to_restart.append((time.monotonic() + TTL_S + 3, leader))
+
+
+def _acknowledged(endpoint: str, payload: dict[str, Any]) -> Ack:
+    return Ack(
+        endpoint,
+        str(payload["mmTransactionId"]),
+        str(payload["qwTransactionId"]),
+        amount_minor(payload["balance"]["amount"]),
+        1,
+    )
+
+
+async def _finalize(caller: Caller, flow: Flow, succeeded: bool) -> None:
+    """A probe withdrawal's second half, as the partner does it: roll back, retried until
+    acknowledged (a failed withdraw too: its outcome is unknown)."""
+    body = money_body(flow.player.token, flow.mm_transaction_id, None, rollbackReason="probe")
+    status, payload, _ = await caller.call("rollbackWithdrawal", body)
+    assert status == 200 and "errorCode" not in payload, payload
+    flow.acks.append(_acknowledged("rollbackWithdrawal", payload))
+    flow.final = "rolled_back"
+
+
+async def _probe(
+    clients: list[httpx.AsyncClient],
+    caller_for: Callable[[httpx.AsyncClient], Caller],
+    probe_player: Player,
+    flows: list[Flow],
+    fault: Fault,
+    started: float,
+    settled: asyncio.Event,
+) -> None:
+    """Fresh withdrawals through alternate servers, from the fault until the cluster is whole
+    again and one succeeded after the last failure. The recovery time is when that success was
+    answered: for a Patroni that died, the outage starts only when its leader key expires."""
+    index = 0
+    finalizers: list[asyncio.Task[None]] = []
+    recovered_at: float | None = None
+    while time.monotonic() - started < RECOVERY_BOUND_S * 4:
+        client = clients[index % len(clients)]
+        index += 1
+        caller = caller_for(client)
+        flow = Flow(probe_player, "withdrawal", f"probe-{secrets.token_hex(6)}", 1)
+        flows.append(flow)
+        body = money_body(probe_player.token, flow.mm_transaction_id, 1)
+        sent = time.monotonic()
+        status, payload = await caller.once("withdraw", body)
+        answered = time.monotonic() - started
+        code = None if payload is None else payload.get("errorCode")
+        fault.trace.append((round(sent - started, 2), round(answered, 2), status, code))
+        ok = status == 200 and payload is not None and "errorCode" not in payload
+        if ok:
+            assert payload is not None
+            flow.acks.append(_acknowledged("withdraw", payload))
+            if recovered_at is None:
+                recovered_at = answered
+        else:
+            flow.begin_error = -1
+            recovered_at = None
+            try:
+                ready = await client.get("/readyz", timeout=5)
+                fault.readyz.append(ready.status_code)
+            except httpx.TransportError:
+                fault.readyz.append(None)
+        finalizers.append(asyncio.create_task(_finalize(caller, flow, ok)))
+        if settled.is_set() and recovered_at is not None:
+            break
+        await asyncio.sleep(0.1)
+    fault.recovery_s = recovered_at
+    await asyncio.gather(*finalizers)
+
+
+def _run(
+    cluster: PatroniCluster,
+    servers: list[ServerProcess],
+    world: World,
+    kinds: list[str],
+    rng: random.Random,
+) -> tuple[list[Flow], CallerStats, list[Fault], Freeze, list[tuple[float, str]]]:
+    flows: list[Flow] = []
+    stats = CallerStats()
+    faults: list[Fault] = []
+    freeze = Freeze()
+    successes: list[tuple[float, str]] = []
+    injector = Injector(cluster, freeze, rng)
+    load_players = world.players[1:]
+    probe_player = world.players[0]
+
+    async def main() -> None:
+        done = asyncio.Event()
+        counter = 0
+        clients = [
+            httpx.AsyncClient(
+                base_url=server.url,
+                auth=(world.username, world.password),
+                timeout=httpx.Timeout(30, connect=2.0),
+            )
+            for server in servers
+        ]
+
+        def caller_for(client: httpx.AsyncClient) -> Caller:
+            return TimedCaller(client, stats, call_deadline_s=180, successes=successes)
+
+        async def worker(number: int) -> None:
+            nonlocal counter
+            caller = caller_for(clients[number % len(clients)])
+            while not done.is_set():
+                counter += 1
+                flow = Flow(
+                    rng.choice(load_players),
+                    "withdrawal",
+                    f"failover-{counter}-{secrets.token_hex(4)}",
+                    rng.randint(1, 300),
+                )
+                flows.append(flow)
+                await run_flow(caller, flow, rng, think_s=0.05)
+
+        workers = [asyncio.create_task(worker(n)) for n in range(CONCURRENCY)]
+        try:
+            await asyncio.sleep(2.0)
+            for kind in kinds:
+                await asyncio.sleep(rng.uniform(0.5, 2.5))  # a random moment of the load
+                leader = cluster.leader()
+                assert leader is not None, cluster.describe()
+                fault = Fault(kind, leader.name)
+                faults.append(fault)
+                settled = asyncio.Event()
+                started = time.monotonic()
+
+                async def settle(fault: Fault, settled: asyncio.Event) -> None:
+                    try:
+                        await asyncio.to_thread(injector.inject, fault)
+                        # Crashed nodes come back (as their service manager would restart
+                        # them), then the cluster must be whole before the next fault.
+                        while injector.to_restart:
+                            await asyncio.to_thread(injector.restart_due)
+                            await asyncio.sleep(0.2)
+                        await asyncio.to_thread(cluster.wait_healthy, 120)
+                        after = cluster.leader()
+                        fault.leader_after = after.name if after else "?"
+                    finally:
+                        settled.set()
+
+                await asyncio.gather(
+                    settle(fault, settled),
+                    _probe(clients, caller_for, probe_player, flows, fault, started, settled),
+                )
+            await asyncio.sleep(1.5)
+        finally:
+            done.set()
+            await asyncio.gather(*workers, return_exceptions=False)
+            for client in clients:
+                await client.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        injector.restart_due(force=True)
+    return flows, stats, faults, freeze, successes
+
+
+def test_failover_under_load(cluster: PatroniCluster, tmp_path: Path) -> None:
+    rng = random.Random()
+    started = time.monotonic()
+    url = cluster.url()
+    migrate.upgrade(url)
+    world = provision(url, player_count=7, balance_minor=5_000 * CENTS)
+    servers = [ServerProcess(url, tmp_path / f"server-{i}.log", env=SERVER_ENV) for i in range(2)]
+    for server in servers:
+        server.start()
+    if scale(1, 0):
+        kinds = rng.sample(KINDS, len(KINDS))
+    else:
+        kinds = [rng.choice(KINDS) for _ in range(LONG_FAILOVERS * 2)]
+    try:
+        flows, stats, faults, freeze, successes = _run(cluster, servers, world, kinds, rng)
+        for server in servers:
+            assert server.alive(), server.tail()  # nothing needed a restart
+            assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+    finally:
+        for server in servers:
+            server.stop()
+    cluster.wait_healthy(120)
+    verdict = check_history(url, world, flows)
+    failovers = sum(1 for f in faults if f.leader_after != f.leader_before)
+    recoveries = [f.recovery_s for f in faults if f.recovery_s is not None]
+    during_freeze = [
+        (t, endpoint)
+        for t, endpoint in successes
+        for start, end in freeze.windows
+        if start + 0.5 < t < end
+    ]
+    verdict.check(
+        not during_freeze, f"success answered while the standbys were frozen: {during_freeze}"
+    )
+    verdict.check(len(recoveries) == len(faults), f"a fault without recovery: {faults}")
+    lost = [p for p in verdict.problems if "missing" in p]
+    doubled = [p for p in verdict.problems if "available" in p or "several qw" in p]
+    record_result(
+        "PostgreSQL failover (Patroni, 3 nodes, synchronous_mode_strict)",
+        "postgres",
+        operations=stats.attempts,
+        faults=len(faults),
+        failures=len(verdict.problems),
+        invariant_checks=verdict.checks,
+        holdsOpened=verdict.holds,
+        holdsFinalizedByCallers=verdict.holds - verdict.holds_pending,
+        holdsLeftPending=verdict.holds_pending,
+        flows=len(flows),
+        failovers=failovers,
+        acknowledgedLost=len(lost),
+        doubleApplied=len(doubled),
+        recoveryMedianS=round(statistics.median(recoveries), 2) if recoveries else None,
+        recoveryMaxS=round(max(recoveries), 2) if recoveries else None,
+        recoveriesS=[round(value, 2) for value in recoveries],
+        recoveryByFault={f.kind: round(f.recovery_s or -1, 2) for f in faults},
+        settings=f"ttl {TTL_S} s, loop_wait {LOOP_WAIT_S} s, retry_timeout {RETRY_TIMEOUT_S} s",
+        syncWaitsCancelled=freeze.cancelled,
+        ttlS=TTL_S,
+        loopWaitS=LOOP_WAIT_S,
+        retryTimeoutS=RETRY_TIMEOUT_S,
+        http500=stats.http_500,
+        seconds=round(time.monotonic() - started, 1),
+    )
+    print(
+        f"[failover] {failovers} failovers over {len(faults)} faults; recovery median "
+        f"{statistics.median(recoveries):.2f} s, max {max(recoveries):.2f} s; "
+        + ", ".join(
+            f"{f.kind}: {f.recovery_s:.2f} s ({f.leader_before}->{f.leader_after})"
+            for f in faults
+            if f.recovery_s is not None
+        )
+    )
+    for fault in faults:
+        failed = [entry for entry in fault.trace if entry[2] != 200]
+        print(
+            f"[failover] {fault.kind}: {len(fault.trace)} probes, {len(failed)} failed"
+            f" (first answered {failed[0][1] if failed else '-'} s, last"
+            f" {failed[-1][1] if failed else '-'} s); recovered at {fault.recovery_s} s"
+        )
+    assert not verdict.problems, "\n".join(verdict.problems)
+    assert failovers >= (3 if scale(1, 0) else LONG_FAILOVERS), faults
+    assert any(503 in f.readyz for f in faults), "/readyz never said 503 during a failover"
+    assert all((f.recovery_s or 1e9) <= RECOVERY_BOUND_S for f in faults), faults

@@ -1,0 +1,112 @@
+"""The PostgreSQL adapter's connection handling for clusters (docs/high-availability.md).
+
+- a multi-host URL with ``target_session_attrs`` connects past a host that refuses, for the
+  store and for the migrations;
+- the statement timeout closes the connection instead of sending a cancel request: the server
+  finishes the statement (and would finish a commit wait) on its own;
+- a WARNING sent with a statement — what PostgreSQL sends when a wait for the synchronous
+  standby is cancelled — turns the call into an error, never a success.
+
+The failover suite (tests/reliability/test_failover.py) proves the same on a Patroni cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from qwallet.store import migrate
+from qwallet.store.postgres import CommitNotDurableError, PostgresStore
+from tests.conftest import fresh_database_url
+from tests.reliability.harness import free_port
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_url(tmp_path: Path) -> Iterator[str]:
+    yield from fresh_database_url("postgres", tmp_path)
+
+
+def _multi_host(url: str) -> str:
+    """The same database behind a host list whose first entry refuses connections."""
+    parts = urlsplit(url)
+    user, _, host = parts.netloc.rpartition("@")
+    hosts = f"127.0.0.1:{free_port()},{host}"
+    netloc = f"{user}@{hosts}" if user else hosts
+    return urlunsplit(parts._replace(netloc=netloc, query="target_session_attrs=read-write"))
+
+
+def test_multi_host_url_finds_the_server_that_accepts_writes(pg_url: str) -> None:
+    url = _multi_host(pg_url)
+    migrate.upgrade(url)  # already at head: proves Alembic connects through the host list
+
+    async def scenario() -> None:
+        store = await PostgresStore.open(url, pool_min=1, pool_max=2)
+        try:
+            await store.ping()
+            async with store.transaction() as tx:
+                row = await tx.fetchrow("SELECT version_num FROM alembic_version")
+            assert row is not None
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_timeout_closes_the_connection_and_never_cancels_the_statement(pg_url: str) -> None:
+    async def scenario() -> None:
+        store = await PostgresStore.open(pg_url, pool_min=1, pool_max=2, command_timeout_s=0.3)
+        try:
+            async with store.transaction() as tx:
+                await tx.execute("CREATE TABLE timeout_probe (x integer)")
+            started = time.monotonic()
+            with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError):
+                await store._call("INSERT INTO timeout_probe SELECT 1 FROM pg_sleep(1.0)")
+            assert time.monotonic() - started < 0.9  # the caller was answered at the timeout
+            await asyncio.sleep(1.5)
+            # A cancel request would have aborted the insert; a closed connection lets the
+            # server finish it (as it lets a commit finish waiting for the standby).
+            async with store.transaction() as tx:
+                rows = await tx.fetch("SELECT x FROM timeout_probe")
+            assert rows == [{"x": 1}]
+            await store.ping()  # the pool replaced the closed connection
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_warning_with_a_statement_is_an_error_not_a_success(pg_url: str) -> None:
+    async def create_function() -> None:
+        connection = await asyncpg.connect(pg_url)
+        try:
+            await connection.execute(
+                "CREATE FUNCTION qwallet_warn_probe() RETURNS boolean LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE WARNING 'probe'; RETURN true; END $$"
+            )
+        finally:
+            await connection.close()
+
+    async def scenario() -> None:
+        store = await PostgresStore.open(pg_url, pool_min=1, pool_max=1)
+        try:
+            with pytest.raises(CommitNotDurableError):
+                await store._call("SELECT qwallet_warn_probe()")
+            # The connection keeps working; a statement without a WARNING succeeds.
+            row = await store._call("SELECT 1 AS one")
+            assert row is not None and row["one"] == 1
+            with pytest.raises(CommitNotDurableError):
+                async with store.transaction() as tx:
+                    await tx.fetchrow("SELECT qwallet_warn_probe()")
+        finally:
+            await store.close()
+
+    asyncio.run(create_function())
+    asyncio.run(scenario())
