@@ -9,8 +9,9 @@ One test, in stages, in one fresh venv that never sees the platform:
    fails, the kit works against its in-memory platform, and the two endpoints say which extra
    they need;
 3. the extras and the kit's test tools are added (``partner-kit/requirements-test.txt``, with
-   hashes), ``pip check`` agrees, and the kit's own tests (``partner-kit/tests``, PostgreSQL half
-   included) run there, importing the installed wheel.
+   hashes), ``pip check`` agrees, nothing outside the kit's locks is installed, and the kit's own
+   tests (``partner-kit/tests``, PostgreSQL half included) and the guide's examples
+   (``docs/partner-kit.md``) run there, importing the installed wheel.
 
 pip installs from its cache when it has the pinned files (the suite's own install put them there).
 """
@@ -78,6 +79,20 @@ KIT_TESTS += ["-c", str(KIT / "pyproject.toml"), str(KIT / "tests")]
 
 def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# The guide's examples (docs/partner-kit.md), run as tests/partner/test_docs.py runs them.
+DOC_EXAMPLES = r"""
+import re, sys
+from pathlib import Path
+doc = Path(sys.argv[1])
+blocks = re.findall(r"^```python\n(.*?)^```", doc.read_text(), flags=re.S | re.M)
+assert len(blocks) >= 5
+namespace = {"__name__": "partner_kit_doc"}
+for number, block in enumerate(blocks, 1):
+    exec(compile(block, f"{doc.name}:block{number}", "exec"), namespace)
+print(f"{len(blocks)} examples ran")
+"""
 
 
 def _env() -> dict[str, str]:
@@ -165,4 +180,6 @@ def test_the_kit_installs_and_passes_its_tests_without_the_platform(tmp_path: Pa
     )
     summary = tests.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
-    print(f"kit alone: {summary}")
+    docs = _run([python, "-c", DOC_EXAMPLES, ROOT / "docs" / "partner-kit.md"], tmp_path, 120)
+    assert docs.stdout.strip().endswith("examples ran")
+    print(f"kit alone: {summary}; {docs.stdout.strip()}")

@@ -4,7 +4,7 @@
 // sign()            the documented MD5 `sign` (uppercase hex).
 // signatureHeader() the X-QW-Signature value the platform sends: t=<ms>,v1=<hex HMAC-SHA256>.
 // verifyHeader()    what a receiver does with that header: true if one v1= matches one of the
-//                   secrets. Also check that t is recent (the kit allows 300 s either way).
+//                   secrets. Also check that t is recent (the kit allows 600 s either way).
 "use strict";
 
 const crypto = require("node:crypto");
