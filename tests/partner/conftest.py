@@ -1,58 +1,42 @@
+"""The main suite's kit helpers are the kit's own (``partner-kit/tests/kit_support.py``), loaded
+from that file: one copy of ``serve``, ``make_kit`` and the two-store fixtures for both suites.
+Other folders import ``serve`` from here."""
+
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import importlib.util
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-import uvicorn
-from starlette.types import ASGIApp
 
-from qwallet.partner import (
-    FakeClock,
-    InMemoryWallet,
-    PartnerKit,
-    RetrySchedule,
-    SQLiteStore,
-    WalletClient,
-)
+_KIT_SUPPORT = Path(__file__).resolve().parents[2] / "partner-kit" / "tests" / "kit_support.py"
+
+
+def _load_kit_support() -> Any:
+    # By file, not through sys.path: the kit's test folder must not shadow the main suite's names.
+    name = "kit_support"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, _KIT_SUPPORT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_support: Any = _load_kit_support()
+KIT_TABLES = _support.KIT_TABLES
+StoreFactory = _support.StoreFactory
+kit_backend = _support.kit_backend
+make_kit = _support.make_kit
+new_store = _support.new_store
+serve = _support.serve
+skip_or_fail = _support.skip_or_fail
 
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "kit.db"
-
-
-def make_kit(
-    wallet: InMemoryWallet,
-    db_path: Path,
-    clock: FakeClock,
-    schedule: RetrySchedule | None = None,
-) -> PartnerKit:
-    client = WalletClient("http://platform.test", "partner", "secret", transport=wallet.transport)
-    return PartnerKit(client, SQLiteStore(db_path), clock=clock, schedule=schedule)
-
-
-@contextmanager
-def serve(app: ASGIApp) -> Iterator[str]:
-    """Run ``app`` with uvicorn on a free loopback port in a thread; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()

@@ -42,7 +42,7 @@ from qwallet.partner import (
 )
 
 from ..conftest import LiveServer, Platform
-from .test_store_contract import kit_backend, new_store  # noqa: F401 - fixtures
+from .conftest import kit_backend, new_store  # noqa: F401 - fixtures
 
 SEVEN = Money(Decimal("7.00"), "XAG")
 

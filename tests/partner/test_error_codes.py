@@ -35,14 +35,28 @@ def code_status(code: KitErrorCode) -> int:
 
 
 def test_the_kit_imports_without_the_platform() -> None:
-    """A studio may vendor ``qwallet/partner`` alone: nothing else of qwallet may be imported."""
+    """``qwallet_partner`` loads no module of the platform, nor Starlette or asyncpg (its two
+    optional extras) until they are used. ``tests/partner_dist`` proves it in a venv without them."""
     program = (
-        "import sys, qwallet.partner\n"
-        "others = sorted(m for m in sys.modules if m.startswith('qwallet.')"
-        " and not m.startswith('qwallet.partner'))\n"
-        "print(others)\n"
+        "import sys, qwallet_partner\n"
+        "loaded = sorted(m for m in sys.modules if m.partition('.')[0]"
+        " in ('qwallet', 'starlette', 'asyncpg'))\n"
+        "print(loaded)\n"
     )
     output = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, check=True
     ).stdout
     assert output.strip() == "[]"
+
+
+def test_the_platform_name_is_the_kit() -> None:
+    """``qwallet.partner`` re-exports the kit: the same objects, private modules included."""
+    import qwallet.partner
+    import qwallet.partner._http
+    import qwallet_partner
+    import qwallet_partner._http
+
+    assert qwallet.partner.__all__ == [n for n in qwallet_partner.__all__ if n != "__version__"]
+    for name in qwallet.partner.__all__:
+        assert getattr(qwallet.partner, name) is getattr(qwallet_partner, name), name
+    assert qwallet.partner._http is qwallet_partner._http

@@ -34,8 +34,7 @@ from qwallet.partner import (
 from qwallet.payments.callback import md5_sign, signature_header
 
 from ..demo.conftest import CALLBACK_SECRET, Demo, demo, encode_callback, paid_callback
-from ..partner.conftest import serve
-from ..partner.test_store_contract import StoreFactory, kit_backend, new_store
+from ..partner.conftest import StoreFactory, kit_backend, new_store, serve
 
 __all__ = ["demo", "kit_backend", "new_store"]  # the shared fixtures this module uses
 

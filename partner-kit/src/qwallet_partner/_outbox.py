@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from qwallet.partner._client import WalletClient
-from qwallet.partner._clock import Clock, SystemClock
-from qwallet.partner._exceptions import (
+from qwallet_partner._client import WalletClient
+from qwallet_partner._clock import Clock, SystemClock
+from qwallet_partner._exceptions import (
     FlowError,
     NotAllowedError,
     PartnerKitError,
@@ -33,8 +33,8 @@ from qwallet.partner._exceptions import (
     TransactionRolledBackError,
     WalletAPIError,
 )
-from qwallet.partner._models import Money, TransactionResult
-from qwallet.partner._store import EntryState, KitStore, OutboxEntry
+from qwallet_partner._models import Money, TransactionResult
+from qwallet_partner._store import EntryState, KitStore, OutboxEntry
 
 __all__ = ["Outbox", "RetrySchedule"]
 

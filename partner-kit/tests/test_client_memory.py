@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from qwallet.partner import (
+from qwallet_partner import (
     CurrencyMismatchError,
     ErrorCode,
     InMemoryWallet,

@@ -25,7 +25,7 @@ from typing import Any, Self, TypeVar
 import httpx
 import msgspec
 
-from qwallet.partner._exceptions import (
+from qwallet_partner._exceptions import (
     ErrorCode,
     NotAllowedError,
     OutcomeUnknownError,
@@ -36,7 +36,7 @@ from qwallet.partner._exceptions import (
     WalletTimeoutError,
     error_for_code,
 )
-from qwallet.partner._models import (
+from qwallet_partner._models import (
     Money,
     Session,
     TransactionResult,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from qwallet.partner import (
+from kit_support import make_kit
+from qwallet_partner import (
     FakeClock,
     InMemoryWallet,
     Money,
@@ -18,10 +19,8 @@ from qwallet.partner import (
     RateLimitedError,
     WalletClient,
 )
-from qwallet.partner._client import retry_after_seconds
-from qwallet.partner._exceptions import MAX_RETRY_AFTER_S
-
-from .conftest import make_kit
+from qwallet_partner._client import retry_after_seconds
+from qwallet_partner._exceptions import MAX_RETRY_AFTER_S
 
 ONE = Money(Decimal("1.00"), "XAG")
 

@@ -30,10 +30,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Literal, Self
 
-from qwallet.partner._client import WalletClient
-from qwallet.partner._clock import Clock, SystemClock
-from qwallet.partner._exceptions import FlowError, RateLimitedError
-from qwallet.partner._models import (
+from qwallet_partner._client import WalletClient
+from qwallet_partner._clock import Clock, SystemClock
+from qwallet_partner._exceptions import FlowError, RateLimitedError
+from qwallet_partner._models import (
     Money,
     TransactionResult,
     check_amount,
@@ -41,8 +41,8 @@ from qwallet.partner._models import (
     check_token,
     check_transaction_id,
 )
-from qwallet.partner._outbox import Outbox, RetrySchedule
-from qwallet.partner._store import Kind, KitStore, Operation
+from qwallet_partner._outbox import Outbox, RetrySchedule
+from qwallet_partner._store import Kind, KitStore, Operation
 
 __all__ = ["Deposit", "PartnerKit", "Withdrawal"]
 

@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from qwallet.partner import (
+from kit_support import serve
+from qwallet_partner import (
     FakeClock,
     IssuedOrder,
     PaymentCallbackApp,
@@ -27,8 +28,6 @@ from qwallet.partner import (
     payment_sign,
     signature_header,
 )
-
-from .conftest import serve
 
 SECRET = "MKiLHWZvGPTq2258"
 EXAMPLE = {

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qwallet.partner import (
+from kit_support import make_kit
+from qwallet_partner import (
     FakeClock,
     FlowError,
     InMemoryWallet,
@@ -20,8 +21,6 @@ from qwallet.partner import (
     WalletConnectionError,
     WalletTimeoutError,
 )
-
-from .conftest import make_kit
 
 XAG = "XAG"
 

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from qwallet.partner import (
+from kit_support import serve
+from qwallet_partner import (
     FakeClock,
     Money,
     NotAllowedError,
@@ -32,8 +33,6 @@ from qwallet.partner import (
     WalletConnectionError,
     WalletTimeoutError,
 )
-
-from .conftest import serve
 
 SLOW_S = 1.0
 TIMEOUT_S = 0.2

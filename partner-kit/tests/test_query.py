@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qwallet.partner import (
+from kit_support import make_kit, serve
+from qwallet_partner import (
     FakeClock,
     InMemoryWallet,
     Money,
@@ -18,8 +19,6 @@ from qwallet.partner import (
     QueryWithdrawalApp,
     SQLiteStore,
 )
-
-from .conftest import make_kit, serve
 
 AUTH = ("platform", "p1atform-pass")
 

@@ -24,8 +24,8 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-from qwallet.partner._exceptions import FlowError
-from qwallet.partner._store import (
+from qwallet_partner._exceptions import FlowError
+from qwallet_partner._store import (
     Attempt,
     ClaimResult,
     EntryState,

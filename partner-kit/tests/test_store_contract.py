@@ -11,17 +11,14 @@ run end to end on each store, so an adapter cannot pass the unit checks and stil
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-from collections.abc import Callable, Iterator
 from decimal import Decimal
-from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pytest
 
-from qwallet.partner import (
+from kit_support import StoreFactory
+from qwallet_partner import (
     FakeClock,
     FlowError,
     InMemoryWallet,
@@ -31,78 +28,11 @@ from qwallet.partner import (
     PartnerKit,
     PaymentCallbackApp,
     PaymentOrder,
-    PostgresStore,
     QueryWithdrawalApp,
-    SQLiteStore,
     WalletClient,
     payment_sign,
     signature_header,
 )
-from tests.conftest import skip_or_fail
-
-PG_URL = os.environ.get("QWALLET_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-KIT_TABLES = "kit_outbox_attempts, kit_outbox, kit_payments, kit_transactions"
-
-StoreFactory = Callable[[], KitStore]
-
-
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(PG_URL, timeout=5)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
-def _pg_unavailable() -> str | None:
-    try:
-        asyncio.run(_pg_admin("SELECT 1"))
-    except Exception as error:
-        return f"PostgreSQL at {PG_URL} is not reachable: {error!r}"
-    return None
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def kit_backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """None for SQLite; for PostgreSQL the URL of a database made for this module."""
-    if request.param == "sqlite":
-        yield None
-        return
-    reason = _pg_unavailable()
-    if reason:
-        skip_or_fail(reason)
-    name = f"qwallet_kit_test_{secrets.token_hex(6)}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_URL.rpartition('/')[0]}/{name}"
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture
-def new_store(kit_backend: str | None, tmp_path: Path) -> StoreFactory:
-    """Factory: each call opens another store on the same (emptied) database, like a process."""
-    if kit_backend is None:
-        return lambda: SQLiteStore(tmp_path / "kit.db")
-    url = kit_backend
-
-    async def empty() -> None:
-        store = PostgresStore(url)
-        await store.open()  # creates the tables on first use
-        await store.close()
-        import asyncpg
-
-        connection = await asyncpg.connect(url)
-        try:
-            await connection.execute(f"TRUNCATE {KIT_TABLES} RESTART IDENTITY CASCADE")
-        finally:
-            await connection.close()
-
-    asyncio.run(empty())
-    return lambda: PostgresStore(url)
-
 
 XAG = "XAG"
 T0 = 1_700_000_000.0

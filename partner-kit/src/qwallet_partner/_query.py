@@ -40,22 +40,20 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
-from typing import Literal
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from qwallet.partner._http import BodyTooLarge, check_basic_auth, lifespan, read_body
-from qwallet.partner._store import KitStore, TransactionRecord
-from qwallet.partner._throttle import FailureBudget
+from qwallet_partner._http import BodyTooLarge, check_basic_auth, lifespan, read_body
+from qwallet_partner._store import KitStore, TransactionRecord, WithdrawalStatus
+from qwallet_partner._throttle import FailureBudget
 
 __all__ = ["QueryWithdrawalApp", "WithdrawalStatus"]
 
 logger = logging.getLogger("qwallet.partner.query")
 
-WithdrawalStatus = Literal["CONFIRMED", "ROLLED_BACK", "PENDING", "UNKNOWN"]
 
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]{1,64}")
 MAX_BODY_BYTES = 4096

@@ -52,12 +52,11 @@ the hook should itself be idempotent by cpOrderId (the order id is a natural uni
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import inspect
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Literal
 from urllib.parse import parse_qsl
@@ -67,9 +66,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from qwallet.partner._clock import Clock, SystemClock
-from qwallet.partner._http import BodyTooLarge, lifespan, read_body
-from qwallet.partner._store import IssuedOrder, KitStore, PaymentOrder
+from qwallet_partner._clock import Clock, SystemClock
+from qwallet_partner._http import BodyTooLarge, lifespan, read_body
+from qwallet_partner._signing import SIGNATURE_HEADER, hmac_hex, payment_sign, signature_header
+from qwallet_partner._store import (
+    DeliveryHook,
+    IssuedOrder,
+    IssuedOrderLookup,
+    KitStore,
+    PaymentOrder,
+)
 
 __all__ = [
     "DeliveryHook",
@@ -81,9 +87,6 @@ __all__ = [
 
 logger = logging.getLogger("qwallet.partner.callback")
 
-DeliveryHook = Callable[[PaymentOrder], Awaitable[None] | None]
-IssuedOrderLookup = Callable[[str], Awaitable[IssuedOrder | None] | IssuedOrder | None]
-"""The studio's record of the orders it issued: cpOrderId → the order, or None if never issued."""
 BodyFormat = Literal["form", "json", "auto"]
 
 DOCUMENTED_FIELDS = (
@@ -99,7 +102,6 @@ DOCUMENTED_FIELDS = (
 PAYMENT_FIELDS = ("amount", "currencyCode", "provider")
 """Sent by the platform after ``extParams``; covered by ``X-QW-Signature``, not by ``sign``."""
 FIELDS = DOCUMENTED_FIELDS + PAYMENT_FIELDS
-SIGNATURE_HEADER = "X-QW-Signature"
 MAX_VALUE_CHARS = 1024
 
 _JSON_NUMBER = re.compile(rb"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
@@ -111,32 +113,6 @@ _SERVER_ID = re.compile(r"0|[1-9][0-9]{0,31}")
 _DECIMAL = re.compile(r"(0|[1-9][0-9]{0,17})(\.[0-9]{1,12})?")
 _CURRENCY_CODE = re.compile(r"[A-Z0-9]{3,12}")
 _PROVIDER = re.compile(r"[a-z0-9_]{1,32}")
-
-
-def payment_sign(
-    cp_order_id: str,
-    server_id: str,
-    uid: str,
-    product_price: str,
-    product_id: str,
-    ts: str,
-    secret: str,
-) -> str:
-    """The documented ``sign``: uppercase hex MD5 of the values concatenated, then the secret.
-
-    MD5 is what the contract prescribes; it is an integrity check here, not a password hash.
-    """
-    text = cp_order_id + server_id + uid + product_price + product_id + ts + secret
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest().upper()
-
-
-def signature_header(body: bytes, secret: str, t_ms: int) -> str:
-    """The ``X-QW-Signature`` value for ``body`` sent at ``t_ms`` (see the module docstring)."""
-    return f"t={t_ms},v1={_hmac_hex(secret, t_ms, body)}"
-
-
-def _hmac_hex(secret: str, t_ms: int, body: bytes) -> str:
-    return hmac.new(secret.encode(), f"{t_ms}.".encode() + body, hashlib.sha256).hexdigest()
 
 
 class _Rejection(Exception):
@@ -272,7 +248,7 @@ class PaymentCallbackApp:
         if not signatures or not all(_SHA256_HEX.fullmatch(s) for s in signatures):
             raise _Rejection(403, "bad_signature", f"{SIGNATURE_HEADER}: no valid v1=.")
         t_ms = int(t_text)
-        expected = [_hmac_hex(secret, t_ms, body) for secret in self.secrets]
+        expected = [hmac_hex(secret, t_ms, body) for secret in self.secrets]
         if not any(_any_equal(signature, expected) for signature in signatures):
             raise _Rejection(403, "bad_signature", f"{SIGNATURE_HEADER} does not match the body.")
         self._check_time(t_ms, now_ms, "t")

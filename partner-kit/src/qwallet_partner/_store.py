@@ -11,6 +11,7 @@ outbox entry was delivered, and a cpOrderId must stay "delivered" forever.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, Protocol
@@ -18,13 +19,16 @@ from typing import Literal, Protocol
 __all__ = [
     "Attempt",
     "ClaimResult",
+    "DeliveryHook",
     "IssuedOrder",
+    "IssuedOrderLookup",
     "Kind",
     "KitStore",
     "Operation",
     "OutboxEntry",
     "PaymentOrder",
     "TransactionRecord",
+    "WithdrawalStatus",
 ]
 
 Kind = Literal["withdrawal", "deposit"]
@@ -219,3 +223,13 @@ class KitStore(Protocol):
     async def is_delivered(self, cp_order_id: str) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+# The studio's hooks and the Query endpoint's answer live here, beside the records they are
+# about, so that importing them does not need Starlette (the endpoints are an optional extra).
+DeliveryHook = Callable[[PaymentOrder], Awaitable[None] | None]
+"""The studio's delivery of a paid order (``PaymentCallbackApp``); idempotent by cpOrderId."""
+IssuedOrderLookup = Callable[[str], Awaitable[IssuedOrder | None] | IssuedOrder | None]
+"""The studio's record of the orders it issued: cpOrderId → the order, or None if never issued."""
+WithdrawalStatus = Literal["CONFIRMED", "ROLLED_BACK", "PENDING", "UNKNOWN"]
+"""What ``QueryWithdrawalApp`` answers for a withdrawal (spec §3)."""

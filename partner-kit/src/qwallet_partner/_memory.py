@@ -33,7 +33,7 @@ from typing import Any, Literal
 import httpx
 import msgspec
 
-from qwallet.partner._throttle import FailureBudget
+from qwallet_partner._throttle import FailureBudget
 
 __all__ = ["Call", "Failure", "InMemoryWallet", "WalletTransaction"]
 

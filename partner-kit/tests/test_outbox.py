@@ -6,7 +6,8 @@ import asyncio
 from decimal import Decimal
 from pathlib import Path
 
-from qwallet.partner import (
+from kit_support import make_kit
+from qwallet_partner import (
     FakeClock,
     InMemoryWallet,
     Money,
@@ -16,8 +17,6 @@ from qwallet.partner import (
     SQLiteStore,
     WalletClient,
 )
-
-from .conftest import make_kit
 
 HOUR_S = 3600
 DOCUMENTED_START_S = [0, 5, 15, 35, 75, 195, 495, 1095, 2895]

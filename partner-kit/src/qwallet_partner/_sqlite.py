@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from qwallet.partner._exceptions import FlowError
-from qwallet.partner._store import (
+from qwallet_partner._exceptions import FlowError
+from qwallet_partner._store import (
     Attempt,
     ClaimResult,
     EntryState,
