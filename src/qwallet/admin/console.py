@@ -40,6 +40,7 @@ from qwallet.domain.errors import WalletError
 from qwallet.domain.money import Currency, format_amount, parse_operator_amount
 from qwallet.payments.methods import KNOWN_METHODS, SANDBOX_METHODS, split_methods
 from qwallet.service import audit, holds, operators, orders_admin, players, reconcile
+from qwallet.service.keyset import next_id_cursor, parse_id_cursor
 from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
 from qwallet.store.factory import Store
@@ -249,11 +250,13 @@ class AdminConsole:
         }
 
     @staticmethod
-    def _page_number(request: Request) -> int:
-        try:
-            return max(0, min(int(request.query_params.get("page", "0")), 10_000))
-        except ValueError:
-            return 0
+    def _cursor(request: Request) -> str | None:
+        """The keyset position of the page (``?after=``, from the previous page's link)."""
+        return request.query_params.get("after", "")[:200] or None
+
+    @classmethod
+    def _id_cursor(cls, request: Request) -> int | None:
+        return parse_id_cursor(cls._cursor(request))
 
     def _who(self, request: Request) -> str:
         return str(request.session[OPERATOR_KEY])
@@ -330,21 +333,23 @@ class AdminConsole:
             chart=self.history.chart(),
             recent=recent,
             order_states=orders_admin.STATES,
+            order_count_cap=orders_admin.COUNT_CAP,
         )
 
     # -- players -------------------------------------------------------------------------------
 
     async def players(self, request: Request) -> Response:
         query = request.query_params.get("q", "")[:100]
-        page = self._page_number(request)
-        rows = await queries.search_players(self.db, query, page)
+        after = self._cursor(request)
+        rows = await queries.search_players(self.db, query, after)
         return self.render(
             request,
             "players.html",
             q=query,
             rows=rows[: queries.PAGE_SIZE],
-            page=page,
-            has_next=len(rows) > queries.PAGE_SIZE,
+            after=after,
+            next_cursor=queries.next_cursor(rows, "id"),
+            query={"q": query} if query else {},
         )
 
     async def player(self, request: Request) -> Response:
@@ -421,9 +426,9 @@ class AdminConsole:
                 for name in ("partner", "player", "state", "kind", "date_from", "date_to", "mm_id")
             }
         )
-        page = self._page_number(request)
+        after = self._cursor(request)
         try:
-            rows = await queries.transactions(self.db, filters, page)
+            rows = await queries.transactions(self.db, filters, after)
             error = None
         except OperatorError as problem:
             rows, error = [], str(problem)
@@ -434,8 +439,8 @@ class AdminConsole:
             rows=rows[: queries.PAGE_SIZE],
             filters=filters,
             error=error,
-            page=page,
-            has_next=len(rows) > queries.PAGE_SIZE,
+            after=after,
+            next_cursor=queries.next_cursor(rows, "qw_transaction_id"),
             query=query,
             partner_names=await queries.partner_names(self.db),
             states=queries.TRANSACTION_STATES,
@@ -483,9 +488,9 @@ class AdminConsole:
         state = request.query_params.get("state") or None
         if state is not None and state not in orders_admin.STATES:
             raise OperatorError(f"unknown order state {state[:20]!r}")
-        page = self._page_number(request)
+        after = self._cursor(request)
         rows = await orders_admin.list_orders(
-            self.db, state, limit=queries.PAGE_SIZE + 1, offset=page * queries.PAGE_SIZE
+            self.db, state, limit=queries.PAGE_SIZE + 1, cursor=after
         )
         return self.render(
             request,
@@ -494,8 +499,10 @@ class AdminConsole:
             state=state,
             states=orders_admin.STATES,
             counts=await orders_admin.counts_by_state(self.db),
-            page=page,
-            has_next=len(rows) > queries.PAGE_SIZE,
+            count_cap=orders_admin.COUNT_CAP,
+            after=after,
+            next_cursor=queries.next_cursor(rows, "id"),
+            query={"state": state} if state else {},
         )
 
     async def order(self, request: Request) -> Response:
@@ -637,17 +644,19 @@ class AdminConsole:
         from qwallet.domain.transactions import Kind
 
         cutoff_ms = self.clock.now_ms() - self.settings.hold_window_s * 1000
-        page = self._page_number(request)
+        after = self._cursor(request)
+        log = await holds.resolutions(
+            self.db, limit=queries.PAGE_SIZE + 1, before_id=self._id_cursor(request)
+        )
         return self.render(
             request,
             "holds.html",
             withdrawals=await holds.overdue(self.db, Kind.WITHDRAWAL, cutoff_ms, 200),
             deposits=await holds.overdue(self.db, Kind.DEPOSIT, cutoff_ms, 200),
-            log=await holds.resolutions(
-                self.db, limit=queries.PAGE_SIZE + 1, offset=page * queries.PAGE_SIZE
-            ),
-            page=page,
-            page_size=queries.PAGE_SIZE,
+            log=log[: queries.PAGE_SIZE],
+            after=after,
+            next_cursor=next_id_cursor(log, queries.PAGE_SIZE),
+            query={},
             window_h=self.settings.hold_window_s / 3600,
         )
 
@@ -675,22 +684,21 @@ class AdminConsole:
 
     async def audit_page(self, request: Request) -> Response:
         params = request.query_params
-        page = self._page_number(request)
         who, action = params.get("operator") or None, params.get("action") or None
         rows = await audit.entries(
             self.db,
             operator=who,
             action=action,
             limit=queries.PAGE_SIZE + 1,
-            offset=page * queries.PAGE_SIZE,
+            before_id=self._id_cursor(request),
         )
         query = {k: v for k, v in {"operator": who, "action": action}.items() if v}
         return self.render(
             request,
             "audit.html",
             rows=rows[: queries.PAGE_SIZE],
-            page=page,
-            has_next=len(rows) > queries.PAGE_SIZE,
+            after=self._cursor(request),
+            next_cursor=next_id_cursor(rows, queries.PAGE_SIZE),
             who=who or "",
             action=action or "",
             query=query,
