@@ -674,13 +674,28 @@ class AdminConsole:
     # -- reconciliation and audit --------------------------------------------------------------
 
     async def reconcile_page(self, request: Request) -> Response:
-        return self.render(request, "reconcile.html", report=None)
+        return self.render(
+            request,
+            "reconcile.html",
+            report=None,
+            checkpoint=await reconcile.last_checkpoint(self.db),
+        )
 
     async def run_reconcile(self, request: Request) -> Response:
+        # The same run as ``qwallet reconcile`` (``--full`` when the form asks for it).
+        form = await self._form(request)
         report = await reconcile.run_reconcile(
-            self.db, operator=self._who(request), now_ms=self.clock.now_ms()
+            self.db,
+            operator=self._who(request),
+            now_ms=self.clock.now_ms(),
+            full=form.get("mode") == "full",
         )
-        return self.render(request, "reconcile.html", report=report)
+        return self.render(
+            request,
+            "reconcile.html",
+            report=report,
+            checkpoint=await reconcile.last_checkpoint(self.db),
+        )
 
     async def audit_page(self, request: Request) -> Response:
         params = request.query_params
