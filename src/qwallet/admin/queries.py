@@ -1,7 +1,7 @@
 """Read-only queries behind the console's pages; portable SQL with ``$n`` placeholders.
 
 Lists are keyset pages (``qwallet.service.keyset``): no OFFSET, no count of history. Each
-function says how its cost grows with the stored rows; ``tests/store/test_query_plans.py``
+function says how its cost grows with the stored rows; ``tests/growth/test_query_plans.py``
 checks the PostgreSQL plans.
 """
 

@@ -121,15 +121,22 @@ LEFT JOIN (
 WHERE p.held_minor <> COALESCE(t.withdrawals, 0) OR p.pending_in_minor <> COALESCE(t.deposits, 0)
 """
 
-_NEW_ENTRY_COUNTS = f"""
-SELECT t.qw_transaction_id, t.state, COUNT(e.id) AS entries
-FROM (SELECT transaction_id AS id FROM ledger_entries
-      WHERE id > $1 AND transaction_id IS NOT NULL
-      UNION SELECT qw_transaction_id FROM transactions WHERE state = 'pending') w
-JOIN transactions t ON t.qw_transaction_id = w.id
-LEFT JOIN ledger_entries e ON e.transaction_id = t.qw_transaction_id
-GROUP BY t.qw_transaction_id, t.state, t.amount_minor
-HAVING COUNT(e.id) <> {_EXPECTED_ENTRIES}
+# Correlated lookups by primary key and ix_ledger_entries_transaction, so that no planner, on
+# no table size, prefers to hash all of ``transactions``. An entry of a transaction that does not
+# exist shows as expecting -1 entries.
+_NEW_ENTRY_COUNTS = """
+SELECT x.qw_transaction_id, x.state, x.entries FROM (
+    SELECT w.id AS qw_transaction_id,
+           (SELECT t.state FROM transactions t WHERE t.qw_transaction_id = w.id) AS state,
+           (SELECT CASE WHEN t.amount_minor IS NULL THEN 0 WHEN t.state = 'pending' THEN 2
+                        ELSE 4 END
+              FROM transactions t WHERE t.qw_transaction_id = w.id) AS expected,
+           (SELECT COUNT(*) FROM ledger_entries e WHERE e.transaction_id = w.id) AS entries
+    FROM (SELECT transaction_id AS id FROM ledger_entries
+          WHERE id > $1 AND transaction_id IS NOT NULL
+          UNION SELECT qw_transaction_id FROM transactions WHERE state = 'pending') w
+) x
+WHERE x.entries <> COALESCE(x.expected, -1)
 """
 
 # Moves every touched account's balance to position $2 (entries after its own position, up to
@@ -150,14 +157,20 @@ WHERE checkpoint_balances.position <= excluded.position
 
 # -- full: wallet batches ($1..$2 a range of player ids, $3 the position) ----------------------
 
+# The entries are read by a range of ix_ledger_entries_player (the batch's ids), not joined per
+# player: the planner sees a small range of a large table whatever it thinks of the join.
 _BATCH_WALLETS = """
 SELECT p.id, p.currency, p.available_minor, p.held_minor, p.pending_in_minor,
-    COALESCE(SUM(CASE WHEN e.account = 'available' THEN e.amount_minor END), 0) AS available,
-    COALESCE(SUM(CASE WHEN e.account = 'held' THEN e.amount_minor END), 0) AS held,
-    COALESCE(SUM(CASE WHEN e.account = 'pending_in' THEN e.amount_minor END), 0) AS pending_in
-FROM players p LEFT JOIN ledger_entries e ON e.player_id = p.id
+       COALESCE(s.available, 0) AS available, COALESCE(s.held, 0) AS held,
+       COALESCE(s.pending_in, 0) AS pending_in
+FROM players p LEFT JOIN (
+    SELECT player_id,
+        SUM(CASE WHEN account = 'available' THEN amount_minor ELSE 0 END) AS available,
+        SUM(CASE WHEN account = 'held' THEN amount_minor ELSE 0 END) AS held,
+        SUM(CASE WHEN account = 'pending_in' THEN amount_minor ELSE 0 END) AS pending_in
+    FROM ledger_entries WHERE player_id >= $1 AND player_id <= $2 GROUP BY player_id
+) s ON s.player_id = p.id
 WHERE p.id >= $1 AND p.id <= $2
-GROUP BY p.id, p.currency, p.available_minor, p.held_minor, p.pending_in_minor
 """
 
 _BATCH_HOLDS = """
@@ -172,11 +185,13 @@ HAVING p.held_minor <> COALESCE(SUM(CASE WHEN t.kind = 'withdrawal' THEN t.amoun
 """
 
 _BATCH_ENTRY_COUNTS = f"""
-SELECT t.qw_transaction_id, t.state, COUNT(e.id) AS entries
-FROM transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.qw_transaction_id
-WHERE t.player_id >= $1 AND t.player_id <= $2
-GROUP BY t.qw_transaction_id, t.state, t.amount_minor
-HAVING COUNT(e.id) <> {_EXPECTED_ENTRIES}
+SELECT x.qw_transaction_id, x.state, x.entries FROM (
+    SELECT t.qw_transaction_id, t.state, t.amount_minor,
+           (SELECT COUNT(*) FROM ledger_entries e
+             WHERE e.transaction_id = t.qw_transaction_id) AS entries
+    FROM transactions t WHERE t.player_id >= $1 AND t.player_id <= $2
+) x
+WHERE x.entries <> {_EXPECTED_ENTRIES.replace("t.", "x.")}
 """
 
 _BATCH_TRANSACTIONS = (
@@ -186,13 +201,14 @@ _BATCH_TRANSACTIONS = (
 # Every wallet account of the batch, recomputed from scratch at position $3.
 _BATCH_CHECKPOINT = """
 INSERT INTO checkpoint_balances (owner, account, currency, balance_minor, position)
-SELECT p.id, a.account, p.currency,
-       COALESCE(SUM(CASE WHEN e.id <= $3 THEN e.amount_minor END), 0), $3
+SELECT p.id, a.account, p.currency, COALESCE(s.total, 0), $3
 FROM players p
 CROSS JOIN (SELECT 'available' AS account UNION ALL SELECT 'held' UNION ALL SELECT 'pending_in') a
-LEFT JOIN ledger_entries e ON e.player_id = p.id AND e.account = a.account
+LEFT JOIN (
+    SELECT player_id, account, SUM(amount_minor) AS total FROM ledger_entries
+    WHERE player_id >= $1 AND player_id <= $2 AND id <= $3 GROUP BY player_id, account
+) s ON s.player_id = p.id AND s.account = a.account
 WHERE p.id >= $1 AND p.id <= $2
-GROUP BY p.id, a.account, p.currency
 ON CONFLICT (owner, account, currency) DO UPDATE
 SET balance_minor = excluded.balance_minor, position = excluded.position
 WHERE checkpoint_balances.position <= excluded.position
