@@ -138,7 +138,9 @@ def test_full_reconcile_batches_use_indexes(
     seen: list[tuple[int, int]] = []
 
     def calls(_newest: dict[str, Any]) -> dict[str, Call]:
-        return {"reconcile --full": lambda db: reconcile.reconcile(db, lambda d, t: seen.append((d, t)))}
+        return {
+            "reconcile --full": lambda db: reconcile.reconcile(db, lambda d, t: seen.append((d, t)))
+        }
 
     plans = _plans(grown, calls)
     scans = [f"{p.seq_scans()}\n{p.sql}\n{p.text()}" for p in plans if p.seq_scans()]

@@ -113,8 +113,12 @@ def test_damage_before_the_checkpoint_is_found_by_the_full_run(backend: Backend)
             " AND transaction_id IS NOT NULL",
         )
         assert int(old) <= checkpoint.position
-        await execute(store, "UPDATE ledger_entries SET amount_minor = amount_minor - 7 WHERE id = $1", old)
-        await execute(store, "UPDATE players SET available_minor = available_minor - 7 WHERE id = 'p2'")
+        await execute(
+            store, "UPDATE ledger_entries SET amount_minor = amount_minor - 7 WHERE id = $1", old
+        )
+        await execute(
+            store, "UPDATE players SET available_minor = available_minor - 7 WHERE id = 'p2'"
+        )
         # p3's cached balance is changed by hand (no entry): p3 has not moved since.
         await execute(store, "UPDATE players SET available_minor = 5 WHERE id = 'p3'")
         await traffic(store, 4, 2)
@@ -146,9 +150,13 @@ def test_damage_after_the_checkpoint_is_found_by_the_incremental_run(backend: Ba
             "SELECT MAX(id) FROM ledger_entries WHERE player_id = 'p1' AND account = 'available'",
         )
         assert int(new) > checkpoint.position
-        await execute(store, "UPDATE ledger_entries SET amount_minor = amount_minor + 3 WHERE id = $1", new)
+        await execute(
+            store, "UPDATE ledger_entries SET amount_minor = amount_minor + 3 WHERE id = $1", new
+        )
         # And p2's cached balance, which also moved after the checkpoint.
-        await execute(store, "UPDATE players SET available_minor = available_minor + 1 WHERE id = 'p2'")
+        await execute(
+            store, "UPDATE players SET available_minor = available_minor + 1 WHERE id = 'p2'"
+        )
 
         found = await run(store)
         assert not found.ok and not found.full and not found.checkpoint

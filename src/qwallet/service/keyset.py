@@ -41,9 +41,7 @@ class TimeCursor:
     def where(self, time_column: str, key_column: str, first_placeholder: int) -> str:
         """Rows strictly after this cursor; the ``<=`` bound alone is an index range."""
         at, key = f"${first_placeholder}", f"${first_placeholder + 1}"
-        return (
-            f"{time_column} <= {at} AND ({time_column} < {at} OR {key_column} < {key})"
-        )
+        return f"{time_column} <= {at} AND ({time_column} < {at} OR {key_column} < {key})"
 
 
 def parse_id_cursor(text: str | None) -> int | None:

@@ -533,8 +533,12 @@ async def _entry_batch(
             listed = {(u["owner"], u["phase"], u["currency"]) for u in report.unbalanced}
             if total != 0 and key not in listed and len(report.unbalanced) < MAX_LISTED:
                 report.unbalanced.append(
-                    {"owner": row["owner"], "phase": row["phase"], "currency": row["currency"],
-                     "total": total}
+                    {
+                        "owner": row["owner"],
+                        "phase": row["phase"],
+                        "currency": row["currency"],
+                        "total": total,
+                    }
                 )
         for row in await tx.fetch(_CHUNK_ACCOUNTS, start, end):
             key = (str(row["owner"]), str(row["account"]), str(row["currency"]))
