@@ -63,7 +63,7 @@ def statements(transactions: int, players: int = 5_000) -> list[str]:
         # A checkpoint a little behind the newest entry (minutes of traffic against months of
         # history): the incremental run reads the rest.
         "INSERT INTO reconcile_checkpoints (position, at_ms, full_run, entries)"
-        " SELECT MAX(id) - 400, 0, 1, 0 FROM ledger_entries",
+        " SELECT MAX(id) - 400, MAX(created_at_ms) - 5000, 1, 0 FROM ledger_entries",
         "ANALYZE",
     ]
 

@@ -76,13 +76,12 @@ async def dashboard(db: SqlDatabase, overdue_cutoff_ms: int) -> dict[str, Any]:
             " WHERE state = 'pending' AND kind = 'deposit' AND created_at_ms <= $1",
             overdue_cutoff_ms,
         )
-        counts = dict(
-            await tx.fetchrow(
-                "SELECT (SELECT COUNT(*) FROM players) AS players,"
-                " (SELECT COUNT(*) FROM partners) AS partners"
-            )
-            or {}
-        )
+        partners = await tx.fetchrow("SELECT COUNT(*) AS n FROM partners")
+        counts: dict[str, Any] = {
+            # The balances pass already counted the wallets: no second pass over players.
+            "players": sum(int(row["players"]) for row in balances),
+            "partners": int(partners["n"]) if partners else 0,
+        }
         counts["transactions"] = await transaction_estimate(tx, db.dialect)
     return {
         "balances": balances,

@@ -16,9 +16,9 @@ the sum of its entries up to a ledger position (``position``, an entry id), and
 - ``incremental`` (``qwallet reconcile``, the console): reads only the entries after the newest
   checkpoint, so its time grows with the entries written since, not with history. For every
   account those entries touch, checkpoint balance + new entries must equal the cached balance;
-  the new entries' steps must balance; every transaction they belong to and every pending one
-  must have its entries; held / pending-in of the touched wallets and of the wallets with
-  pending transactions must match. It then moves the touched accounts' balances to the new
+  the new entries' steps must balance; every transaction they belong to, and every pending one
+  created since the checkpoint, must have its entries; held / pending-in of the touched wallets
+  must match their pending transactions. It then moves the touched accounts' balances to the new
   position and writes a checkpoint. A wallet nobody touched since the checkpoint is not read:
   damage to it (a cached balance changed by hand, an old entry edited) is what ``--full`` finds.
 - ``full`` (``qwallet reconcile --full``): proves everything from the first entry, in bounded
@@ -57,6 +57,9 @@ WALLET_BATCH = 500
 ENTRY_BATCH = 50_000
 POSITION_LOCK_TIMEOUT_MS = 100
 POSITION_ATTEMPTS = 30
+# How far apart the clocks of the servers and of the run may be (pending transactions created
+# since a checkpoint are found by their creation time).
+CLOCK_MARGIN_MS = 10 * 60_000
 WALLET_ACCOUNTS = ("available", "held", "pending_in")
 
 # Progress of a full run: (units done, units in all). A unit is a wallet batch or an entry batch.
@@ -106,24 +109,30 @@ SELECT c.owner, c.account, c.balance_minor FROM checkpoint_balances c
 WHERE c.owner IN (SELECT player_id FROM ledger_entries WHERE id > $1 AND player_id IS NOT NULL)
 """
 
+# Held / pending-in of the touched wallets. The pending sums come from the pending backlog
+# (ix_transactions_state) or the touched wallets' transactions, whichever the planner finds
+# smaller; a wallet that did not move keeps what the last checkpoint proved.
 _NEW_HOLDS = """
 SELECT p.id, p.held_minor, p.pending_in_minor,
        COALESCE(t.withdrawals, 0) AS withdrawals, COALESCE(t.deposits, 0) AS deposits
-FROM (SELECT player_id FROM ledger_entries WHERE id > $1 AND player_id IS NOT NULL
-      UNION SELECT player_id FROM transactions WHERE state = 'pending') w
-JOIN players p ON p.id = w.player_id
-LEFT JOIN (
+FROM players p LEFT JOIN (
     SELECT player_id,
            SUM(CASE WHEN kind = 'withdrawal' THEN amount_minor ELSE 0 END) AS withdrawals,
            SUM(CASE WHEN kind = 'deposit' THEN amount_minor ELSE 0 END) AS deposits
-    FROM transactions WHERE state = 'pending' GROUP BY player_id
+    FROM transactions
+    WHERE state = 'pending' AND player_id IN (
+        SELECT player_id FROM ledger_entries WHERE id > $1 AND player_id IS NOT NULL)
+    GROUP BY player_id
 ) t ON t.player_id = p.id
-WHERE p.held_minor <> COALESCE(t.withdrawals, 0) OR p.pending_in_minor <> COALESCE(t.deposits, 0)
+WHERE p.id IN (SELECT player_id FROM ledger_entries WHERE id > $1 AND player_id IS NOT NULL)
+  AND (p.held_minor <> COALESCE(t.withdrawals, 0) OR p.pending_in_minor <> COALESCE(t.deposits, 0))
 """
 
-# Correlated lookups by primary key and ix_ledger_entries_transaction, so that no planner, on
-# no table size, prefers to hash all of ``transactions``. An entry of a transaction that does not
-# exist shows as expecting -1 entries.
+# The transactions of the new entries, and the pending ones created since the checkpoint ($2,
+# with a margin for clocks: a pending transaction without any entry has no entry to be found
+# by). Correlated lookups by primary key and ix_ledger_entries_transaction, so that no planner,
+# on no table size, prefers to hash all of ``transactions``. An entry of a transaction that
+# does not exist shows as expecting -1 entries.
 _NEW_ENTRY_COUNTS = """
 SELECT x.qw_transaction_id, x.state, x.entries FROM (
     SELECT w.id AS qw_transaction_id,
@@ -134,7 +143,8 @@ SELECT x.qw_transaction_id, x.state, x.entries FROM (
            (SELECT COUNT(*) FROM ledger_entries e WHERE e.transaction_id = w.id) AS entries
     FROM (SELECT transaction_id AS id FROM ledger_entries
           WHERE id > $1 AND transaction_id IS NOT NULL
-          UNION SELECT qw_transaction_id FROM transactions WHERE state = 'pending') w
+          UNION SELECT qw_transaction_id FROM transactions
+          WHERE state = 'pending' AND created_at_ms >= $2) w
 ) x
 WHERE x.entries <> COALESCE(x.expected, -1)
 """
@@ -346,14 +356,19 @@ async def incremental(db: SqlDatabase, now_ms: int) -> ReconciliationReport:
         return await _full(db, write=True, now_ms=now_ms)
     position = await safe_position(db)
     async with _snapshot(db, serialize=True) as tx:
-        row = await tx.fetchrow("SELECT COALESCE(MAX(position), 0) AS p FROM reconcile_checkpoints")
-        since = int(row["p"]) if row is not None else 0
+        row = await tx.fetchrow(
+            "SELECT position, at_ms FROM reconcile_checkpoints ORDER BY position DESC LIMIT 1"
+        )
+        assert row is not None
+        since, since_ms = int(row["position"]), int(row["at_ms"]) - CLOCK_MARGIN_MS
         position = max(position, since)
         report = ReconciliationReport(full=False, since_position=since, position=position)
         report._add(report.unbalanced, await tx.fetch(_NEW_UNBALANCED, since, position))
         report._add(report.balance_mismatches, await _new_balance_mismatches(tx, since))
         report._add(report.hold_mismatches, await tx.fetch(_NEW_HOLDS, since))
-        report._add(report.entry_count_mismatches, await tx.fetch(_NEW_ENTRY_COUNTS, since))
+        report._add(
+            report.entry_count_mismatches, await tx.fetch(_NEW_ENTRY_COUNTS, since, since_ms)
+        )
         counted = await tx.fetchrow(
             "SELECT COUNT(*) AS entries, COUNT(DISTINCT player_id) AS players,"
             " COUNT(DISTINCT transaction_id) AS transactions"
