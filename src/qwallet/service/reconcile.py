@@ -141,12 +141,18 @@ SELECT x.qw_transaction_id, x.state, x.entries FROM (
                         ELSE 4 END
               FROM transactions t WHERE t.qw_transaction_id = w.id) AS expected,
            (SELECT COUNT(*) FROM ledger_entries e WHERE e.transaction_id = w.id) AS entries
-    FROM (SELECT transaction_id AS id FROM ledger_entries
-          WHERE id > $1 AND transaction_id IS NOT NULL
-          UNION SELECT qw_transaction_id FROM transactions
-          WHERE state = 'pending' AND created_at_ms >= $2) w
+    FROM (SELECT DISTINCT transaction_id AS id FROM ledger_entries
+          WHERE id > $1 AND transaction_id IS NOT NULL) w
 ) x
 WHERE x.entries <> COALESCE(x.expected, -1)
+UNION
+SELECT y.qw_transaction_id, 'pending', y.entries FROM (
+    SELECT t.qw_transaction_id,
+           (SELECT COUNT(*) FROM ledger_entries e
+             WHERE e.transaction_id = t.qw_transaction_id) AS entries
+    FROM transactions t WHERE t.state = 'pending' AND t.created_at_ms >= $2
+) y
+WHERE y.entries <> 2
 """
 
 # Moves every touched account's balance to position $2 (entries after its own position, up to
