@@ -65,11 +65,14 @@ def reconcile_command(full: FullOption = False, as_json: JsonOption = False) -> 
         ),
     )
     payload = report.as_json()
-    scope = (
-        "everything"
-        if report.full
-        else f"entries {report.since_position + 1}..{report.position} (since the last checkpoint)"
-    )
+    if report.full:
+        scope = "everything"
+    elif report.position > report.since_position:
+        scope = (
+            f"entries {report.since_position + 1}..{report.position} (since the last checkpoint)"
+        )
+    else:
+        scope = f"nothing new since the checkpoint at entry {report.position}"
     human = (
         f"{'OK' if report.ok else 'DIFFERENCES FOUND'} ({scope}): {report.players} players,"
         f" {report.transactions} transactions, {report.entries} ledger entries"
