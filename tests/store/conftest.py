@@ -29,6 +29,8 @@ PG_URL = os.environ.get("QWALLET_TEST_PG_URL", "postgresql://postgres@127.0.0.1:
 
 # Children first, so foreign keys never object.
 TABLES = (
+    "checkpoint_balances",
+    "reconcile_checkpoints",
     "ledger_entries",
     "transactions",
     "sessions",

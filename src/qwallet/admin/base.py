@@ -24,6 +24,7 @@ from qwallet.clock import Clock
 from qwallet.domain.errors import WalletError
 from qwallet.domain.money import Currency, format_amount
 from qwallet.service import operators
+from qwallet.service.keyset import parse_id_cursor
 from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
 from qwallet.store.factory import Store
@@ -211,11 +212,13 @@ class ConsoleBase:
         }
 
     @staticmethod
-    def _page_number(request: Request) -> int:
-        try:
-            return max(0, min(int(request.query_params.get("page", "0")), 10_000))
-        except ValueError:
-            return 0
+    def _cursor(request: Request) -> str | None:
+        """The keyset position of the page (``?after=``, from the previous page's link)."""
+        return request.query_params.get("after", "")[:200] or None
+
+    @classmethod
+    def _id_cursor(cls, request: Request) -> int | None:
+        return parse_id_cursor(cls._cursor(request))
 
     def _who(self, request: Request) -> str:
         return str(request.session[OPERATOR_KEY])

@@ -140,4 +140,5 @@ class AdminConsole(
             chart=self.history.chart(),
             recent=recent,
             order_states=orders_admin.STATES,
+            order_count_cap=orders_admin.COUNT_CAP,
         )

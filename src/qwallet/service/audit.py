@@ -19,6 +19,7 @@ import getpass
 import json
 from typing import Any
 
+from qwallet.service.where import Where
 from qwallet.store.sql import Row, SqlDatabase, SqlTransaction
 
 _SECRET_WORDS = ("password", "secret", "token", "key")
@@ -81,19 +82,24 @@ async def entries(
     action: str | None = None,
     target: str | None = None,
     limit: int = 50,
-    offset: int = 0,
+    before_id: int | None = None,
 ) -> list[Row]:
-    """Newest first, optionally filtered."""
+    """Newest first, optionally filtered, the ``limit`` entries with an id below ``before_id``
+    (a keyset page). Cost: a backward range of the primary key, or of ``ix_audit_log_operator``
+    / ``…_action`` / ``…_target`` when filtered: the page's rows, not the log's length."""
+    where = Where()
+    if operator is not None:
+        where.add("operator = ?", operator)
+    if action is not None:
+        where.add("action = ?", action)
+    if target is not None:
+        where.add("target = ?", target)
+    if before_id is not None:
+        where.add("id < ?", before_id)
     async with db.transaction() as tx:
         return await tx.fetch(
-            "SELECT id, at_ms, operator, action, target, details FROM audit_log"
-            " WHERE (CAST($1 AS TEXT) IS NULL OR operator = $1)"
-            " AND (CAST($2 AS TEXT) IS NULL OR action = $2)"
-            " AND (CAST($3 AS TEXT) IS NULL OR target = $3)"
-            " ORDER BY id DESC LIMIT $4 OFFSET $5",
-            operator,
-            action,
-            target,
+            f"SELECT id, at_ms, operator, action, target, details FROM audit_log{where.sql}"
+            f" ORDER BY id DESC LIMIT {where.next_placeholder()}",
+            *where.args,
             limit,
-            offset,
         )

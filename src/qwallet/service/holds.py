@@ -25,6 +25,7 @@ from qwallet.domain.ledger import WalletBalances
 from qwallet.domain.transactions import Kind, Phase
 from qwallet.service import audit
 from qwallet.service.partners import OperatorError
+from qwallet.service.where import Where
 from qwallet.store import ledger as money
 from qwallet.store.sql import Row, SqlDatabase, SqlTransaction
 
@@ -284,6 +285,9 @@ async def _already_final(
 
 # -- finding overdue holds -------------------------------------------------------------------
 
+# Cost: a range of ix_transactions_state (state = 'pending', created_at_ms <= cutoff) and, per
+# pending hold, two lookups of ix_hold_resolutions_transaction: it grows with the backlog of
+# overdue holds and their resolution attempts, never with settled history.
 _OVERDUE = """
 SELECT t.qw_transaction_id, t.mm_transaction_id, t.kind, t.partner_id, t.player_id,
        t.amount_minor, t.currency, t.created_at_ms,
@@ -314,9 +318,18 @@ async def resolutions(
     qw_transaction_id: str | None = None,
     action: str | None = None,
     limit: int = 50,
-    offset: int = 0,
+    before_id: int | None = None,
 ) -> list[Row]:
-    """The resolution log, newest first."""
+    """The resolution log, newest first: ``limit`` rows with an id below ``before_id`` (a
+    keyset page). Cost: a backward range of the primary key (or ``ix_hold_resolutions_transaction``
+    for one transaction) plus a primary-key lookup per row, whatever the log's length."""
+    where = Where()
+    if qw_transaction_id is not None:
+        where.add("r.qw_transaction_id = ?", qw_transaction_id)
+    if action is not None:
+        where.add("r.action = ?", action)
+    if before_id is not None:
+        where.add("r.id < ?", before_id)
     async with db.transaction() as tx:
         return await tx.fetch(
             "SELECT r.id, r.qw_transaction_id, r.at_ms, r.actor, r.partner_status, r.action,"
@@ -324,12 +337,8 @@ async def resolutions(
             " p.name AS partner"
             " FROM hold_resolutions r"
             " LEFT JOIN transactions t ON t.qw_transaction_id = r.qw_transaction_id"
-            " LEFT JOIN partners p ON p.id = t.partner_id"
-            " WHERE (CAST($1 AS TEXT) IS NULL OR r.qw_transaction_id = $1)"
-            " AND (CAST($2 AS TEXT) IS NULL OR r.action = $2)"
-            " ORDER BY r.id DESC LIMIT $3 OFFSET $4",
-            qw_transaction_id,
-            action,
+            f" LEFT JOIN partners p ON p.id = t.partner_id{where.sql}"
+            f" ORDER BY r.id DESC LIMIT {where.next_placeholder()}",
+            *where.args,
             limit,
-            offset,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from qwallet.service.keyset import TimeCursor
 from qwallet.service.partners import OperatorError
 from qwallet.store.sql import Row, SqlDatabase
 
@@ -15,26 +16,56 @@ STATES = ("created", "paying", "paid", "delivered", "failed", "declined")
 REDELIVERABLE = ("delivered", "failed")
 
 
+COUNT_CAP = 10_000
+
+
 async def counts_by_state(db: SqlDatabase) -> dict[str, int]:
+    """Orders per state, each counted up to ``COUNT_CAP + 1`` (shown as "10000+").
+
+    ``COUNT(*) … GROUP BY state`` read every order ever made (515 ms at 1 M orders). Each count
+    here is a range of ``ix_payment_orders_state_created`` stopped after ``COUNT_CAP + 1``
+    rows: exact for the backlog states, bounded for ``delivered`` however many are stored.
+    """
+    counts: dict[str, int] = {}
     async with db.transaction() as tx:
-        rows = await tx.fetch("SELECT state, COUNT(*) AS n FROM payment_orders GROUP BY state")
-    return {str(row["state"]): int(row["n"]) for row in rows}
+        for state in STATES:
+            row = await tx.fetchrow(
+                # The ORDER BY makes the capped range an index walk for a common state too
+                # (without it PostgreSQL may read the table until it has the cap).
+                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM payment_orders WHERE state = $1"
+                " ORDER BY created_at_ms LIMIT $2) capped",
+                state,
+                COUNT_CAP + 1,
+            )
+            if row is not None and int(row["n"]):
+                counts[state] = int(row["n"])
+    return counts
 
 
 async def list_orders(
-    db: SqlDatabase, state: str | None, *, limit: int = 50, offset: int = 0
+    db: SqlDatabase, state: str | None, *, limit: int = 50, cursor: str | None = None
 ) -> list[Row]:
+    """Newest first, ``limit`` orders after ``cursor`` (``keyset.TimeCursor`` on created time
+    and id). Cost: a range of ``ix_payment_orders_created`` (or ``…_state_created`` with a
+    state), the page's rows whatever the number of orders stored."""
+    after = TimeCursor.parse(cursor)
+    args: list[object] = [limit]
+    where = ""
+    if state is not None:
+        args.append(state)
+        where = " WHERE o.state = $2"
+    if after is not None:
+        bound = after.where("o.created_at_ms", "o.id", len(args) + 1)
+        where += (" AND " if where else " WHERE ") + bound
+        args.extend([after.at_ms, after.key])
     async with db.transaction() as tx:
         return await tx.fetch(
             "SELECT o.id, o.cp_order_id, o.player_id, o.product_id, o.product_price,"
             " o.amount_minor, o.currency, o.state, o.method, o.delivery_attempts,"
             " o.created_at_ms, o.updated_at_ms, p.name AS partner"
-            " FROM payment_orders o JOIN partners p ON p.id = o.partner_id"
-            " WHERE (CAST($1 AS TEXT) IS NULL OR o.state = $1)"
-            " ORDER BY o.created_at_ms DESC, o.id LIMIT $2 OFFSET $3",
-            state,
-            limit,
-            offset,
+            f" FROM payment_orders o JOIN partners p ON p.id = o.partner_id{where}"
+            " ORDER BY o.created_at_ms DESC, o.id DESC LIMIT $1",
+            *args,
         )
 
 

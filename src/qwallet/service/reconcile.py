@@ -1,6 +1,6 @@
-"""Reconciliation: prove the cached balances against the append-only ledger.
+"""Reconciliation: prove the cached balances against the append-only ledger, with checkpoints.
 
-Checks, each a single query so it runs on either database:
+What is proved (each difference is listed, at most ``MAX_LISTED`` of a kind):
 
 1. every step of every transaction or adjustment sums to zero per currency;
 2. every wallet's ``available`` / ``held`` / ``pending_in`` equal the sums of its entries;
@@ -8,68 +8,250 @@ Checks, each a single query so it runs on either database:
 4. every transaction has exactly the entries its state implies (2 while pending, 4 when final,
    none for a rollback that arrived before its original).
 
-``reconcile`` only reads. ``run_reconcile`` is the operator's run (console, ``qwallet
-reconcile``): the same checks with a ``reconcile.run`` audit entry and a ``reconcile_runs`` row
-(time, ok, number of differences) in the same transaction, so the log shows what the checks saw
-and every server's ``/metrics`` exports the newest result (``qwallet_reconcile_last_ok``)
-whichever process ran it.
+**Checkpoints.** ``checkpoint_balances`` holds, per account (wallet account, partner, operator),
+the sum of its entries up to a ledger position (``position``, an entry id), and
+``reconcile_checkpoints`` records every run that found nothing: every entry up to its
+``position`` is in the balances. Two ways to run:
+
+- ``incremental`` (``qwallet reconcile``, the console): reads only the entries after the newest
+  checkpoint, so its time grows with the entries written since, not with history. For every
+  account those entries touch, checkpoint balance + new entries must equal the cached balance;
+  the new entries' steps must balance; every transaction they belong to, and every pending one
+  created since the checkpoint, must have its entries; held / pending-in of the touched wallets
+  must match their pending transactions. It then moves the touched accounts' balances to the new
+  position and writes a checkpoint. A wallet nobody touched since the checkpoint is not read:
+  damage to it (a cached balance changed by hand, an old entry edited) is what ``--full`` finds.
+- ``full`` (``qwallet reconcile --full``): proves everything from the first entry, in bounded
+  batches, each its own short transaction (never one long one, never near the pool's
+  ``command_timeout``): wallets by id range (``WALLET_BATCH`` at a time: balances, holds, entry
+  counts, and their checkpoint balances recomputed from scratch), then the ledger by entry-id
+  range (``ENTRY_BATCH``: steps, partner and operator balances). It reports progress.
+
+**The position.** PostgreSQL hands out entry ids before the inserting transaction commits, so
+an id can become visible after a higher one. The position is therefore read under a brief
+``SHARE`` lock of ``ledger_entries`` (``safe_position``), which waits for the writers in flight
+(at most ``POSITION_LOCK_TIMEOUT_MS``, retried) and is released at once: every id at or below
+it is committed or gone, and every later one is above it. Checks run on one snapshot per
+transaction (``REPEATABLE READ``), where a wallet's cached balance and its entries agree.
+SQLite serializes writers, so its newest id is always such a position.
+
+``run_reconcile`` is the operator's run: a ``reconcile.run`` audit entry and a
+``reconcile_runs`` row (time, ok, number of differences), so every server's ``/metrics``
+exports the newest result (``qwallet_reconcile_last_ok``) whichever process ran it.
+``reconcile`` is the same full proof reading only (tests, the benchmark).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from qwallet.service import audit
-from qwallet.store.sql import SqlDatabase, SqlTransaction
+from qwallet.store.sql import Row, SqlDatabase, SqlTransaction
 
 MAX_LISTED = 100
+WALLET_BATCH = 500
+ENTRY_BATCH = 50_000
+POSITION_LOCK_TIMEOUT_MS = 100
+POSITION_ATTEMPTS = 30
+# How far apart the clocks of the servers and of the run may be (pending transactions created
+# since a checkpoint are found by their creation time).
+CLOCK_MARGIN_MS = 10 * 60_000
+WALLET_ACCOUNTS = ("available", "held", "pending_in")
 
-_UNBALANCED = """
+# Progress of a full run: (units done, units in all). A unit is a wallet batch or an entry batch.
+Progress = Callable[[int, int], None]
+
+# The checkpoint owner of an entry: the player, ``partner:<id>`` or ``operator``.
+_OWNER = (
+    "CASE WHEN e.player_id IS NOT NULL THEN e.player_id"
+    " WHEN e.partner_id IS NOT NULL THEN 'partner:' || CAST(e.partner_id AS TEXT)"
+    " ELSE 'operator' END"
+)
+
+_EXPECTED_ENTRIES = (
+    "CASE WHEN t.amount_minor IS NULL THEN 0 WHEN t.state = 'pending' THEN 2 ELSE 4 END"
+)
+
+# -- incremental: every statement reads the entries after the checkpoint ($1), by primary key --
+
+_NEW_UNBALANCED = """
 SELECT COALESCE(transaction_id, adjustment_id) AS owner, phase, currency,
        SUM(amount_minor) AS total
-FROM ledger_entries
+FROM ledger_entries WHERE id > $1 AND id <= $2
 GROUP BY COALESCE(transaction_id, adjustment_id), phase, currency
 HAVING SUM(amount_minor) <> 0
 """
 
-_BALANCES = """
-SELECT * FROM (
-    SELECT p.id, p.available_minor, p.held_minor, p.pending_in_minor,
-        COALESCE(SUM(CASE WHEN e.account = 'available' THEN e.amount_minor END), 0) AS available,
-        COALESCE(SUM(CASE WHEN e.account = 'held' THEN e.amount_minor END), 0) AS held,
-        COALESCE(SUM(CASE WHEN e.account = 'pending_in' THEN e.amount_minor END), 0) AS pending_in
-    FROM players p LEFT JOIN ledger_entries e ON e.player_id = p.id
-    GROUP BY p.id, p.available_minor, p.held_minor, p.pending_in_minor
-) sums
-WHERE available_minor <> available OR held_minor <> held OR pending_in_minor <> pending_in
-   OR available_minor < 0 OR held_minor < 0 OR pending_in_minor < 0
+# Per touched account: its checkpoint balance and the entries after the balance's own position
+# (``since``: every entry this snapshot sees, to compare with the cached balance).
+_NEW_MOVES = f"""
+SELECT m.owner, m.account, m.currency, COALESCE(c.balance_minor, 0) AS checkpoint_minor,
+       SUM(CASE WHEN m.id > COALESCE(c.position, 0) THEN m.amount_minor ELSE 0 END) AS since
+FROM (SELECT {_OWNER} AS owner, e.account, e.currency, e.id, e.amount_minor
+      FROM ledger_entries e WHERE e.id > $1) m
+LEFT JOIN checkpoint_balances c
+       ON c.owner = m.owner AND c.account = m.account AND c.currency = m.currency
+GROUP BY m.owner, m.account, m.currency, c.balance_minor, c.position
 """
 
-_HOLDS = """
+_TOUCHED_WALLETS = """
+SELECT p.id, p.currency, p.available_minor, p.held_minor, p.pending_in_minor
+FROM players p
+WHERE p.id IN (SELECT player_id FROM ledger_entries WHERE id > $1 AND player_id IS NOT NULL)
+"""
+
+_TOUCHED_CHECKPOINTS = """
+SELECT c.owner, c.account, c.balance_minor FROM checkpoint_balances c
+WHERE c.owner IN (SELECT player_id FROM ledger_entries WHERE id > $1 AND player_id IS NOT NULL)
+"""
+
+# Held / pending-in of the touched wallets. The pending sums come from the pending backlog
+# (ix_transactions_state) or the touched wallets' transactions, whichever the planner finds
+# smaller; a wallet that did not move keeps what the last checkpoint proved.
+_NEW_HOLDS = """
 SELECT p.id, p.held_minor, p.pending_in_minor,
        COALESCE(t.withdrawals, 0) AS withdrawals, COALESCE(t.deposits, 0) AS deposits
 FROM players p LEFT JOIN (
     SELECT player_id,
            SUM(CASE WHEN kind = 'withdrawal' THEN amount_minor ELSE 0 END) AS withdrawals,
            SUM(CASE WHEN kind = 'deposit' THEN amount_minor ELSE 0 END) AS deposits
-    FROM transactions WHERE state = 'pending' GROUP BY player_id
+    FROM transactions
+    WHERE state = 'pending' AND player_id IN (
+        SELECT player_id FROM ledger_entries WHERE id > $1 AND player_id IS NOT NULL)
+    GROUP BY player_id
 ) t ON t.player_id = p.id
-WHERE p.held_minor <> COALESCE(t.withdrawals, 0) OR p.pending_in_minor <> COALESCE(t.deposits, 0)
+WHERE p.id IN (SELECT player_id FROM ledger_entries WHERE id > $1 AND player_id IS NOT NULL)
+  AND (p.held_minor <> COALESCE(t.withdrawals, 0) OR p.pending_in_minor <> COALESCE(t.deposits, 0))
 """
 
-_ENTRY_COUNTS = """
-SELECT t.qw_transaction_id, t.state, COUNT(e.id) AS entries
-FROM transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.qw_transaction_id
-GROUP BY t.qw_transaction_id, t.state, t.amount_minor
-HAVING COUNT(e.id) <> CASE WHEN t.amount_minor IS NULL THEN 0
-                           WHEN t.state = 'pending' THEN 2 ELSE 4 END
+# The transactions of the new entries, and the pending ones created since the checkpoint ($2,
+# with a margin for clocks: a pending transaction without any entry has no entry to be found
+# by). Correlated lookups by primary key and ix_ledger_entries_transaction, so that no planner,
+# on no table size, prefers to hash all of ``transactions``. An entry of a transaction that
+# does not exist shows as expecting -1 entries.
+_NEW_ENTRY_COUNTS = """
+SELECT x.qw_transaction_id, x.state, x.entries FROM (
+    SELECT w.id AS qw_transaction_id,
+           (SELECT t.state FROM transactions t WHERE t.qw_transaction_id = w.id) AS state,
+           (SELECT CASE WHEN t.amount_minor IS NULL THEN 0 WHEN t.state = 'pending' THEN 2
+                        ELSE 4 END
+              FROM transactions t WHERE t.qw_transaction_id = w.id) AS expected,
+           (SELECT COUNT(*) FROM ledger_entries e WHERE e.transaction_id = w.id) AS entries
+    FROM (SELECT DISTINCT transaction_id AS id FROM ledger_entries
+          WHERE id > $1 AND transaction_id IS NOT NULL) w
+) x
+WHERE x.entries <> COALESCE(x.expected, -1)
+UNION
+SELECT y.qw_transaction_id, 'pending', y.entries FROM (
+    SELECT t.qw_transaction_id,
+           (SELECT COUNT(*) FROM ledger_entries e
+             WHERE e.transaction_id = t.qw_transaction_id) AS entries
+    FROM transactions t WHERE t.state = 'pending' AND t.created_at_ms >= $2
+) y
+WHERE y.entries <> 2
 """
 
-_COUNTS = """
-SELECT (SELECT COUNT(*) FROM players) AS players,
-       (SELECT COUNT(*) FROM transactions) AS transactions,
-       (SELECT COUNT(*) FROM ledger_entries) AS entries
+# Moves every touched account's balance to position $2 (entries after its own position, up to
+# $2). A balance is never moved back: a concurrent run may already have taken it further.
+_ADVANCE = f"""
+INSERT INTO checkpoint_balances (owner, account, currency, balance_minor, position)
+SELECT m.owner, m.account, m.currency, COALESCE(c.balance_minor, 0) + SUM(m.amount_minor), $2
+FROM (SELECT {_OWNER} AS owner, e.account, e.currency, e.id, e.amount_minor
+      FROM ledger_entries e WHERE e.id > $1 AND e.id <= $2) m
+LEFT JOIN checkpoint_balances c
+       ON c.owner = m.owner AND c.account = m.account AND c.currency = m.currency
+WHERE m.id > COALESCE(c.position, 0)
+GROUP BY m.owner, m.account, m.currency, c.balance_minor
+ON CONFLICT (owner, account, currency) DO UPDATE
+SET balance_minor = excluded.balance_minor, position = excluded.position
+WHERE checkpoint_balances.position <= excluded.position
+"""
+
+# -- full: wallet batches ($1..$2 a range of player ids, $3 the position) ----------------------
+
+# The entries are read by a range of ix_ledger_entries_player (the batch's ids), not joined per
+# player: the planner sees a small range of a large table whatever it thinks of the join.
+_BATCH_WALLETS = """
+SELECT p.id, p.currency, p.available_minor, p.held_minor, p.pending_in_minor,
+       COALESCE(s.available, 0) AS available, COALESCE(s.held, 0) AS held,
+       COALESCE(s.pending_in, 0) AS pending_in
+FROM players p LEFT JOIN (
+    SELECT player_id,
+        SUM(CASE WHEN account = 'available' THEN amount_minor ELSE 0 END) AS available,
+        SUM(CASE WHEN account = 'held' THEN amount_minor ELSE 0 END) AS held,
+        SUM(CASE WHEN account = 'pending_in' THEN amount_minor ELSE 0 END) AS pending_in
+    FROM ledger_entries WHERE player_id >= $1 AND player_id <= $2 GROUP BY player_id
+) s ON s.player_id = p.id
+WHERE p.id >= $1 AND p.id <= $2
+"""
+
+_BATCH_HOLDS = """
+SELECT p.id, p.held_minor, p.pending_in_minor,
+    COALESCE(SUM(CASE WHEN t.kind = 'withdrawal' THEN t.amount_minor END), 0) AS withdrawals,
+    COALESCE(SUM(CASE WHEN t.kind = 'deposit' THEN t.amount_minor END), 0) AS deposits
+FROM players p LEFT JOIN transactions t ON t.player_id = p.id AND t.state = 'pending'
+WHERE p.id >= $1 AND p.id <= $2
+GROUP BY p.id, p.held_minor, p.pending_in_minor
+HAVING p.held_minor <> COALESCE(SUM(CASE WHEN t.kind = 'withdrawal' THEN t.amount_minor END), 0)
+    OR p.pending_in_minor <> COALESCE(SUM(CASE WHEN t.kind = 'deposit' THEN t.amount_minor END), 0)
+"""
+
+_BATCH_ENTRY_COUNTS = f"""
+SELECT x.qw_transaction_id, x.state, x.entries FROM (
+    SELECT t.qw_transaction_id, t.state, t.amount_minor,
+           (SELECT COUNT(*) FROM ledger_entries e
+             WHERE e.transaction_id = t.qw_transaction_id) AS entries
+    FROM transactions t WHERE t.player_id >= $1 AND t.player_id <= $2
+) x
+WHERE x.entries <> {_EXPECTED_ENTRIES.replace("t.", "x.")}
+"""
+
+_BATCH_TRANSACTIONS = (
+    "SELECT COUNT(*) AS n FROM transactions WHERE player_id >= $1 AND player_id <= $2"
+)
+
+# Every wallet account of the batch, recomputed from scratch at position $3.
+_BATCH_CHECKPOINT = """
+INSERT INTO checkpoint_balances (owner, account, currency, balance_minor, position)
+SELECT p.id, a.account, p.currency, COALESCE(s.total, 0), $3
+FROM players p
+CROSS JOIN (SELECT 'available' AS account UNION ALL SELECT 'held' UNION ALL SELECT 'pending_in') a
+LEFT JOIN (
+    SELECT player_id, account, SUM(amount_minor) AS total FROM ledger_entries
+    WHERE player_id >= $1 AND player_id <= $2 AND id <= $3 GROUP BY player_id, account
+) s ON s.player_id = p.id AND s.account = a.account
+WHERE p.id >= $1 AND p.id <= $2
+ON CONFLICT (owner, account, currency) DO UPDATE
+SET balance_minor = excluded.balance_minor, position = excluded.position
+WHERE checkpoint_balances.position <= excluded.position
+"""
+
+# -- full: entry batches ($1, $2] of ids ----------------------------------------------------------
+
+_CHUNK_STEPS = """
+SELECT COALESCE(transaction_id, adjustment_id) AS owner, phase, currency,
+       SUM(amount_minor) AS total
+FROM ledger_entries WHERE id > $1 AND id <= $2
+GROUP BY COALESCE(transaction_id, adjustment_id), phase, currency
+HAVING SUM(amount_minor) <> 0
+"""
+
+_CHUNK_ACCOUNTS = f"""
+SELECT {_OWNER} AS owner, e.account, e.currency, SUM(e.amount_minor) AS total, COUNT(*) AS n
+FROM ledger_entries e WHERE e.id > $1 AND e.id <= $2 AND e.player_id IS NULL
+GROUP BY {_OWNER}, e.account, e.currency
+"""
+
+_CHUNK_COUNT = "SELECT COUNT(*) AS n FROM ledger_entries WHERE id > $1 AND id <= $2"
+
+# A step cut by a batch boundary: summed whole (ix_ledger_entries_transaction / _adjustment).
+_STEP_TOTAL = """
+SELECT COALESCE(SUM(amount_minor), 0) AS total FROM ledger_entries
+WHERE (transaction_id = $1 OR adjustment_id = $1) AND phase = $2 AND currency = $3 AND id <= $4
 """
 
 
@@ -78,6 +260,12 @@ class ReconciliationReport:
     players: int = 0
     transactions: int = 0
     entries: int = 0
+    full: bool = True
+    # The entries checked: ids above ``since_position`` up to ``position``.
+    since_position: int = 0
+    position: int = 0
+    # Whether this run wrote a checkpoint at ``position`` (only a run that found nothing does).
+    checkpoint: bool = False
     unbalanced: list[dict[str, Any]] = field(default_factory=list)
     balance_mismatches: list[dict[str, Any]] = field(default_factory=list)
     hold_mismatches: list[dict[str, Any]] = field(default_factory=list)
@@ -95,16 +283,15 @@ class ReconciliationReport:
 
     @property
     def ok(self) -> bool:
-        return not (
-            self.unbalanced
-            or self.balance_mismatches
-            or self.hold_mismatches
-            or self.entry_count_mismatches
-        )
+        return self.problems == 0
 
     def as_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "full": self.full,
+            "sincePosition": self.since_position,
+            "position": self.position,
+            "checkpoint": self.checkpoint,
             "players": self.players,
             "transactions": self.transactions,
             "entries": self.entries,
@@ -114,11 +301,269 @@ class ReconciliationReport:
             "entryCountMismatches": self.entry_count_mismatches,
         }
 
+    def _add(self, target: list[dict[str, Any]], rows: list[Row]) -> None:
+        room = MAX_LISTED - len(target)
+        target.extend({key: _plain(value) for key, value in row.items()} for row in rows[:room])
 
-async def reconcile(db: SqlDatabase) -> ReconciliationReport:
-    """Run every check, reading only."""
+
+@asynccontextmanager
+async def _snapshot(db: SqlDatabase, *, serialize: bool = False) -> AsyncIterator[SqlTransaction]:
+    """One transaction on one snapshot. ``serialize`` makes runs that write checkpoints wait
+    for each other (taken before the snapshot, so the second sees what the first wrote)."""
     async with db.transaction() as tx:
-        return await _reconcile_in(tx)
+        if db.dialect == "postgresql":
+            await tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            if serialize:
+                await tx.execute("LOCK TABLE checkpoint_balances IN EXCLUSIVE MODE")
+        yield tx
+
+
+async def safe_position(db: SqlDatabase) -> int:
+    """The newest ledger entry id below which no entry can still appear (see module doc)."""
+    for attempt in range(1, POSITION_ATTEMPTS + 1):
+        try:
+            async with db.transaction() as tx:
+                if db.dialect == "postgresql":
+                    # The wait queues new writers behind us: keep it short and retry instead.
+                    await tx.execute(f"SET LOCAL lock_timeout = {POSITION_LOCK_TIMEOUT_MS}")
+                    await tx.execute("LOCK TABLE ledger_entries IN SHARE MODE")
+                row = await tx.fetchrow("SELECT COALESCE(MAX(id), 0) AS id FROM ledger_entries")
+            assert row is not None
+            return int(row["id"])
+        except Exception as error:  # asyncpg's LockNotAvailableError; the store hides the type
+            if "lock" not in str(error).lower() or attempt == POSITION_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
+async def last_checkpoint(db: SqlDatabase) -> tuple[int, int] | None:
+    """(position, time in ms) of the furthest checkpoint, or None before the first."""
+    async with db.transaction() as tx:
+        row = await tx.fetchrow(
+            "SELECT position, at_ms FROM reconcile_checkpoints ORDER BY position DESC LIMIT 1"
+        )
+    return None if row is None else (int(row["position"]), int(row["at_ms"]))
+
+
+async def reconcile(db: SqlDatabase, progress: Progress | None = None) -> ReconciliationReport:
+    """The full proof, reading only (no checkpoint)."""
+    return await _full(db, write=False, progress=progress)
+
+
+async def incremental(db: SqlDatabase, now_ms: int) -> ReconciliationReport:
+    """Check the entries after the newest checkpoint; write a checkpoint if nothing differs.
+
+    Cost: the entries since the checkpoint (a primary-key range), the accounts and the
+    transactions they touch, and the pending backlog; never the settled history. Before the
+    first checkpoint it is a full run.
+    """
+    if await last_checkpoint(db) is None:
+        return await _full(db, write=True, now_ms=now_ms)
+    position = await safe_position(db)
+    async with _snapshot(db, serialize=True) as tx:
+        row = await tx.fetchrow(
+            "SELECT position, at_ms FROM reconcile_checkpoints ORDER BY position DESC LIMIT 1"
+        )
+        assert row is not None
+        since, since_ms = int(row["position"]), int(row["at_ms"]) - CLOCK_MARGIN_MS
+        position = max(position, since)
+        report = ReconciliationReport(full=False, since_position=since, position=position)
+        report._add(report.unbalanced, await tx.fetch(_NEW_UNBALANCED, since, position))
+        report._add(report.balance_mismatches, await _new_balance_mismatches(tx, since))
+        report._add(report.hold_mismatches, await tx.fetch(_NEW_HOLDS, since))
+        report._add(
+            report.entry_count_mismatches, await tx.fetch(_NEW_ENTRY_COUNTS, since, since_ms)
+        )
+        counted = await tx.fetchrow(
+            "SELECT COUNT(*) AS entries, COUNT(DISTINCT player_id) AS players,"
+            " COUNT(DISTINCT transaction_id) AS transactions"
+            " FROM ledger_entries WHERE id > $1 AND id <= $2",
+            since,
+            position,
+        )
+        assert counted is not None
+        report.entries = int(counted["entries"])
+        report.players = int(counted["players"])
+        report.transactions = int(counted["transactions"])
+        if report.ok and position > since:
+            await tx.execute(_ADVANCE, since, position)
+            await _write_checkpoint(tx, report, now_ms)
+        elif report.ok:
+            report.checkpoint = True  # nothing new: the newest checkpoint still holds
+    return report
+
+
+async def _new_balance_mismatches(tx: SqlTransaction, since: int) -> list[Row]:
+    """Touched wallets whose cached balances differ from checkpoint + entries since."""
+    moved: dict[tuple[str, str], int] = {}
+    for row in await tx.fetch(_NEW_MOVES, since):
+        moved[(str(row["owner"]), str(row["account"]))] = int(row["checkpoint_minor"]) + int(
+            row["since"]
+        )
+    stored = {
+        (str(row["owner"]), str(row["account"])): int(row["balance_minor"])
+        for row in await tx.fetch(_TOUCHED_CHECKPOINTS, since)
+    }
+    mismatches: list[Row] = []
+    for wallet in await tx.fetch(_TOUCHED_WALLETS, since):
+        player = str(wallet["id"])
+        ledger = {
+            account: moved.get((player, account), stored.get((player, account), 0))
+            for account in WALLET_ACCOUNTS
+        }
+        cached = {account: int(wallet[f"{account}_minor"]) for account in WALLET_ACCOUNTS}
+        if ledger != cached or min(cached.values()) < 0:
+            mismatches.append(_mismatch(player, cached, ledger))
+    return mismatches
+
+
+def _mismatch(player: str, cached: dict[str, int], ledger: dict[str, int]) -> Row:
+    return {
+        "id": player,
+        "available_minor": cached["available"],
+        "held_minor": cached["held"],
+        "pending_in_minor": cached["pending_in"],
+        "available": ledger["available"],
+        "held": ledger["held"],
+        "pending_in": ledger["pending_in"],
+    }
+
+
+async def _write_checkpoint(tx: SqlTransaction, report: ReconciliationReport, now_ms: int) -> None:
+    await tx.execute(
+        "INSERT INTO reconcile_checkpoints (position, at_ms, full_run, entries)"
+        " VALUES ($1, $2, $3, $4)",
+        report.position,
+        now_ms,
+        int(report.full),
+        report.entries,
+    )
+    report.checkpoint = True
+
+
+async def _full(
+    db: SqlDatabase,
+    *,
+    write: bool,
+    now_ms: int = 0,
+    progress: Progress | None = None,
+) -> ReconciliationReport:
+    """Everything, in batches: wallets by id range, then the ledger by entry-id range.
+
+    Cost: all of history, but no batch reads more than ``WALLET_BATCH`` wallets' entries and
+    transactions or ``ENTRY_BATCH`` entries, each in its own transaction.
+    """
+    position = await safe_position(db)
+    report = ReconciliationReport(full=True, position=position)
+    async with db.transaction() as tx:
+        counted = await tx.fetchrow(
+            "SELECT (SELECT COUNT(*) FROM players) AS wallets,"
+            " (SELECT COALESCE(MIN(id), 1) - 1 FROM ledger_entries) AS start"
+        )
+    assert counted is not None
+    wallets, first_entry = int(counted["wallets"]), min(int(counted["start"]), position)
+    wallet_units = -(-wallets // WALLET_BATCH)
+    entry_units = -(-(position - first_entry) // ENTRY_BATCH)
+    total_units = max(1, wallet_units + entry_units)
+    done = 0
+    after = ""
+    while True:
+        async with db.transaction() as tx:
+            ids = await tx.fetch(
+                "SELECT id FROM players WHERE id > $1 ORDER BY id LIMIT $2", after, WALLET_BATCH
+            )
+        if not ids:
+            break
+        first, last = str(ids[0]["id"]), str(ids[-1]["id"])
+        await _wallet_batch(db, report, first, last, position, write)
+        after = last
+        done += 1
+        if progress is not None:
+            progress(min(done, total_units), total_units)
+    others: dict[tuple[str, str, str], int] = {}
+    start = first_entry
+    while start < position:
+        end = min(start + ENTRY_BATCH, position)
+        await _entry_batch(db, report, others, start, end)
+        start = end
+        done += 1
+        if progress is not None:
+            progress(min(done, total_units), total_units)
+    if progress is not None:
+        progress(total_units, total_units)
+    if write:
+        async with _snapshot(db, serialize=True) as tx:
+            for (owner, account, currency), balance in sorted(others.items()):
+                await tx.execute(
+                    "INSERT INTO checkpoint_balances"
+                    " (owner, account, currency, balance_minor, position)"
+                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (owner, account, currency)"
+                    " DO UPDATE SET balance_minor = excluded.balance_minor,"
+                    " position = excluded.position"
+                    " WHERE checkpoint_balances.position <= excluded.position",
+                    owner,
+                    account,
+                    currency,
+                    balance,
+                    position,
+                )
+            if report.ok:
+                await _write_checkpoint(tx, report, now_ms)
+    return report
+
+
+async def _wallet_batch(
+    db: SqlDatabase, report: ReconciliationReport, first: str, last: str, position: int, write: bool
+) -> None:
+    async with _snapshot(db, serialize=write) as tx:
+        rows = await tx.fetch(_BATCH_WALLETS, first, last)
+        report.players += len(rows)
+        for row in rows:
+            cached = {account: int(row[f"{account}_minor"]) for account in WALLET_ACCOUNTS}
+            ledger = {account: int(row[account]) for account in WALLET_ACCOUNTS}
+            if (ledger != cached or min(cached.values()) < 0) and len(
+                report.balance_mismatches
+            ) < MAX_LISTED:
+                report.balance_mismatches.append(dict(_mismatch(str(row["id"]), cached, ledger)))
+        report._add(report.hold_mismatches, await tx.fetch(_BATCH_HOLDS, first, last))
+        report._add(report.entry_count_mismatches, await tx.fetch(_BATCH_ENTRY_COUNTS, first, last))
+        counted = await tx.fetchrow(_BATCH_TRANSACTIONS, first, last)
+        report.transactions += int(counted["n"]) if counted is not None else 0
+        if write:
+            await tx.execute(_BATCH_CHECKPOINT, first, last, position)
+
+
+async def _entry_batch(
+    db: SqlDatabase,
+    report: ReconciliationReport,
+    others: dict[tuple[str, str, str], int],
+    start: int,
+    end: int,
+) -> None:
+    async with _snapshot(db) as tx:
+        counted = await tx.fetchrow(_CHUNK_COUNT, start, end)
+        report.entries += int(counted["n"]) if counted is not None else 0
+        for row in await tx.fetch(_CHUNK_STEPS, start, end):
+            # Non-zero inside the batch: a real difference, or a step cut by the boundary.
+            whole = await tx.fetchrow(
+                _STEP_TOTAL, row["owner"], row["phase"], row["currency"], report.position
+            )
+            total = int(whole["total"]) if whole is not None else 0
+            key = (row["owner"], row["phase"], row["currency"])
+            listed = {(u["owner"], u["phase"], u["currency"]) for u in report.unbalanced}
+            if total != 0 and key not in listed and len(report.unbalanced) < MAX_LISTED:
+                report.unbalanced.append(
+                    {
+                        "owner": row["owner"],
+                        "phase": row["phase"],
+                        "currency": row["currency"],
+                        "total": total,
+                    }
+                )
+        for row in await tx.fetch(_CHUNK_ACCOUNTS, start, end):
+            key = (str(row["owner"]), str(row["account"]), str(row["currency"]))
+            others[key] = others.get(key, 0) + int(row["total"])
 
 
 async def last_run(db: SqlDatabase) -> tuple[int, bool] | None:
@@ -128,37 +573,34 @@ async def last_run(db: SqlDatabase) -> tuple[int, bool] | None:
     return None if row is None else (int(row["at_ms"]), bool(row["ok"]))
 
 
-async def run_reconcile(db: SqlDatabase, *, operator: str, now_ms: int) -> ReconciliationReport:
+async def run_reconcile(
+    db: SqlDatabase,
+    *,
+    operator: str,
+    now_ms: int,
+    full: bool = False,
+    progress: Progress | None = None,
+) -> ReconciliationReport:
+    """The operator's run (CLI, console): incremental by default, ``full`` to prove everything;
+    audited, and recorded for ``/metrics``."""
+    if full:
+        report = await _full(db, write=True, now_ms=now_ms, progress=progress)
+    else:
+        report = await incremental(db, now_ms)
     async with db.transaction() as tx:
-        report = await _reconcile_in(tx)
-        details = {"ok": report.ok, "players": report.players, "transactions": report.transactions}
+        details = {
+            "ok": report.ok,
+            "full": report.full,
+            "position": report.position,
+            "players": report.players,
+            "transactions": report.transactions,
+        }
         await audit.record(tx, operator, "reconcile.run", None, details, now_ms)
         await tx.execute(
             "INSERT INTO reconcile_runs (at_ms, ok, problems) VALUES ($1, $2, $3)",
             now_ms,
             int(report.ok),
             report.problems,
-        )
-    return report
-
-
-async def _reconcile_in(tx: SqlTransaction) -> ReconciliationReport:
-    counts = await tx.fetchrow(_COUNTS)
-    assert counts is not None
-    report = ReconciliationReport(
-        players=int(counts["players"]),
-        transactions=int(counts["transactions"]),
-        entries=int(counts["entries"]),
-    )
-    for query, target in (
-        (_UNBALANCED, report.unbalanced),
-        (_BALANCES, report.balance_mismatches),
-        (_HOLDS, report.hold_mismatches),
-        (_ENTRY_COUNTS, report.entry_count_mismatches),
-    ):
-        rows = await tx.fetch(query)
-        target.extend(
-            {key: _plain(value) for key, value in row.items()} for row in rows[:MAX_LISTED]
         )
     return report
 

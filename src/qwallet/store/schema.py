@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -99,6 +100,7 @@ players = Table(
     CheckConstraint("held_minor >= 0", name="ck_players_held_not_negative"),
     CheckConstraint("pending_in_minor >= 0", name="ck_players_pending_in_not_negative"),
     CheckConstraint("status IN ('active', 'blocked')", name="ck_players_status"),
+    Index("ix_players_created", "created_at_ms"),
 )
 
 sessions = Table(
@@ -134,7 +136,8 @@ transactions = Table(
     Column("final_balance_minor", BigInteger, nullable=True),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
-    UniqueConstraint("partner_id", "kind", "mm_transaction_id", name="uq_transactions_mm_id"),
+    # kind last: the console finds a transaction by partner and mmTransactionId alone.
+    UniqueConstraint("partner_id", "mm_transaction_id", "kind", name="uq_transactions_mm_id"),
     CheckConstraint("kind IN ('withdrawal', 'deposit')", name="ck_transactions_kind"),
     CheckConstraint(
         "state IN ('pending', 'confirmed', 'rolled_back')", name="ck_transactions_state"
@@ -144,6 +147,7 @@ transactions = Table(
     ),
     Index("ix_transactions_player", "player_id", "created_at_ms"),
     Index("ix_transactions_state", "state", "created_at_ms"),
+    Index("ix_transactions_created", "created_at_ms"),
 )
 
 adjustments = Table(
@@ -157,6 +161,7 @@ adjustments = Table(
     Column("operator", Text, nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
     CheckConstraint("amount_minor <> 0", name="ck_adjustments_amount_not_zero"),
+    Index("ix_adjustments_player", "player_id", "created_at_ms"),
 )
 
 ledger_entries = Table(
@@ -180,6 +185,13 @@ ledger_entries = Table(
     ),
     Index("ix_ledger_entries_transaction", "transaction_id"),
     Index("ix_ledger_entries_player", "player_id"),
+    # Adjustments are rare: a partial index costs nothing on the game path.
+    Index(
+        "ix_ledger_entries_adjustment",
+        "adjustment_id",
+        postgresql_where=text("adjustment_id IS NOT NULL"),
+        sqlite_where=text("adjustment_id IS NOT NULL"),
+    ),
 )
 
 operator_api_keys = Table(
@@ -250,6 +262,8 @@ payment_orders = Table(
     CheckConstraint("product_number > 0", name="ck_payment_orders_number_positive"),
     Index("ix_payment_orders_delivery", "state", "next_delivery_at_ms"),
     Index("ix_payment_orders_player", "player_id", "created_at_ms"),
+    Index("ix_payment_orders_created", "created_at_ms"),
+    Index("ix_payment_orders_state_created", "state", "created_at_ms"),
 )
 
 payment_attempts = Table(
@@ -311,6 +325,10 @@ audit_log = Table(
     # JSON object with the action's parameters (never secrets).
     Column("details", Text, nullable=True),
     Index("ix_audit_log_at", "at_ms"),
+    # The console's audit page filters by one of these and pages by id.
+    Index("ix_audit_log_operator", "operator", "id"),
+    Index("ix_audit_log_action", "action", "id"),
+    Index("ix_audit_log_target", "target", "id"),
 )
 
 reconcile_runs = Table(
@@ -324,4 +342,33 @@ reconcile_runs = Table(
     # How many differences the run found (0 when ok).
     Column("problems", Integer, nullable=False),
     CheckConstraint("ok IN (0, 1)", name="ck_reconcile_runs_ok"),
+)
+
+reconcile_checkpoints = Table(
+    "reconcile_checkpoints",
+    metadata,
+    # A verified reconciliation: every entry with ``id <= position`` is in ``checkpoint_balances``
+    # and every wallet it touched matched its cached balance (``qwallet.service.reconcile``).
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("position", BigInteger, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("full_run", Integer, nullable=False),
+    # How many ledger entries the run read.
+    Column("entries", BigInteger, nullable=False),
+    CheckConstraint("full_run IN (0, 1)", name="ck_reconcile_checkpoints_full_run"),
+    Index("ix_reconcile_checkpoints_position", "position"),
+)
+
+checkpoint_balances = Table(
+    "checkpoint_balances",
+    metadata,
+    # One row per account: a wallet account (owner = player id; available, held, pending_in),
+    # a partner account (owner ``partner:<id>``) or the operator account (owner ``operator``).
+    # ``balance_minor`` is the sum of the account's entries with ``id <= position``, proved by
+    # a reconciliation run; rows are updated in place, only for accounts that moved.
+    Column("owner", Text, primary_key=True),
+    Column("account", Text, primary_key=True),
+    Column("currency", Text, primary_key=True),
+    Column("balance_minor", BigInteger, nullable=False),
+    Column("position", BigInteger, nullable=False),
 )

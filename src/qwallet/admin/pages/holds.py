@@ -9,6 +9,7 @@ from starlette.responses import Response
 from qwallet.admin import queries
 from qwallet.admin.base import ConsoleBase
 from qwallet.service import holds
+from qwallet.service.keyset import next_id_cursor
 
 
 class HoldPages(ConsoleBase):
@@ -16,17 +17,19 @@ class HoldPages(ConsoleBase):
         from qwallet.domain.transactions import Kind
 
         cutoff_ms = self.clock.now_ms() - self.settings.hold_window_s * 1000
-        page = self._page_number(request)
+        after = self._cursor(request)
+        log = await holds.resolutions(
+            self.db, limit=queries.PAGE_SIZE + 1, before_id=self._id_cursor(request)
+        )
         return self.render(
             request,
             "holds.html",
             withdrawals=await holds.overdue(self.db, Kind.WITHDRAWAL, cutoff_ms, 200),
             deposits=await holds.overdue(self.db, Kind.DEPOSIT, cutoff_ms, 200),
-            log=await holds.resolutions(
-                self.db, limit=queries.PAGE_SIZE + 1, offset=page * queries.PAGE_SIZE
-            ),
-            page=page,
-            page_size=queries.PAGE_SIZE,
+            log=log[: queries.PAGE_SIZE],
+            after=after,
+            next_cursor=next_id_cursor(log, queries.PAGE_SIZE),
+            query={},
             window_h=self.settings.hold_window_s / 3600,
         )
 

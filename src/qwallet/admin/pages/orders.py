@@ -18,9 +18,9 @@ class OrderPages(ConsoleBase):
         state = request.query_params.get("state") or None
         if state is not None and state not in orders_admin.STATES:
             raise OperatorError(f"unknown order state {state[:20]!r}")
-        page = self._page_number(request)
+        after = self._cursor(request)
         rows = await orders_admin.list_orders(
-            self.db, state, limit=queries.PAGE_SIZE + 1, offset=page * queries.PAGE_SIZE
+            self.db, state, limit=queries.PAGE_SIZE + 1, cursor=after
         )
         return self.render(
             request,
@@ -29,8 +29,10 @@ class OrderPages(ConsoleBase):
             state=state,
             states=orders_admin.STATES,
             counts=await orders_admin.counts_by_state(self.db),
-            page=page,
-            has_next=len(rows) > queries.PAGE_SIZE,
+            count_cap=orders_admin.COUNT_CAP,
+            after=after,
+            next_cursor=queries.next_cursor(rows, "id"),
+            query={"state": state} if state else {},
         )
 
     async def order(self, request: Request) -> Response:

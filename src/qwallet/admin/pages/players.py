@@ -18,15 +18,16 @@ from qwallet.service.partners import OperatorError
 class PlayerPages(ConsoleBase):
     async def players(self, request: Request) -> Response:
         query = request.query_params.get("q", "")[:100]
-        page = self._page_number(request)
-        rows = await queries.search_players(self.db, query, page)
+        after = self._cursor(request)
+        rows = await queries.search_players(self.db, query, after)
         return self.render(
             request,
             "players.html",
             q=query,
             rows=rows[: queries.PAGE_SIZE],
-            page=page,
-            has_next=len(rows) > queries.PAGE_SIZE,
+            after=after,
+            next_cursor=queries.next_cursor(rows, "id"),
+            query={"q": query} if query else {},
         )
 
     async def player(self, request: Request) -> Response:

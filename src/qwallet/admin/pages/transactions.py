@@ -22,9 +22,9 @@ class TransactionPages(ConsoleBase):
                 for name in ("partner", "player", "state", "kind", "date_from", "date_to", "mm_id")
             }
         )
-        page = self._page_number(request)
+        after = self._cursor(request)
         try:
-            rows = await queries.transactions(self.db, filters, page)
+            rows = await queries.transactions(self.db, filters, after)
             error = None
         except OperatorError as problem:
             rows, error = [], str(problem)
@@ -35,8 +35,8 @@ class TransactionPages(ConsoleBase):
             rows=rows[: queries.PAGE_SIZE],
             filters=filters,
             error=error,
-            page=page,
-            has_next=len(rows) > queries.PAGE_SIZE,
+            after=after,
+            next_cursor=queries.next_cursor(rows, "qw_transaction_id"),
             query=query,
             partner_names=await queries.partner_names(self.db),
             states=queries.TRANSACTION_STATES,

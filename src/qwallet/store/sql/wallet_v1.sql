@@ -7,7 +7,7 @@
 --   * a money call first locks its player's row (SELECT ... FOR UPDATE), so balance checks and
 --     every change to that player's transactions are serialized per player;
 --   * transaction ids are claimed with INSERT ... ON CONFLICT DO NOTHING on the unique
---     (partner_id, kind, mm_transaction_id): a concurrent request for the same id (another
+--     (partner_id, mm_transaction_id, kind): a concurrent request for the same id (another
 --     player's, which does not share our lock) waits for the first to commit, then re-reads
 --     its row and answers from it (replay, 131, 132 or 130);
 --   * state changes are conditional (... WHERE state = 'pending'), so a confirm racing a

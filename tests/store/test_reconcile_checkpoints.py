@@ -1,0 +1,205 @@
+"""Reconciliation checkpoints on both databases: the incremental run reads only the entries
+after the newest checkpoint; ``--full`` proves everything in batches (docs/operations.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from qwallet.domain.transactions import Kind
+from qwallet.service import reconcile
+from qwallet.store.sql import SqlDatabase
+from tests.store.conftest import Backend
+from tests.store.world import begin_call, confirm_call, rollback_call, standard_world
+
+OPERATOR = "tests"
+
+
+async def traffic(store: Any, first: int, count: int, token: str = "t1") -> None:
+    """Confirmed, rolled-back and pending withdrawals, and confirmed deposits, of one player."""
+    for i in range(first, first + count):
+        mm, amount = f"{token}-w{i}", 100 + i
+        await store.begin(begin_call(Kind.WITHDRAWAL, mm, amount, token=token))
+        if i % 3 == 0:
+            await store.confirm(confirm_call(Kind.WITHDRAWAL, mm, amount, token=token))
+        elif i % 3 == 1:
+            await store.rollback(rollback_call(Kind.WITHDRAWAL, mm, token=token))
+        deposit = f"{token}-d{i}"
+        await store.begin(begin_call(Kind.DEPOSIT, deposit, 50, token=token))
+        await store.confirm(confirm_call(Kind.DEPOSIT, deposit, 50, token=token))
+
+
+async def run(store: SqlDatabase, *, full: bool = False) -> reconcile.ReconciliationReport:
+    return await reconcile.run_reconcile(store, operator=OPERATOR, now_ms=1, full=full)
+
+
+async def one(store: SqlDatabase, sql: str, *args: object) -> Any:
+    async with store.transaction() as tx:
+        row = await tx.fetchrow(sql, *args)
+    assert row is not None
+    return next(iter(row.values()))
+
+
+async def max_entry(store: SqlDatabase) -> int:
+    return int(await one(store, "SELECT COALESCE(MAX(id), 0) FROM ledger_entries"))
+
+
+async def execute(store: SqlDatabase, sql: str, *args: object) -> None:
+    async with store.transaction() as tx:
+        await tx.execute(sql, *args)
+
+
+def test_incremental_run_reads_only_new_entries_and_moves_the_checkpoint(
+    backend: Backend,
+) -> None:
+    async def scenario(store: Any) -> None:
+        await standard_world(store)
+        await traffic(store, 0, 6)
+        first = await run(store)
+        # No checkpoint yet: the first run proves everything and writes one.
+        assert first.ok and first.full and first.checkpoint
+        assert first.position == await max_entry(store)
+        cached = await one(store, "SELECT available_minor FROM players WHERE id = 'p1'")
+        stored = await one(
+            store,
+            "SELECT balance_minor FROM checkpoint_balances"
+            " WHERE owner = 'p1' AND account = 'available' AND currency = 'XAG'",
+        )
+        assert stored == cached
+
+        await traffic(store, 6, 3, token="t2")
+        second = await run(store)
+        assert second.ok and not second.full and second.checkpoint
+        assert second.since_position == first.position
+        assert second.position == await max_entry(store)
+        # Only what came after the checkpoint: p2's new entries, not p1's history.
+        assert second.entries == await one(
+            store, "SELECT COUNT(*) FROM ledger_entries WHERE id > $1", first.position
+        )
+        assert second.players == 1
+
+        idle = await run(store)
+        assert idle.ok and idle.entries == 0 and idle.position == second.position
+
+        # The checkpoint balances equal what a full proof computes from scratch.
+        full = await run(store, full=True)
+        assert full.ok and full.checkpoint
+        assert full.entries == await one(store, "SELECT COUNT(*) FROM ledger_entries")
+        async with store.transaction() as tx:
+            rows = await tx.fetch(
+                "SELECT p.id, p.available_minor, c.balance_minor FROM players p"
+                " JOIN checkpoint_balances c ON c.owner = p.id AND c.account = 'available'"
+            )
+            runs = await tx.fetch("SELECT position, full_run FROM reconcile_checkpoints")
+        assert rows and all(r["available_minor"] == r["balance_minor"] for r in rows)
+        assert [int(r["full_run"]) for r in runs] == [1, 0, 1]
+
+    backend.run(scenario)
+
+
+def test_damage_before_the_checkpoint_is_found_by_the_full_run(backend: Backend) -> None:
+    async def scenario(store: Any) -> None:
+        await standard_world(store)
+        await traffic(store, 0, 4, token="t2")
+        await traffic(store, 0, 4)
+        checkpoint = await run(store)
+        assert checkpoint.ok and checkpoint.checkpoint
+        # An entry of p2 the checkpoint already covers is edited, and p2's cached balance with
+        # it, so that the two still agree with each other: only the ledger's steps disagree.
+        old = await one(
+            store,
+            "SELECT MIN(id) FROM ledger_entries WHERE player_id = 'p2' AND account = 'available'"
+            " AND transaction_id IS NOT NULL",
+        )
+        assert int(old) <= checkpoint.position
+        await execute(
+            store, "UPDATE ledger_entries SET amount_minor = amount_minor - 7 WHERE id = $1", old
+        )
+        await execute(
+            store, "UPDATE players SET available_minor = available_minor - 7 WHERE id = 'p2'"
+        )
+        # p3's cached balance is changed by hand (no entry): p3 has not moved since.
+        await execute(store, "UPDATE players SET available_minor = 5 WHERE id = 'p3'")
+        await traffic(store, 4, 2)
+
+        since = await run(store)
+        # The incremental run reads p1's new entries only: it does not see the old damage.
+        assert since.ok and not since.full
+
+        full = await run(store, full=True)
+        assert not full.ok and not full.checkpoint
+        assert {u["currency"] for u in full.unbalanced} == {"XAG"}
+        assert {m["id"] for m in full.balance_mismatches} == {"p3"}
+        latest = await one(store, "SELECT MAX(position) FROM reconcile_checkpoints")
+        assert int(latest) == since.position  # no checkpoint from a run that found damage
+
+    backend.run(scenario)
+
+
+def test_damage_after_the_checkpoint_is_found_by_the_incremental_run(backend: Backend) -> None:
+    async def scenario(store: Any) -> None:
+        await standard_world(store)
+        await traffic(store, 0, 3)
+        checkpoint = await run(store)
+        assert checkpoint.ok
+        await traffic(store, 3, 3)
+        await traffic(store, 0, 2, token="t2")
+        new = await one(
+            store,
+            "SELECT MAX(id) FROM ledger_entries WHERE player_id = 'p1' AND account = 'available'",
+        )
+        assert int(new) > checkpoint.position
+        await execute(
+            store, "UPDATE ledger_entries SET amount_minor = amount_minor + 3 WHERE id = $1", new
+        )
+        # And p2's cached balance, which also moved after the checkpoint.
+        await execute(
+            store, "UPDATE players SET available_minor = available_minor + 1 WHERE id = 'p2'"
+        )
+
+        found = await run(store)
+        assert not found.ok and not found.full and not found.checkpoint
+        assert len(found.unbalanced) == 1
+        assert {m["id"] for m in found.balance_mismatches} == {"p1", "p2"}
+        # Nothing is checkpointed past damage: the next run looks at the same entries again.
+        again = await run(store)
+        assert again.since_position == checkpoint.position and not again.ok
+
+    backend.run(scenario)
+
+
+def test_full_run_works_in_small_batches_and_reports_progress(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of 2 wallets and 3 entries: every two-entry step straddles some boundary.
+    monkeypatch.setattr(reconcile, "WALLET_BATCH", 2)
+    monkeypatch.setattr(reconcile, "ENTRY_BATCH", 3)
+    seen: list[tuple[int, int]] = []
+
+    async def scenario(store: Any) -> None:
+        await standard_world(store)
+        await traffic(store, 0, 3)
+        await traffic(store, 0, 2, token="t2")
+        report = await reconcile.run_reconcile(
+            store, operator=OPERATOR, now_ms=1, full=True, progress=lambda d, t: seen.append((d, t))
+        )
+        assert report.ok, report.as_json()
+        entries = int(await one(store, "SELECT COUNT(*) FROM ledger_entries"))
+        assert report.entries == entries and report.players == 3
+        # 3 wallets in batches of 2, then the ledger by id range.
+        start = int(await one(store, "SELECT MIN(id) FROM ledger_entries")) - 1
+        total = 2 + -(-(report.position - start) // 3)
+        assert seen[-1] == (total, total)
+        assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+        # Partner and operator accounts are checkpointed too, and every step sums to zero.
+        async with store.transaction() as tx:
+            rows = await tx.fetch(
+                "SELECT owner, SUM(balance_minor) AS total FROM checkpoint_balances"
+                " WHERE currency = 'XAG' GROUP BY owner"
+            )
+        owners = {str(r["owner"]): int(r["total"]) for r in rows}
+        assert {"operator", "partner:1"} <= set(owners)
+        assert sum(owners.values()) == 0
+
+    backend.run(scenario)
