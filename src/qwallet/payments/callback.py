@@ -75,6 +75,15 @@ def build_callback(
         "ts": ts,
         "sign": sign,
     }
+    body, content_type = encode_fields(fields, body_format)
+    return Callback(
+        body,
+        {"Content-Type": content_type, SIGNATURE_HEADER: signature_header(body, secret, ts_ms)},
+    )
+
+
+def encode_fields(fields: dict[str, str], body_format: str) -> tuple[bytes, str]:
+    """The body and its content type, as the platform writes a callback's ``fields``."""
     if body_format == "json":
         numbers = ("serverId", "productPrice", "amount", "ts")
         # Numbers are spliced in as their exact text; json.dumps would not keep "4.90".
@@ -82,15 +91,8 @@ def build_callback(
             f"{json.dumps(name)}: {value if name in numbers else json.dumps(value)}"
             for name, value in fields.items()
         ]
-        body = ("{" + ", ".join(items) + "}").encode()
-        content_type = "application/json"
-    else:
-        body = urlencode(fields).encode()
-        content_type = "application/x-www-form-urlencoded"
-    return Callback(
-        body,
-        {"Content-Type": content_type, SIGNATURE_HEADER: signature_header(body, secret, ts_ms)},
-    )
+        return ("{" + ", ".join(items) + "}").encode(), "application/json"
+    return urlencode(fields).encode(), "application/x-www-form-urlencoded"
 
 
 def is_acknowledged(status: int, body: bytes) -> bool:

@@ -1,0 +1,45 @@
+"""The integration tester of a studio's own endpoints (``qwallet partners check NAME``).
+
+It calls the studio's payment-callback receiver and Query Withdrawal endpoint, as the platform
+would, with vectors that each break one rule (``vectors``), and compares every answer with what
+the contract requires (``runner``); ``report`` prints the table and the HTML page. The test data
+comes from what the studio itself did at the platform (``target``): the tester creates no money
+movement, and sends its forged callbacks only to sandbox partners.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from qwallet.clock import Clock
+from qwallet.domain.money import CurrencyRegistry
+from qwallet.store.sql import SqlDatabase
+from qwallet.studio_check.runner import CheckRefused, CheckResult, RowResult, run_check
+from qwallet.studio_check.target import DataChoice, Target, load_target
+
+__all__ = [
+    "CheckRefused",
+    "CheckResult",
+    "DataChoice",
+    "RowResult",
+    "Target",
+    "check_partner",
+    "load_target",
+    "run_check",
+]
+
+
+async def check_partner(
+    db: SqlDatabase,
+    currencies: CurrencyRegistry,
+    clock: Clock,
+    partner: str,
+    choice: DataChoice | None = None,
+    *,
+    query_only: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> CheckResult:
+    """Load the partner's endpoints and test data, refuse a production partner unless
+    ``query_only``, and run every vector."""
+    target = await load_target(db, currencies, partner, choice or DataChoice())
+    return await run_check(target, clock, query_only=query_only, transport=transport)
