@@ -164,6 +164,12 @@ def _delivered(row: Row, currencies: CurrencyRegistry) -> DeliveredOrder:
     )
 
 
+# The platform's own wallet payments are withdrawals too (``payment:<order id>``), which the
+# studio never made: leave them out.
+_STUDIO_MADE = (
+    " AND NOT EXISTS (SELECT 1 FROM payment_orders p"
+    " WHERE p.qw_transaction_id = t.qw_transaction_id)"
+)
 # Settled by the studio itself: no hold resolution applied the final state.
 _BY_STUDIO = (
     " AND NOT EXISTS (SELECT 1 FROM hold_resolutions h"
@@ -174,7 +180,7 @@ _BY_STUDIO = (
 async def _withdrawal(
     db: SqlDatabase, partner_id: int, state: str, mm_transaction_id: str | None
 ) -> Withdrawal | None:
-    by_studio = _BY_STUDIO if state != "pending" else ""
+    by_studio = _STUDIO_MADE + (_BY_STUDIO if state != "pending" else "")
     if mm_transaction_id is None:
         row = await fetch_one(
             db,

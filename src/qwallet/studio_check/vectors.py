@@ -6,14 +6,14 @@ platform's own rule (``is_acknowledged``: a 2xx whose body is ``success`` or ``{
 a refusal must be a **4xx** — a 5xx tells the platform "try again later", which is the wrong
 answer to a forgery (and the platform would keep sending it).
 
-======================  ===================================================  ================
+======================  ===================================================  ===================
 row                     sent                                                 must answer
-======================  ===================================================  ================
+======================  ===================================================  ===================
 callback.valid          a delivered order, re-sent as the platform does      acknowledged
 callback.bad_sign       ``sign`` wrong, ``X-QW-Signature`` right             4xx
 callback.bad_signature  ``sign`` right, ``X-QW-Signature`` wrong             4xx
 callback.stale_ts       ``ts`` and the header's ``t`` one hour old           4xx
-callback.replay         the valid callback's bytes again                     acknowledged
+callback.replay         the valid callback's bytes again                     acknowledged or 4xx
 callback.shift          last char of cpOrderId moved into serverId (same     4xx
                         ``sign``), no header: what an observer can forge
 callback.unknown_order  a cpOrderId the studio never issued, signed right    4xx
@@ -22,7 +22,7 @@ query.rolled_back       a withdrawal the studio rolled back                  200
 query.pending           a withdrawal still pending at the platform           200 PENDING
 query.unknown           an mmTransactionId the studio never used             200 UNKNOWN
 query.bad_credentials   a wrong password                                     401 (or 429)
-======================  ===================================================  ================
+======================  ===================================================  ===================
 """
 
 from __future__ import annotations
@@ -156,14 +156,20 @@ def callback_vectors(target: Target, now_ms: int) -> list[Vector]:
         ("callback.bad_sign", "wrong sign", "refused: 4xx"),
         ("callback.bad_signature", "wrong X-QW-Signature", "refused: 4xx"),
         ("callback.stale_ts", "stale ts (1 h old)", "refused: 4xx"),
-        ("callback.replay", "replay of the valid callback", "acknowledged again (delivered once)"),
+        ("callback.replay", "replay of the valid callback", "acknowledged, or refused: 4xx"),
         ("callback.shift", "cpOrderId→serverId shift, same sign", "refused: 4xx"),
         ("callback.unknown_order", "unknown cpOrderId", "refused: 4xx"),
     ]
     judges: dict[str, Judge] = {
         key: _refused for key, _, _ in titles if key not in ("callback.valid", "callback.replay")
     }
-    judges["callback.valid"] = judges["callback.replay"] = is_acknowledged
+    judges["callback.valid"] = is_acknowledged
+    # The platform stamps every attempt afresh, so identical bytes again can only be a replay
+    # by an observer: refusing it is right, and so is acknowledging it without delivering the
+    # order twice (what the kit does). A 5xx or a transport failure is a miss.
+    judges["callback.replay"] = lambda status, body: (
+        is_acknowledged(status, body) or _refused(status, body)
+    )
     skip = _callback_skip(target)
     if skip is not None:
         return [Vector(k, t, m, judges[k], None, skip) for k, t, m in titles]

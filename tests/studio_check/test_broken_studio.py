@@ -1,0 +1,105 @@
+"""The check against a studio that breaks one rule at a time: each break fails its row(s), and
+the same studio with no break passes every row. Real HTTP on loopback, both databases."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from qwallet.studio_check import DataChoice
+from tests.conftest import LiveServer, Platform
+from tests.demo.conftest import serve
+
+from .broken_studio import BREAKS, Studio
+from .conftest import (
+    CALLBACK_SECRET,
+    QUERY_AUTH,
+    SandboxPartner,
+    create_sandbox_partner,
+    misses,
+    outcomes,
+    pay_and_deliver,
+    point_partner_at,
+    run_check,
+    wallet_call,
+)
+
+
+@dataclass
+class Setup:
+    partner: SandboxPartner
+    studio: Studio
+    cp_order_id: str
+
+
+@pytest.fixture(scope="module")
+def setup(server: LiveServer, platform: Platform) -> Iterator[Setup]:
+    partner = create_sandbox_partner(platform)
+    studio = Studio(CALLBACK_SECRET, QUERY_AUTH)
+    with serve(studio.app()) as url:
+        point_partner_at(platform, partner.name, url, "/query")
+        player_id = platform.create_player("100.00")
+        token = platform.create_session(player_id, partner.name)
+        # The studio's side of a sale: it issues the order, the platform charges and delivers.
+        cp_order_id = secrets.token_hex(16)
+        studio.issued[cp_order_id] = player_id
+        message = {
+            "serverId": 7, "cpOrderId": cp_order_id, "productId": "gems.small",
+            "productPrice": 0.99, "extParams": "", "productNumber": 1,
+        }  # fmt: skip
+        assert pay_and_deliver(platform, player_id, token, message) == "delivered"
+        assert studio.delivered == {cp_order_id}
+        # Its withdrawals: one confirmed, one rolled back, one still pending.
+        for mm_id, follow_up, status in (
+            ("bs-confirmed", "confirmWithdrawal", "CONFIRMED"),
+            ("bs-rolled-back", "rollbackWithdrawal", "ROLLED_BACK"),
+            ("bs-pending", None, "PENDING"),
+        ):
+            wallet_call(server, partner, "withdraw",
+                        {"token": token, "mmTransactionId": mm_id, "amount": "1.00"})  # fmt: skip
+            if follow_up == "confirmWithdrawal":
+                wallet_call(server, partner, follow_up,
+                            {"token": token, "mmTransactionId": mm_id, "amount": "1.00"})  # fmt: skip
+            elif follow_up:
+                wallet_call(server, partner, follow_up, {"token": token, "mmTransactionId": mm_id})
+            studio.withdrawals[mm_id] = status
+        yield Setup(partner, studio, cp_order_id)
+
+
+def test_the_studio_without_a_break_passes_every_row(setup: Setup, platform: Platform) -> None:
+    setup.studio.breaks = set()
+    result = run_check(platform, setup.partner.name)
+    assert set(outcomes(result).values()) == {"pass"}, [r for r in result.rows]
+    assert len(result.rows) == 12
+    assert result.passed(strict=True)
+    # The check re-sent the delivered order; nothing else was delivered.
+    assert setup.studio.delivered == {setup.cp_order_id}
+
+
+@pytest.mark.parametrize("switch", sorted(BREAKS))
+def test_each_break_fails_its_row(setup: Setup, platform: Platform, switch: str) -> None:
+    setup.studio.breaks = {switch}
+    try:
+        result = run_check(platform, setup.partner.name)
+    finally:
+        setup.studio.breaks = set()
+    assert misses(result) == BREAKS[switch], [r for r in result.rows if r.outcome != "pass"]
+    assert not result.passed()
+
+
+def test_named_data_and_query_only(setup: Setup, platform: Platform) -> None:
+    choice = DataChoice(
+        order=setup.cp_order_id,
+        confirmed="bs-confirmed",
+        rolled_back="bs-rolled-back",
+        pending="bs-pending",
+    )
+    result = run_check(platform, setup.partner.name, choice=choice, query_only=True)
+    assert [row.key for row in result.rows] == [
+        "query.confirmed", "query.rolled_back", "query.pending", "query.unknown",
+        "query.bad_credentials",
+    ]  # fmt: skip
+    assert result.passed(strict=True)
