@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -78,7 +77,9 @@ def pay_and_deliver(platform: Platform, player_id: str, token: str, message: dic
     """What the platform does with a purchase message: the order, paid from the wallet, then
     one tick of the payment worker, which delivers it to the studio over HTTP. Returns the
     order's state after the tick."""
-    purchase = msgspec.json.decode(json.dumps(message), type=PurchaseMessage)
+    # bytes: the message's exact JSON text (its numbers as the game wrote them).
+    text = message if isinstance(message, bytes) else json.dumps(message).encode()
+    purchase = msgspec.json.decode(text, type=PurchaseMessage)
 
     async def run() -> str:
         order, _ = await create_order(
@@ -152,7 +153,6 @@ def misses(result: CheckResult) -> set[str]:
 __all__ = [
     "CALLBACK_SECRET",
     "QUERY_AUTH",
-    "Decimal",
     "SandboxPartner",
     "create_sandbox_partner",
     "misses",
