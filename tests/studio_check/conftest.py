@@ -23,6 +23,8 @@ from qwallet.service import partners
 from qwallet.studio_check import CheckResult, DataChoice, check_partner
 from tests.conftest import LiveServer, Platform
 
+from .broken_studio import Studio
+
 CALLBACK_SECRET = "MKiLHWZvGPTq2258aZ"
 QUERY_AUTH = ("qw-platform", "pl4tform-pass-0123")
 
@@ -150,6 +152,41 @@ def misses(result: CheckResult) -> set[str]:
     return {row.key for row in result.misses}
 
 
+def stage(
+    server: LiveServer, platform: Platform, partner: SandboxPartner, studio: Studio, url: str
+) -> str:
+    """Point the partner at the studio and give it data, the way a studio makes it: an order it
+    issued, paid and delivered; one withdrawal confirmed, one rolled back, one still pending.
+    Returns the order's cpOrderId."""
+    point_partner_at(platform, partner.name, url, "/query")
+    player_id = platform.create_player("100.00")
+    token = platform.create_session(player_id, partner.name)
+    # The studio's side of a sale: it issues the order, the platform charges and delivers.
+    cp_order_id = secrets.token_hex(16)
+    studio.issued[cp_order_id] = player_id
+    message = {
+        "serverId": 7, "cpOrderId": cp_order_id, "productId": "gems.small",
+        "productPrice": 0.99, "extParams": "", "productNumber": 1,
+    }  # fmt: skip
+    assert pay_and_deliver(platform, player_id, token, message) == "delivered"
+    assert studio.delivered == {cp_order_id}
+    # Its withdrawals: one confirmed, one rolled back, one still pending.
+    for mm_id, follow_up, status in (
+        ("bs-confirmed", "confirmWithdrawal", "CONFIRMED"),
+        ("bs-rolled-back", "rollbackWithdrawal", "ROLLED_BACK"),
+        ("bs-pending", None, "PENDING"),
+    ):
+        wallet_call(server, partner, "withdraw",
+                    {"token": token, "mmTransactionId": mm_id, "amount": "1.00"})  # fmt: skip
+        if follow_up == "confirmWithdrawal":
+            wallet_call(server, partner, follow_up,
+                        {"token": token, "mmTransactionId": mm_id, "amount": "1.00"})  # fmt: skip
+        elif follow_up:
+            wallet_call(server, partner, follow_up, {"token": token, "mmTransactionId": mm_id})
+        studio.withdrawals[mm_id] = status
+    return cp_order_id
+
+
 __all__ = [
     "CALLBACK_SECRET",
     "QUERY_AUTH",
@@ -160,5 +197,6 @@ __all__ = [
     "pay_and_deliver",
     "point_partner_at",
     "run_check",
+    "stage",
     "wallet_call",
 ]

@@ -3,7 +3,6 @@ the same studio with no break passes every row. Real HTTP on loopback, both data
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,10 +20,8 @@ from .conftest import (
     create_sandbox_partner,
     misses,
     outcomes,
-    pay_and_deliver,
-    point_partner_at,
     run_check,
-    wallet_call,
+    stage,
 )
 
 
@@ -40,32 +37,7 @@ def setup(server: LiveServer, platform: Platform) -> Iterator[Setup]:
     partner = create_sandbox_partner(platform)
     studio = Studio(CALLBACK_SECRET, QUERY_AUTH)
     with serve(studio.app()) as url:
-        point_partner_at(platform, partner.name, url, "/query")
-        player_id = platform.create_player("100.00")
-        token = platform.create_session(player_id, partner.name)
-        # The studio's side of a sale: it issues the order, the platform charges and delivers.
-        cp_order_id = secrets.token_hex(16)
-        studio.issued[cp_order_id] = player_id
-        message = {
-            "serverId": 7, "cpOrderId": cp_order_id, "productId": "gems.small",
-            "productPrice": 0.99, "extParams": "", "productNumber": 1,
-        }  # fmt: skip
-        assert pay_and_deliver(platform, player_id, token, message) == "delivered"
-        assert studio.delivered == {cp_order_id}
-        # Its withdrawals: one confirmed, one rolled back, one still pending.
-        for mm_id, follow_up, status in (
-            ("bs-confirmed", "confirmWithdrawal", "CONFIRMED"),
-            ("bs-rolled-back", "rollbackWithdrawal", "ROLLED_BACK"),
-            ("bs-pending", None, "PENDING"),
-        ):
-            wallet_call(server, partner, "withdraw",
-                        {"token": token, "mmTransactionId": mm_id, "amount": "1.00"})  # fmt: skip
-            if follow_up == "confirmWithdrawal":
-                wallet_call(server, partner, follow_up,
-                            {"token": token, "mmTransactionId": mm_id, "amount": "1.00"})  # fmt: skip
-            elif follow_up:
-                wallet_call(server, partner, follow_up, {"token": token, "mmTransactionId": mm_id})
-            studio.withdrawals[mm_id] = status
+        cp_order_id = stage(server, platform, partner, studio, url)
         yield Setup(partner, studio, cp_order_id)
 
 

@@ -15,12 +15,18 @@ from typing import Annotated
 
 import typer
 
-from qwallet.cli._common import JsonOption, console, with_store
+from qwallet.cli._common import JsonOption, actor, console, with_store
 from qwallet.clock import SystemClock
 from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
 from qwallet.store.factory import Store
-from qwallet.studio_check import CheckRefused, CheckResult, DataChoice, check_partner
+from qwallet.studio_check import (
+    CheckRefused,
+    CheckResult,
+    DataChoice,
+    check_partner,
+    record_check,
+)
 from qwallet.studio_check.report import html_page, text_table
 
 OrderHelp = "cpOrderId of a delivered payment order to re-send (default: the latest delivered)."
@@ -59,17 +65,15 @@ def check_command(
     choice = DataChoice(order=order, confirmed=confirmed, rolled_back=rolled_back, pending=pending)
 
     async def work(store: Store) -> CheckResult:
+        clock = SystemClock()
         try:
-            return await check_partner(
-                store,
-                settings.currency_registry,
-                SystemClock(),
-                name,
-                choice,
-                query_only=query_only,
+            result = await check_partner(
+                store, settings.currency_registry, clock, name, choice, query_only=query_only
             )
         except CheckRefused as refusal:
             raise OperatorError(str(refusal)) from None
+        await record_check(store, actor(), result, clock.now_ms())
+        return result
 
     result = with_store(settings, work)
     if html is not None:

@@ -13,6 +13,7 @@ import httpx
 
 from qwallet.clock import Clock
 from qwallet.domain.money import CurrencyRegistry
+from qwallet.service import audit
 from qwallet.store.sql import SqlDatabase
 from qwallet.studio_check.runner import CheckRefused, CheckResult, RowResult, run_check
 from qwallet.studio_check.target import DataChoice, Target, load_target
@@ -24,6 +25,7 @@ __all__ = [
     "RowResult",
     "Target",
     "check_partner",
+    "record_check",
     "load_target",
     "run_check",
 ]
@@ -43,3 +45,16 @@ async def check_partner(
     ``query_only``, and run every vector."""
     target = await load_target(db, currencies, partner, choice or DataChoice())
     return await run_check(target, clock, query_only=query_only, transport=transport)
+
+
+async def record_check(db: SqlDatabase, operator: str, result: CheckResult, now_ms: int) -> None:
+    """Audit ``partner.check``: who sent test vectors (forged callbacks included) to which
+    studio, and what came of it. The check changes nothing else at the platform."""
+    details = {
+        "passed": result.passed(),
+        "queryOnly": result.query_only,
+        "missed": [row.key for row in result.misses],
+        "skipped": [row.key for row in result.skips],
+    }
+    async with db.transaction() as tx:
+        await audit.record(tx, operator, "partner.check", result.partner, details, now_ms)
