@@ -69,7 +69,7 @@ def test_check_button(operator_page: Any, server: LiveServer, platform: Platform
         expect(missed).to_have_class("miss")
         expect(missed).to_contain_text("refused: 4xx")
         expect(missed).to_contain_text("200 success")  # what the broken studio answered
-        shot(page, "studio-check-failed")
+        shot(page, "11-studio-check")
         studio.breaks = set()
 
     # A production partner: the button sends only the read-only Query rows.

@@ -25,8 +25,8 @@ __all__ = [
     "RowResult",
     "Target",
     "check_partner",
-    "record_check",
     "load_target",
+    "record_check",
     "run_check",
 ]
 
