@@ -176,3 +176,25 @@ def test_cli_table_html_and_exit_codes(
     refused = qwallet(platform, "partners", "check", production.name)
     assert refused.returncode == 2 and "not a sandbox partner" in refused.stderr
     assert "--query-only" in refused.stderr
+
+
+def test_json_callbacks_pass_too(demo_studio: DemoStudio, platform: Platform) -> None:
+    """With the partner's callbacks in JSON, the vectors are JSON too (numbers as their text; a
+    shifted serverId that is no JSON number is sent as a string)."""
+
+    async def set_format(body_format: str) -> None:
+        async with platform.store.transaction() as tx:
+            await tx.execute(
+                "UPDATE partners SET callback_format = $1 WHERE name = $2",
+                body_format,
+                demo_studio.partner.name,
+            )
+
+    platform.run(set_format("json"))
+    try:
+        result = run_check(platform, demo_studio.partner.name)
+    finally:
+        platform.run(set_format("form"))
+    assert not result.misses, text_table(result)
+    assert [row.key for row in result.skips] == ["query.pending"]
+    assert "missing_signature" in {r.key: r.answered for r in result.rows}["callback.shift"]

@@ -82,10 +82,15 @@ def build_callback(
     )
 
 
-def encode_fields(fields: dict[str, str], body_format: str) -> tuple[bytes, str]:
-    """The body and its content type, as the platform writes a callback's ``fields``."""
+JSON_NUMBERS: tuple[str, ...] = ("serverId", "productPrice", "amount", "ts")
+
+
+def encode_fields(
+    fields: dict[str, str], body_format: str, *, numbers: tuple[str, ...] = JSON_NUMBERS
+) -> tuple[bytes, str]:
+    """The body and its content type, as the platform writes a callback's ``fields``; in JSON,
+    the fields named in ``numbers`` are written as numbers (their exact text)."""
     if body_format == "json":
-        numbers = ("serverId", "productPrice", "amount", "ts")
         # Numbers are spliced in as their exact text; json.dumps would not keep "4.90".
         items = [
             f"{json.dumps(name)}: {value if name in numbers else json.dumps(value)}"

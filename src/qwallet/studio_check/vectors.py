@@ -28,12 +28,14 @@ query.bad_credentials   a wrong password                                     401
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from qwallet.payments.callback import (
+    JSON_NUMBERS,
     SIGNATURE_HEADER,
     encode_fields,
     is_acknowledged,
@@ -48,6 +50,7 @@ STALE_MS = 3_600_000
 """How old the stale vector's stamps are: far outside any sane window (the kit's is 10 min)."""
 
 Judge = Callable[[int, bytes], bool]
+_JSON_INTEGER = re.compile(r"0|[1-9][0-9]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +132,12 @@ def _callback_request(
     header_secret: str | None,
     t_ms: int,
 ) -> Request:
-    body, content_type = encode_fields(fields, body_format)
+    numbers = JSON_NUMBERS
+    if not _JSON_INTEGER.fullmatch(fields["serverId"]):
+        # A shifted serverId ("a10001", "010001") is no JSON number: send it as a string, as
+        # a forger would, rather than an unparsable body refused for the wrong reason.
+        numbers = tuple(name for name in JSON_NUMBERS if name != "serverId")
+    body, content_type = encode_fields(fields, body_format, numbers=numbers)
     headers = {"Content-Type": content_type}
     if header_secret is not None:
         headers[SIGNATURE_HEADER] = signature_header(body, header_secret, t_ms)
