@@ -6,6 +6,7 @@ reading of it. ``BREAKS`` names every switch and the rows of the check it must m
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -19,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 WINDOW_MS = 600_000
+HANG_S = 3.0
 
 # switch → the rows it must make fail (a break can fail more than its own row: an MD5-only
 # studio that delivers any order fails the shift and the unknown order alike).
@@ -49,6 +51,8 @@ class Studio:
     breaks: set[str] = field(default_factory=set)
 
     async def callback(self, request: Request) -> Response:
+        if "hang" in self.breaks:  # not in BREAKS: it fails every row (tests the timeouts)
+            await asyncio.sleep(HANG_S)
         body = await request.body()
         fields = dict(parse_qsl(body.decode(), keep_blank_values=True))
         now_ms = int(time.time() * 1000)
@@ -84,6 +88,8 @@ class Studio:
         return PlainTextResponse("OK" if "ack_with_ok" in self.breaks else "success")
 
     async def query(self, request: Request) -> Response:
+        if "hang" in self.breaks:
+            await asyncio.sleep(HANG_S)
         expected = base64.b64encode(":".join(self.query_auth).encode()).decode()
         if "skip_auth" not in self.breaks and request.headers.get("authorization") != (
             f"Basic {expected}"

@@ -3,12 +3,13 @@ the same studio with no break passes every row. Real HTTP on loopback, both data
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
-from qwallet.studio_check import DataChoice
+from qwallet.studio_check import DataChoice, runner
 from tests.conftest import LiveServer, Platform
 from tests.demo.conftest import serve
 
@@ -75,3 +76,21 @@ def test_named_data_and_query_only(setup: Setup, platform: Platform) -> None:
         "query.bad_credentials",
     ]  # fmt: skip
     assert result.passed(strict=True)
+
+
+def test_a_hanging_studio_misses_every_row_within_the_budget(
+    setup: Setup, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "TIMEOUT_S", 0.3)
+    monkeypatch.setattr(runner, "TOTAL_BUDGET_S", 1.0)
+    setup.studio.breaks = {"hang"}
+    started = time.monotonic()
+    try:
+        result = run_check(platform, setup.partner.name)
+    finally:
+        setup.studio.breaks = set()
+    assert time.monotonic() - started < 3.0
+    assert len(result.misses) == 12
+    answers = [row.answered for row in result.rows]
+    assert answers[0].startswith("no answer: ReadTimeout")
+    assert answers[-1] == "not sent: the check's 1 s budget ran out"
