@@ -38,6 +38,7 @@ from qwallet.cli import (
     resolver,
     serve,
     sessions,
+    studio_check,
 )
 from qwallet.monitoring import build
 from qwallet.monitoring.command import monitoring_app
@@ -120,6 +121,8 @@ def _options(
 
 for _name, _command in COMMANDS:
     app.command(_name)(_command)
+# ``partners check`` lives in its own module (it is a tool, not a setting of the partner).
+partners.app.command("check")(studio_check.check_command)
 for _name, _group in GROUPS:
     app.add_typer(_group, name=_name)
 

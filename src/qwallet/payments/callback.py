@@ -75,22 +75,29 @@ def build_callback(
         "ts": ts,
         "sign": sign,
     }
+    body, content_type = encode_fields(fields, body_format)
+    return Callback(
+        body,
+        {"Content-Type": content_type, SIGNATURE_HEADER: signature_header(body, secret, ts_ms)},
+    )
+
+
+JSON_NUMBERS: tuple[str, ...] = ("serverId", "productPrice", "amount", "ts")
+
+
+def encode_fields(
+    fields: dict[str, str], body_format: str, *, numbers: tuple[str, ...] = JSON_NUMBERS
+) -> tuple[bytes, str]:
+    """The body and its content type, as the platform writes a callback's ``fields``; in JSON,
+    the fields named in ``numbers`` are written as numbers (their exact text)."""
     if body_format == "json":
-        numbers = ("serverId", "productPrice", "amount", "ts")
         # Numbers are spliced in as their exact text; json.dumps would not keep "4.90".
         items = [
             f"{json.dumps(name)}: {value if name in numbers else json.dumps(value)}"
             for name, value in fields.items()
         ]
-        body = ("{" + ", ".join(items) + "}").encode()
-        content_type = "application/json"
-    else:
-        body = urlencode(fields).encode()
-        content_type = "application/x-www-form-urlencoded"
-    return Callback(
-        body,
-        {"Content-Type": content_type, SIGNATURE_HEADER: signature_header(body, secret, ts_ms)},
-    )
+        return ("{" + ", ".join(items) + "}").encode(), "application/json"
+    return urlencode(fields).encode(), "application/x-www-form-urlencoded"
 
 
 def is_acknowledged(status: int, body: bytes) -> bool:
