@@ -335,14 +335,20 @@ class PostgresStore:
 
     async def find_credential(self, username: str) -> list[PartnerCredential]:
         rows = await self._pool.fetch(
-            "SELECT p.id, p.name, p.ip_allow, p.client_url, c.username, c.password_hash"
+            "SELECT p.id, p.name, p.ip_allow, p.client_url, c.username, c.password_hash, p.sandbox"
             " FROM partner_credentials c JOIN partners p ON p.id = c.partner_id"
             " WHERE c.username = $1 AND c.revoked_at_ms IS NULL",
             username,
         )
         return [
             PartnerCredential(
-                Partner(row["id"], row["name"], _ip_list(row["ip_allow"]), row["client_url"]),
+                Partner(
+                    row["id"],
+                    row["name"],
+                    _ip_list(row["ip_allow"]),
+                    row["client_url"],
+                    bool(row["sandbox"]),
+                ),
                 row["username"],
                 row["password_hash"],
             )
