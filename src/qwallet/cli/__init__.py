@@ -36,6 +36,7 @@ from qwallet.cli import (
     resolver,
     serve,
     sessions,
+    studio,
 )
 from qwallet.monitoring import build
 from qwallet.monitoring.command import monitoring_app
@@ -88,6 +89,9 @@ def _options(
 ) -> None:
     pass
 
+
+# ``qwallet partners faults …`` and ``qwallet partners report`` live in their own module.
+studio.register(partners.app)
 
 for _name, _command in COMMANDS:
     app.command(_name)(_command)
