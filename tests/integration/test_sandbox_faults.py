@@ -62,15 +62,18 @@ def rule(platform: Platform, partner: str, rule_id: int) -> Any:
     return next(row for row in rows if int(row["id"]) == rule_id)
 
 
-def test_rules_are_refused_for_a_production_partner(
-    server: LiveServer, platform: Platform
-) -> None:
+def test_rules_are_refused_for_a_production_partner(server: LiveServer, platform: Platform) -> None:
     name, wallet = sandbox_wallet(server, platform, sandbox=False)
     with pytest.raises(OperatorError, match="production partner"):
         add_rule(platform, name, endpoint="withdraw", action="error", next_calls=1, error_code=100)
-    count = platform.run(fetch_one(platform.store, "SELECT COUNT(*) AS n FROM sandbox_fault_rules"
-                                   " WHERE partner_id = (SELECT id FROM partners WHERE name = $1)",
-                                   name))
+    count = platform.run(
+        fetch_one(
+            platform.store,
+            "SELECT COUNT(*) AS n FROM sandbox_fault_rules"
+            " WHERE partner_id = (SELECT id FROM partners WHERE name = $1)",
+            name,
+        )
+    )
     assert count is not None and int(count["n"]) == 0
     # Its calls are answered as always and never logged.
     assert wallet.money("withdraw", "prod-1", "1.00")[0] == 200
@@ -86,7 +89,10 @@ def test_a_rule_stops_when_its_partner_becomes_production(
     assert wallet.call("getBalance", {"token": wallet.token})[0] == 500
     platform.run(
         partners.update_partner(
-            platform.store, name, partners.PartnerUpdate(sandbox=False), now_ms=platform.clock.now_ms()
+            platform.store,
+            name,
+            partners.PartnerUpdate(sandbox=False),
+            now_ms=platform.clock.now_ms(),
         )
     )
     # The credential cache may still route the call through the sandbox path, but the rule is
@@ -129,7 +135,11 @@ def test_next_n_calls_get_the_error_then_the_calls_work(
     row = rule(platform, name, rule_id)
     assert (row["remaining"], row["seen"], row["fired"]) == (0, 2, 2)
     calls = logged_calls(platform, name)
-    assert [(c["mm_transaction_id"], c["error_code"], c["rule_id"]) for c in calls if c["mm_transaction_id"]] == [
+    assert [
+        (c["mm_transaction_id"], c["error_code"], c["rule_id"])
+        for c in calls
+        if c["mm_transaction_id"]
+    ] == [
         ("w-0", 121, rule_id),
         ("w-1", 121, rule_id),
         ("w-2", 0, None),
@@ -149,8 +159,15 @@ def test_error_after_the_commit_and_drop_commit_the_call(
     server: LiveServer, platform: Platform
 ) -> None:
     name, wallet = sandbox_wallet(server, platform)
-    add_rule(platform, name, endpoint="withdraw", action="error", next_calls=1, error_code=100,
-             after_commit=True)
+    add_rule(
+        platform,
+        name,
+        endpoint="withdraw",
+        action="error",
+        next_calls=1,
+        error_code=100,
+        after_commit=True,
+    )
     status, body = wallet.money("withdraw", "after-1", "2.00")
     assert (status, body["errorCode"]) == (500, 100)
     assert wallet.balance() == "98.0"  # it committed: the funds are held
@@ -158,8 +175,11 @@ def test_error_after_the_commit_and_drop_commit_the_call(
     with pytest.raises(httpx.TransportError):
         wallet.money("withdraw", "drop-1", "3.00")
     assert wallet.balance() == "95.0"
-    row = platform.run(fetch_one(platform.store, "SELECT state FROM transactions WHERE"
-                                 " mm_transaction_id = 'drop-1'"))
+    row = platform.run(
+        fetch_one(
+            platform.store, "SELECT state FROM transactions WHERE mm_transaction_id = 'drop-1'"
+        )
+    )
     assert row is not None and row["state"] == "pending"
     # The studio's rollback then works as for any failed withdraw.
     status, body = wallet.money("rollbackWithdrawal", "drop-1")
@@ -205,7 +225,8 @@ def test_next_n_is_exact_under_concurrent_calls(server: LiveServer, platform: Pl
     assert codes.count(134) == 10 and codes.count(0) == 30
     row = rule(platform, name, rule_id)
     assert (row["remaining"], row["seen"], row["fired"]) == (0, 10, 10)
-    faults = platform.run(fetch_all(platform.store, "SELECT id FROM sandbox_faults WHERE"
-                                    " rule_id = $1", rule_id))
+    faults = platform.run(
+        fetch_all(platform.store, "SELECT id FROM sandbox_faults WHERE rule_id = $1", rule_id)
+    )
     assert len(faults) == 10
     wallet.close()

@@ -311,10 +311,14 @@ def _reaction(
     }
     if mm is None or endpoint in ("verifySession", "getBalance"):
         return {**base, "expected": "nothing in particular", "reaction": "—", "verdict": "info"}
-    at_ms = int(fault["at_ms"])
+    # Calls after the one the fault hit: by time, then by log order (equal times are common
+    # with a coarse clock; the log row of a call is written when it is answered).
+    after = (int(hit["at_ms"]), int(hit["id"])) if hit is not None else (int(fault["at_ms"]), 0)
 
     def later(name: str) -> list[Row]:
-        return [c for c in by_id.get((name, str(mm)), []) if int(c["at_ms"]) > at_ms]
+        return [
+            c for c in by_id.get((name, str(mm)), []) if (int(c["at_ms"]), int(c["id"])) > after
+        ]
 
     kind = "Deposit" if "eposit" in endpoint else "Withdrawal"
     rollback, confirm = f"rollback{kind}", f"confirm{kind}"
