@@ -35,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 from qwallet.admin import partners as partner_admin
 from qwallet.admin import queries
 from qwallet.admin.history import ErrorHistory
+from qwallet.admin.sandbox import SandboxPages, calls_of_transaction
 from qwallet.clock import Clock
 from qwallet.domain.errors import WalletError
 from qwallet.domain.money import Currency, format_amount, parse_operator_amount
@@ -159,6 +160,7 @@ class AdminConsole:
             Route("/reconcile", self._page(self.reconcile_page)),
             Route("/reconcile", self._action(self.run_reconcile), methods=["POST"]),
             Route("/audit", self._page(self.audit_page)),
+            *SandboxPages(self).routes(),
             Mount("/static", StaticFiles(packages=[("qwallet.admin", "static")]), name="static"),
         ]
 
@@ -257,6 +259,9 @@ class AdminConsole:
 
     def _who(self, request: Request) -> str:
         return str(request.session[OPERATOR_KEY])
+
+    # The same plumbing for the console's page modules (``qwallet.admin.sandbox``).
+    page, action, form, who = _page, _action, _form, _who
 
     # -- sign-in -------------------------------------------------------------------------------
 
@@ -455,6 +460,7 @@ class AdminConsole:
             entries=entries,
             resolutions=resolutions,
             overdue=overdue,
+            sandbox_calls=await calls_of_transaction(self.db, row),
         )
 
     async def resolve(self, request: Request) -> Response:

@@ -379,10 +379,13 @@ async def calls(
     *,
     mm_transaction_id: str | None = None,
     limit: int = 100_000,
+    newest_first: bool = False,
 ) -> list[Row]:
-    """The partner's logged calls in ``[since_ms, until_ms)``, oldest first, each with the fault
+    """The partner's logged calls in ``[since_ms, until_ms)``, oldest first (or newest first),
+    at most ``limit`` of them, each with the fault
     that hit it (``fault_action``, ``fault_detail``, ``rule_id``; NULL when none)."""
     where = " AND c.mm_transaction_id = $4" if mm_transaction_id is not None else ""
+    order = "DESC" if newest_first else "ASC"
     args: list[object] = [partner_id, since_ms, until_ms]
     if mm_transaction_id is not None:
         args.append(mm_transaction_id)
@@ -393,7 +396,7 @@ async def calls(
             " f.detail AS fault_detail, f.rule_id"
             " FROM sandbox_calls c LEFT JOIN sandbox_faults f ON f.id = c.fault_id"
             f" WHERE c.partner_id = $1 AND c.at_ms >= $2 AND c.at_ms < $3{where}"
-            f" ORDER BY c.at_ms, c.id LIMIT {int(limit)}",
+            f" ORDER BY c.at_ms {order}, c.id {order} LIMIT {int(limit)}",
             *args,
         )
 
