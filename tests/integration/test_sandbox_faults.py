@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from qwallet.service import audit, partners, sandbox_faults
+from qwallet.service import api_keys, audit, partners, sandbox_faults
 from qwallet.service.partners import OperatorError
 from qwallet.store.sql import fetch_all, fetch_one
 from tests.conftest import LiveServer, Platform, Wallet
@@ -230,3 +230,53 @@ def test_next_n_is_exact_under_concurrent_calls(server: LiveServer, platform: Pl
     )
     assert len(faults) == 10
     wallet.close()
+
+
+def test_operator_api_manages_rules_and_refuses_production(
+    server: LiveServer, platform: Platform
+) -> None:
+    key = platform.run(
+        api_keys.create_api_key(platform.store, "faults-ci", platform.clock.now_ms())
+    )
+    bearer = {"Authorization": f"Bearer {key}"}
+    name, wallet = sandbox_wallet(server, platform)
+    production, other = sandbox_wallet(server, platform, sandbox=False)
+    rule_body = {"endpoint": "withdraw", "action": "error", "errorCode": 121, "next": 1}
+    with httpx.Client(base_url=server.url) as client:
+        assert client.post(f"/api/partners/{name}/faults", json=rule_body).status_code == 401
+        created = client.post(f"/api/partners/{name}/faults", json=rule_body, headers=bearer)
+        assert created.status_code == 201, created.text
+        assert created.json()["description"] == "error 121 on the next 1 calls of withdraw"
+        refused = client.post(f"/api/partners/{production}/faults", json=rule_body, headers=bearer)
+        assert refused.status_code == 400 and refused.json()["errorCode"] == 101
+        assert "production partner" in refused.json()["errorDescription"]
+        for bad in (
+            {**rule_body, "next": 0},
+            {**rule_body, "unknown": 1},
+            {"endpoint": "withdraw", "action": "error", "next": 1},
+            {"endpoint": "withdraw", "action": "delay", "delayMs": 999999, "next": 1},
+        ):
+            answer = client.post(f"/api/partners/{name}/faults", json=bad, headers=bearer)
+            assert answer.status_code == 400, (bad, answer.text)
+        listed = client.get(f"/api/partners/{name}/faults", headers=bearer).json()["rules"]
+        assert [r["id"] for r in listed] == [created.json()["id"]]
+        assert wallet.money("withdraw", "api-1", "1.00")[1]["errorCode"] == 121
+        removed = client.delete(f"/api/partners/{name}/faults/{listed[0]['id']}", headers=bearer)
+        assert removed.status_code == 204
+        assert client.get(f"/api/partners/{name}/faults", headers=bearer).json()["rules"] == []
+        again = client.delete(f"/api/partners/{name}/faults/{listed[0]['id']}", headers=bearer)
+        assert again.status_code == 400
+    assert platform.run(sandbox_faults.list_rules(platform.store, production)) == []
+    actions = platform.run(
+        fetch_all(
+            platform.store,
+            "SELECT action, operator FROM audit_log WHERE target = $1 ORDER BY id",
+            name,
+        )
+    )
+    assert [(a["action"], a["operator"]) for a in actions][-2:] == [
+        ("partner.fault_rule_added", "api-key:faults-ci"),
+        ("partner.fault_rule_removed", "api-key:faults-ci"),
+    ]
+    wallet.close()
+    other.close()
