@@ -49,10 +49,10 @@ def test_operator_sets_a_fault_and_reads_the_report(
     form.get_by_label("Calls").select_option("next")
     form.get_by_label("N or K").fill("1")
     form.get_by_label("Fault").select_option("error")
-    form.get_by_label("Error code").select_option("121")
+    form.locator('select[name="error_code"]').select_option("121")
     form.get_by_role("button", name="Add rule").click()
     rules = page.get_by_test_id("rules")
-    expect(rules).to_contain_text("error 121 on the next 1 calls of withdraw")
+    expect(rules).to_contain_text("error 121 on the next call of withdraw")
 
     assert wallet.money("withdraw", "browser-1", "5.00")[1]["errorCode"] == 121
     page.reload()

@@ -39,7 +39,7 @@ def test_rules_from_the_console_hit_calls_shown_on_both_pages(
     [rule] = rule_rows(platform, name)
     assert wallet.money("withdraw", "console-1", "1.00")[0] == 500
     page = console.get(path).text
-    assert "error 100 after the commit on the next 1 calls of withdraw" in page
+    assert "error 100 after the commit on the next call of withdraw" in page
     assert 'data-testid="faulted-call"' in page and "console-1" in page
     assert 'data-testid="report-verdict">fail' in page  # committed, answered 500, no rollback
     tx = platform.run(

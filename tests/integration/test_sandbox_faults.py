@@ -246,7 +246,7 @@ def test_operator_api_manages_rules_and_refuses_production(
         assert client.post(f"/api/partners/{name}/faults", json=rule_body).status_code == 401
         created = client.post(f"/api/partners/{name}/faults", json=rule_body, headers=bearer)
         assert created.status_code == 201, created.text
-        assert created.json()["description"] == "error 121 on the next 1 calls of withdraw"
+        assert created.json()["description"] == "error 121 on the next call of withdraw"
         refused = client.post(f"/api/partners/{production}/faults", json=rule_body, headers=bearer)
         assert refused.status_code == 400 and refused.json()["errorCode"] == 101
         assert "production partner" in refused.json()["errorDescription"]

@@ -156,7 +156,11 @@ def describe(rule: Mapping[str, Any]) -> str:
     target = "any endpoint" if endpoint == ANY_ENDPOINT else endpoint
     if rule["every"]:
         return f"{fault_text(rule)} on every {_ordinal(int(rule['every']))} call of {target}"
-    return f"{fault_text(rule)} on the next {rule['remaining']} calls of {target}"
+    seen = int(rule.get("seen") or 0)  # a next-N rule hits every call it matches
+    total = int(rule["remaining"]) + seen
+    calls = "call" if total == 1 else f"{total} calls"
+    left = f" ({rule['remaining']} left)" if seen else ""
+    return f"{fault_text(rule)} on the next {calls} of {target}{left}"
 
 
 async def add_rule(
