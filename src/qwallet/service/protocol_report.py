@@ -40,7 +40,7 @@ class RetrySchedule:
     """The documented retry schedule of confirm and rollback (spec §1.4).
 
     A copy of the partner kit's ``RetrySchedule`` defaults (the platform does not import the
-    kit); ``tests/unit/test_protocol_report.py`` proves the two equal."""
+    kit); ``tests/integration/test_protocol_report.py`` proves the two equal."""
 
     delays_s: tuple[float, ...] = (5, 10, 20, 40, 120, 300, 600, 1800)
     then_every_s: float = 3600
