@@ -97,8 +97,10 @@ def test_a_rule_stops_when_its_partner_becomes_production(
     )
     # The credential cache may still route the call through the sandbox path, but the rule is
     # re-checked against the partner's row: no fault any more.
+    logged = len(logged_calls(platform, name))
     status, body = wallet.call("getBalance", {"token": wallet.token})
     assert status == 200 and "balance" in body, body
+    assert len(logged_calls(platform, name)) == logged  # and no longer logged
     wallet.close()
 
 
@@ -280,3 +282,14 @@ def test_operator_api_manages_rules_and_refuses_production(
     ]
     wallet.close()
     other.close()
+
+
+def test_drop_hides_an_error_answer_too(server: LiveServer, platform: Platform) -> None:
+    name, wallet = sandbox_wallet(server, platform, balance="1.00")
+    add_rule(platform, name, endpoint="withdraw", action="drop", next_calls=1)
+    with pytest.raises(httpx.TransportError):
+        wallet.money("withdraw", "too-much", "5.00")  # would be 121
+    assert wallet.balance() == "1.0"
+    [call] = [c for c in logged_calls(platform, name) if c["mm_transaction_id"] == "too-much"]
+    assert call["http_status"] is None and call["fault_action"] == "drop"
+    wallet.close()

@@ -90,6 +90,8 @@ class SandboxCalls:
         faults = await sandbox_faults.take(
             self._db, partner.id, endpoint, peeked.mmTransactionId, request_id, started_ms
         )
+        if faults is None:  # switched to production since its credential was cached
+            return await handler(partner, body)
         delay_ms = sum(f.delay_ms or 0 for f in faults if f.action == "delay")
         decisive = next((f for f in faults if f.action != "delay"), None)
         shown = decisive or (faults[0] if faults else None)
@@ -108,7 +110,12 @@ class SandboxCalls:
             rule = decisive.rule_id if decisive is not None else 0
             if injected is not None and not after_commit:
                 raise WalletError(injected, f"Injected by sandbox fault rule {rule}.")
-            answer = await handler(partner, body)
+            try:
+                answer = await handler(partner, body)
+            except WalletError:
+                if decisive is not None and decisive.action == "drop":
+                    raise DropConnection from None  # no answer, whatever it would have been
+                raise
             if injected is not None:
                 raise WalletError(
                     injected,

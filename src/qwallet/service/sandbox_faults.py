@@ -278,11 +278,15 @@ async def take(
     mm_transaction_id: str | None,
     request_id: str,
     now_ms: int,
-) -> list[Fault]:
+) -> list[Fault] | None:
     """Count this call against every live rule that matches it; record and return the faults
-    of the rules it hits (oldest rule first)."""
+    of the rules it hits (oldest rule first). None when the partner is no longer a sandbox
+    partner (a server's cached flag is older than the row): the call is then not logged."""
     faults: list[Fault] = []
     async with db.transaction() as tx:
+        partner = await tx.fetchrow("SELECT sandbox FROM partners WHERE id = $1", partner_id)
+        if partner is None or not partner["sandbox"]:
+            return None
         rows = await tx.fetch(_TAKE_SQL, partner_id, endpoint)
         for row in sorted(rows, key=lambda r: int(r["id"])):
             if row["every"] is not None and int(row["seen"]) % int(row["every"]) != 0:
