@@ -75,21 +75,27 @@ def test_a_studio_that_follows_the_documentation_passes(
     assert wallet.money("withdraw", "slow-1", "1.00")[0] == 200
     assert wallet.money("rollbackWithdrawal", "slow-1")[0] == 200
 
+    # A deposit that fails is rolled back as well.
+    add_rule(platform, name, endpoint="deposit", action="error", next_calls=1, error_code=100)
+    assert wallet.money("deposit", "dep-1", "1.00")[0] == 500
+    assert wallet.money("rollbackDeposit", "dep-1")[0] == 200
+
     report = run_report(platform, name, since)
     assert report["verdict"] == "pass", json.dumps(report, indent=1)
     assert set(verdicts(report).values()) == {"pass"}
-    assert report["summary"] | {"faultsInjected": 3} == {
+    assert report["summary"] == {
         "withdrawals": 4,
         "confirmed": 2,
         "rolledBack": 2,
         "pending": 0,
         "late": 0,
-        "faultsInjected": 3,
+        "faultsInjected": 4,
     }
     reactions = {f["mmTransactionId"]: f for f in report["faults"]}
     assert reactions["fail-1"]["reaction"] == "rollbackWithdrawal sent"
     assert reactions["drop-1"]["answer"] == "no answer (connection dropped)"
     assert reactions["drop-1"]["verdict"] == "pass"
+    assert reactions["dep-1"]["reaction"] == "rollbackDeposit sent"
 
     # The same report through the operator API and the CLI.
     with httpx.Client(base_url=server.url) as client:

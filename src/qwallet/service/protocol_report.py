@@ -69,6 +69,8 @@ MAX_EXAMPLES = 20
 NOT_THIS_WITHDRAWALS_FAILURE = {131, 132, 134}
 """Answers to a withdraw that mean its id belongs to another call: no rollback is owed for it."""
 
+DEPOSIT_ENDPOINTS = frozenset({"deposit", "confirmDeposit", "rollbackDeposit"})
+
 RULES = (
     ("withdraw-once", "A withdraw is sent once per mmTransactionId."),
     ("same-data", "An mmTransactionId is never reused with different data (131)."),
@@ -320,7 +322,7 @@ def _reaction(
             c for c in by_id.get((name, str(mm)), []) if (int(c["at_ms"]), int(c["id"])) > after
         ]
 
-    kind = "Deposit" if "eposit" in endpoint else "Withdrawal"
+    kind = "Deposit" if endpoint in DEPOSIT_ENDPOINTS else "Withdrawal"
     rollback, confirm = f"rollback{kind}", f"confirm{kind}"
     begin = "withdraw" if kind == "Withdrawal" else "deposit"
     if hit is not None and _ok(hit) and endpoint not in (confirm, rollback):
