@@ -44,6 +44,10 @@ WALLET_ENDPOINTS = [
 ]
 EXPECTED_OPERATIONS = {("post", f"/wallet/{name}") for name in WALLET_ENDPOINTS} | {
     ("post", "/api/sessions"),
+    ("get", "/api/partners/{name}/faults"),
+    ("post", "/api/partners/{name}/faults"),
+    ("delete", "/api/partners/{name}/faults/{ruleId}"),
+    ("get", "/api/partners/{name}/report"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -235,7 +239,10 @@ def test_authenticated_operations_declare_success_400_401_500() -> None:
     for method, path, operation in operations():
         if operation.get("security") == []:
             continue
-        success = "201" if path == "/api/sessions" else "200"
+        success = {
+            ("post", "/api/sessions"): "201",
+            ("post", "/api/partners/{name}/faults"): "201",
+        }.get((method, path), "204" if method == "delete" else "200")
         assert {success, "400", "401", "500"} <= set(operation["responses"]), (method, path)
 
 
@@ -324,7 +331,12 @@ def test_example_validates_against_its_schema(schema_pointer: str, value: Any) -
 
 @pytest.mark.parametrize(
     ("schema_pointer", "value"),
-    [pytest.param(p, v, id=i) for i, p, v in EXAMPLES if "errorCode" in v],
+    # Error bodies only: a fault rule has an ``errorCode`` too (the code it injects).
+    [
+        pytest.param(p, v, id=i)
+        for i, p, v in EXAMPLES
+        if "errorCode" in v and "errorDescription" in v
+    ],
 )
 def test_error_example_code_matches_its_status(schema_pointer: str, value: Any) -> None:
     match = re.search(r"/responses/(?:[^/]+/)?(\d{3})|/responses/(\w+)/", schema_pointer)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import gc
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 
@@ -38,6 +38,8 @@ from qwallet.api.auth import FailedAuthLimiter, PartnerAuthenticator
 from qwallet.api.hygiene import RequestHygiene
 from qwallet.api.operator import OperatorAPI
 from qwallet.api.ratelimit import RateLimiter
+from qwallet.api.sandbox import SandboxCalls
+from qwallet.api.studio import StudioAPI
 from qwallet.api.wallet import PREFIX, WalletAPI, request_id_from
 from qwallet.clock import Clock, SystemClock
 from qwallet.monitoring import build
@@ -95,6 +97,7 @@ class QWalletApp:
         self._given_store = store
         self.store: Store | None = None
         self.wallet: WalletAPI | None = None
+        self._studio: StudioAPI | None = None
         self._metrics_endpoint = metrics.MetricsEndpoint(settings)
         self.admin = AdminConsole(settings, self.clock, self._resolver_pass)
         secret_key = settings.secret_key or secrets.token_urlsafe(48)
@@ -122,11 +125,18 @@ class QWalletApp:
         store = self._given_store or await open_store(self.settings)
         self.store = store
         authenticator = PartnerAuthenticator(store, self.settings.credential_cache_ttl_s)
+        sandbox = SandboxCalls(store, self.clock, self.settings.sandbox_call_retention_s)
         self.wallet = WalletAPI(
-            store, self.settings, self.clock, authenticator, *wallet_limiters(self.settings)
+            store,
+            self.settings,
+            self.clock,
+            authenticator,
+            *wallet_limiters(self.settings),
+            sandbox,
         )
         self._metrics_endpoint.start(store)
         self._operator = OperatorAPI(store, self.settings, self.clock)
+        self._studio = StudioAPI(self._operator, store, self.clock, self.settings.max_body_bytes)
         self.admin.store = store
         await self.player_web.start(store)
         worker = payment_worker(store, self.settings, self.clock, self.player_web.providers)
@@ -169,6 +179,7 @@ class QWalletApp:
                 name="docs-static",
             ),
             Route("/api/sessions", self._create_session, methods=["POST"]),
+            *self._studio_routes(),
             Mount("/admin", routes=self.admin.routes()),
         ]
 
@@ -218,6 +229,22 @@ class QWalletApp:
         if page is None:
             return Response("API docs page not packaged", status_code=404)
         return Response(page, media_type="text/html; charset=utf-8", headers=API_DOCS_HEADERS)
+
+    def _studio_routes(self) -> list[BaseRoute]:
+        """Fault rules and reports (``qwallet.api.studio``), built when the store opens."""
+
+        def delegate(name: str) -> Callable[[Request], Awaitable[Response]]:
+            async def endpoint(request: Request) -> Response:
+                if self._studio is None:
+                    return JSONResponse({"detail": "starting"}, status_code=503)
+                handler: Callable[[Request], Awaitable[Response]] = getattr(self._studio, name)
+                return await handler(request)
+
+            return endpoint
+
+        return [
+            Route(path, delegate(name), methods=[method]) for path, method, name in StudioAPI.ROUTES
+        ]
 
     async def _create_session(self, request: Request) -> Response:
         return await self._operator.create_session(request)

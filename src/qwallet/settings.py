@@ -51,6 +51,9 @@ class Settings:
     payment_callback_timeout_s: float = 10.0
     # How long the sandbox card provider takes to confirm a payment.
     payment_sandbox_delay_s: float = 2.0
+    # How long the call log of sandbox partners is kept (the protocol report's window is at most
+    # this; docs/operator-guide.md "Sandbox faults").
+    sandbox_call_retention_s: int = 7 * 24 * 60 * 60
     # How often the game page refreshes the balance.
     balance_poll_s: float = 3.0
     # Request rate limits, token buckets kept in each server process's memory (so with N
@@ -129,6 +132,7 @@ class Settings:
             payment_max_attempts=int(get("PAYMENT_MAX_ATTEMPTS", "8")),
             payment_callback_timeout_s=float(get("PAYMENT_CALLBACK_TIMEOUT_S", "10")),
             payment_sandbox_delay_s=float(get("PAYMENT_SANDBOX_DELAY_S", "2")),
+            sandbox_call_retention_s=int(get("SANDBOX_CALL_RETENTION_S", str(7 * 24 * 3600))),
             balance_poll_s=float(get("BALANCE_POLL_S", "3")),
             rate_limit_partner_rps=float(get("RATE_LIMIT_PARTNER_RPS", "5000")),
             rate_limit_partner_burst=int(get("RATE_LIMIT_PARTNER_BURST", "10000")),

@@ -223,6 +223,9 @@ class ConsoleBase:
     def _who(self, request: Request) -> str:
         return str(request.session[OPERATOR_KEY])
 
+    # The same plumbing for the console's page modules (``qwallet.admin.sandbox``).
+    page, action, form, who = _page, _action, _form, _who
+
 
 class NotFound(Exception):
     """The page or action names a player, transaction or order that does not exist (404)."""

@@ -29,6 +29,7 @@ from qwallet.admin.pages.orders import OrderPages
 from qwallet.admin.pages.partners import PartnerPages
 from qwallet.admin.pages.players import PlayerPages
 from qwallet.admin.pages.transactions import TransactionPages
+from qwallet.admin.sandbox import SandboxPages
 from qwallet.admin.studio_check import studio_check_routes
 from qwallet.service import holds, operators, orders_admin
 from qwallet.web.security import csrf_token, require_csrf
@@ -67,6 +68,7 @@ class AdminConsole(
             Route("/reconcile", self._action(self.run_reconcile), methods=["POST"]),
             Route("/audit", self._page(self.audit_page)),
             *studio_check_routes(self),
+            *SandboxPages(self).routes(),
             Mount("/static", StaticFiles(packages=[("qwallet.admin", "static")]), name="static"),
         ]
 

@@ -108,6 +108,10 @@ class OperatorAPI:
         await failure_budgets.give_back(self._store, FAILURE_SCOPE, budget_key, self._budget)
         return name
 
+    async def authenticate(self, request: Request) -> Response | str:
+        """For the other operator endpoints (``qwallet.api.studio``): the same check."""
+        return await self._authenticate(request)
+
     async def create_session(self, request: Request) -> Response:
         key_name = await self._authenticate(request)
         if isinstance(key_name, Response):

@@ -31,6 +31,7 @@ from qwallet.api.auth import (
 )
 from qwallet.api.ratelimit import RateLimiter
 from qwallet.api.requests import BeginRequest, ConfirmRequest, RollbackRequest, TokenRequest
+from qwallet.api.sandbox import DropConnection, SandboxCalls, drop_connection
 from qwallet.clock import Clock
 from qwallet.domain.errors import ErrorCode, WalletError
 from qwallet.domain.money import CurrencyRegistry
@@ -82,9 +83,12 @@ class WalletAPI:
         authenticator: PartnerAuthenticator,
         limits: RateLimiter,
         auth_failures: FailedAuthLimiter,
+        sandbox: SandboxCalls | None = None,
     ) -> None:
         # The limiters are built by the composition root (``qwallet.app``) from the settings.
         self._store = store
+        # Sandbox partners' calls go through it (faults, call log); None: they are not logged.
+        self._sandbox = sandbox
         self._clock = clock
         self._auth = authenticator
         self._addresses = ClientAddressResolver(settings.trusted_proxies)
@@ -118,7 +122,7 @@ class WalletAPI:
         status, code, body = 200, 0, b""
         retry_after_s = 0
         try:
-            body = await self._dispatch(scope, receive, headers, endpoint)
+            body = await self._dispatch(scope, receive, headers, endpoint, request_id)
             if self._crash_probability and random.random() < self._crash_probability:
                 log.warning("test crash point after_commit: exiting", extra={"endpoint": endpoint})
                 os._exit(70)
@@ -129,6 +133,10 @@ class WalletAPI:
             status, code = error.status, int(error.code)
             body = responses.plain_error(error.code, error.description)
             retry_after_s = error.retry_after_s
+        except DropConnection:  # a sandbox fault: the call committed, the answer is never sent
+            await drop_connection(receive)
+            metrics.observe(endpoint, int(ErrorCode.OTHER), time.perf_counter() - started)
+            return
         except Exception:
             log.exception(
                 "unexpected failure", extra={"request_id": request_id, "endpoint": endpoint}
@@ -156,7 +164,12 @@ class WalletAPI:
         metrics.observe(endpoint, code, time.perf_counter() - started)
 
     async def _dispatch(
-        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], endpoint: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        headers: dict[bytes, bytes],
+        endpoint: str,
+        request_id: str,
     ) -> bytes:
         handler = self._handlers.get(endpoint)
         if handler is None:
@@ -211,6 +224,9 @@ class WalletAPI:
                 "Content-Type must be application/json (optionally ; charset=utf-8).",
             )
         body = await self._read_body(receive, headers.get(b"content-length"))
+        if partner.sandbox and self._sandbox is not None:
+            # The only cost of fault injection for a production partner: this test.
+            return await self._sandbox.handle(partner, endpoint, body, handler, request_id)
         return await handler(partner, body)
 
     async def _read_body(self, receive: Receive, content_length: bytes | None) -> bytes:

@@ -38,6 +38,7 @@ from qwallet.cli import (
     resolver,
     serve,
     sessions,
+    studio,
     studio_check,
 )
 from qwallet.monitoring import build
@@ -118,6 +119,9 @@ def _options(
 ) -> None:
     pass
 
+
+# ``qwallet partners faults …`` and ``qwallet partners report`` live in their own module.
+studio.register(partners.app)
 
 for _name, _command in COMMANDS:
     app.command(_name)(_command)

@@ -23,6 +23,9 @@ class Partner:
     name: str
     ip_allow: tuple[str, ...]
     client_url: str | None
+    # Read with the credential and cached with it (qwallet.api.auth), so the Wallet API knows
+    # without a query whether the partner may meet sandbox faults (qwallet.api.sandbox).
+    sandbox: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -471,7 +471,8 @@ class PostgresStore:
             rows = await self._guarded(
                 connection,
                 connection.fetch(
-                    "SELECT p.id, p.name, p.ip_allow, p.client_url, c.username, c.password_hash"
+                    "SELECT p.id, p.name, p.ip_allow, p.client_url, c.username, c.password_hash,"
+                    " p.sandbox"
                     " FROM partner_credentials c JOIN partners p ON p.id = c.partner_id"
                     " WHERE c.username = $1 AND c.revoked_at_ms IS NULL",
                     username,
@@ -479,7 +480,13 @@ class PostgresStore:
             )
         return [
             PartnerCredential(
-                Partner(row["id"], row["name"], _ip_list(row["ip_allow"]), row["client_url"]),
+                Partner(
+                    row["id"],
+                    row["name"],
+                    _ip_list(row["ip_allow"]),
+                    row["client_url"],
+                    bool(row["sandbox"]),
+                ),
                 row["username"],
                 row["password_hash"],
             )

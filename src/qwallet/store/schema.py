@@ -372,3 +372,86 @@ checkpoint_balances = Table(
     Column("balance_minor", BigInteger, nullable=False),
     Column("position", BigInteger, nullable=False),
 )
+
+
+# -- sandbox partners only (qwallet.service.sandbox_faults, migration 0009) -----------------------
+
+sandbox_fault_rules = Table(
+    "sandbox_fault_rules",
+    metadata,
+    # "Answer the next N (``remaining``) / every Kth (``every``) call of ``endpoint`` ('*' for
+    # any) with ``action``". ``seen`` counts the calls the rule matched, ``fired`` those it hit;
+    # both are advanced by one atomic UPDATE per call, so they hold across server processes.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("partner_id", Integer, ForeignKey("partners.id"), nullable=False),
+    Column("endpoint", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("error_code", Integer, nullable=True),
+    # 1: run the call (it commits), then answer ``error_code`` instead of its answer.
+    Column("after_commit", Integer, nullable=False, server_default="0"),
+    Column("delay_ms", Integer, nullable=True),
+    Column("remaining", Integer, nullable=True),
+    Column("every", Integer, nullable=True),
+    Column("seen", Integer, nullable=False, server_default="0"),
+    Column("fired", Integer, nullable=False, server_default="0"),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("removed_at_ms", BigInteger, nullable=True),
+    CheckConstraint(
+        "action IN ('error', 'delay', 'drop', 'expire_session')",
+        name="ck_sandbox_fault_rules_action",
+    ),
+    CheckConstraint("(remaining IS NULL) <> (every IS NULL)", name="ck_sandbox_fault_rules_mode"),
+    CheckConstraint("remaining IS NULL OR remaining >= 0", name="ck_sandbox_fault_rules_remaining"),
+    CheckConstraint("every IS NULL OR every >= 1", name="ck_sandbox_fault_rules_every"),
+    CheckConstraint(
+        "(action = 'error') = (error_code IS NOT NULL)", name="ck_sandbox_fault_rules_code"
+    ),
+    CheckConstraint(
+        "(action = 'delay') = (delay_ms IS NOT NULL)", name="ck_sandbox_fault_rules_delay"
+    ),
+    CheckConstraint("after_commit IN (0, 1)", name="ck_sandbox_fault_rules_after_commit"),
+    Index("ix_sandbox_fault_rules_partner", "partner_id", "removed_at_ms"),
+)
+
+sandbox_faults = Table(
+    "sandbox_faults",
+    metadata,
+    # One row per fault injected into one call, written in the transaction that took it from
+    # its rule; ``request_id`` ties it to the call (``sandbox_calls.fault_id`` the other way).
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("rule_id", Integer, ForeignKey("sandbox_fault_rules.id"), nullable=False),
+    Column("partner_id", Integer, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("endpoint", Text, nullable=False),
+    Column("mm_transaction_id", Text, nullable=True),
+    Column("request_id", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_sandbox_faults_partner", "partner_id", "at_ms"),
+)
+
+sandbox_calls = Table(
+    "sandbox_calls",
+    metadata,
+    # The call log of sandbox partners: one row per Wallet API call, for the protocol report.
+    # Production partners never get a row; rows older than the retention are deleted.
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("partner_id", Integer, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("endpoint", Text, nullable=False),
+    Column("mm_transaction_id", Text, nullable=True),
+    Column("request_id", Text, nullable=False),
+    # NULL when the connection was dropped without an answer (a ``drop`` fault).
+    Column("http_status", Integer, nullable=True),
+    # 0 for a successful answer.
+    Column("error_code", Integer, nullable=False),
+    Column("fault_id", BigInteger, nullable=True),
+    Index("ix_sandbox_calls_partner", "partner_id", "at_ms"),
+    Index("ix_sandbox_calls_at", "at_ms"),
+)

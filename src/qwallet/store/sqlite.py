@@ -283,13 +283,15 @@ class SqliteStore:
 
     async def find_credential(self, username: str) -> list[PartnerCredential]:
         rows = await self._fetch_plain(
-            "SELECT p.id, p.name, p.ip_allow, p.client_url, c.username, c.password_hash"
+            "SELECT p.id, p.name, p.ip_allow, p.client_url, c.username, c.password_hash, p.sandbox"
             " FROM partner_credentials c JOIN partners p ON p.id = c.partner_id"
             " WHERE c.username = ? AND c.revoked_at_ms IS NULL",
             (username,),
         )
         return [
-            PartnerCredential(Partner(row[0], row[1], _ip_list(row[2]), row[3]), row[4], row[5])
+            PartnerCredential(
+                Partner(row[0], row[1], _ip_list(row[2]), row[3], bool(row[6])), row[4], row[5]
+            )
             for row in rows
         ]
 

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from qwallet.admin import queries
 from qwallet.admin.base import ConsoleBase
+from qwallet.admin.sandbox import calls_of_transaction
 from qwallet.service import holds
 from qwallet.service.partners import OperatorError
 
@@ -56,6 +57,7 @@ class TransactionPages(ConsoleBase):
             entries=entries,
             resolutions=resolutions,
             overdue=overdue,
+            sandbox_calls=await calls_of_transaction(self.db, row),
         )
 
     async def resolve(self, request: Request) -> Response:
