@@ -255,3 +255,12 @@ async def exists(db: SqlDatabase, what: str, key: str) -> bool:
     """Whether the player, transaction or payment order ``key`` exists (the pages' 404)."""
     async with db.transaction() as tx:
         return await tx.fetchrow(_EXISTS[what], key) is not None
+
+
+async def transaction_partner_id(db: SqlDatabase, qw_transaction_id: str) -> int | None:
+    """The partner of one transaction (its primary key: one index lookup), None if unknown."""
+    async with db.transaction() as tx:
+        row = await tx.fetchrow(
+            "SELECT partner_id FROM transactions WHERE qw_transaction_id = $1", qw_transaction_id
+        )
+    return None if row is None else int(row["partner_id"])

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from qwallet.admin import queries
 from qwallet.service import protocol_report, sandbox_faults
 from qwallet.service.partners import OperatorError
 from qwallet.store.sql import Row, SqlDatabase
@@ -166,12 +167,8 @@ async def calls_of_transaction(db: SqlDatabase, transaction: Row) -> list[Row]:
     shown on the console's transaction page. Empty for production partners (never logged)."""
     if transaction.get("kind") not in ("withdrawal", "deposit"):
         return []
-    async with db.transaction() as tx:
-        row = await tx.fetchrow(
-            "SELECT partner_id FROM transactions WHERE qw_transaction_id = $1",
-            transaction["qw_transaction_id"],
-        )
-    if row is None:
+    partner_id = await queries.transaction_partner_id(db, str(transaction["qw_transaction_id"]))
+    if partner_id is None:
         return []
     endpoints = (
         ("withdraw", "confirmWithdrawal", "rollbackWithdrawal")
@@ -180,7 +177,7 @@ async def calls_of_transaction(db: SqlDatabase, transaction: Row) -> list[Row]:
     )
     calls = await sandbox_faults.calls(
         db,
-        int(row["partner_id"]),
+        partner_id,
         0,
         2**62,
         mm_transaction_id=str(transaction["mm_transaction_id"]),
