@@ -29,9 +29,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from qwallet import logs
 from qwallet.admin import AdminConsole
 from qwallet.api import metrics
-from qwallet.api.auth import PartnerAuthenticator
+from qwallet.api.auth import FailedAuthLimiter, PartnerAuthenticator
 from qwallet.api.hygiene import RequestHygiene
 from qwallet.api.operator import OperatorAPI
+from qwallet.api.partner_reports import PartnerReports
 from qwallet.api.wallet import PREFIX, WalletAPI, request_id_from
 from qwallet.clock import Clock, SystemClock
 from qwallet.monitoring import build
@@ -89,6 +90,7 @@ class QWalletApp:
         self.admin = AdminConsole(settings, self.clock)
         secret_key = settings.secret_key or secrets.token_urlsafe(48)
         self.player_web = PlayerWeb(settings, self.clock)
+        self.partner_reports = PartnerReports(settings)
         self.web = Starlette(
             routes=self._routes(),
             lifespan=self._lifespan,
@@ -110,7 +112,11 @@ class QWalletApp:
         store = self._given_store or await open_store(self.settings)
         self.store = store
         authenticator = PartnerAuthenticator(store, self.settings.credential_cache_ttl_s)
-        self.wallet = WalletAPI(store, self.settings, self.clock, authenticator)
+        auth_failures = FailedAuthLimiter(
+            self.settings.auth_failure_rps, self.settings.auth_failure_burst
+        )
+        self.wallet = WalletAPI(store, self.settings, self.clock, authenticator, auth_failures)
+        self.partner_reports.start(store, authenticator, auth_failures)
         self._metrics_endpoint.start(store)
         self._operator = OperatorAPI(store, self.settings, self.clock)
         self.admin.store = store
@@ -140,6 +146,7 @@ class QWalletApp:
                 name="docs-static",
             ),
             Route("/api/sessions", self._create_session, methods=["POST"]),
+            *self.partner_reports.routes(),
             Mount("/admin", routes=self.admin.routes()),
         ]
 

@@ -80,6 +80,7 @@ class WalletAPI:
         settings: Settings,
         clock: Clock,
         authenticator: PartnerAuthenticator,
+        auth_failures: FailedAuthLimiter | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -94,8 +95,12 @@ class WalletAPI:
             settings.rate_limit_player_rps,
             settings.rate_limit_player_burst,
         )
-        self._auth_failures = FailedAuthLimiter(
-            settings.auth_failure_rps, settings.auth_failure_burst
+        # Shared with the partner reports (qwallet.api.partner_access) when the app passes it:
+        # one budget per address whichever partner endpoint is being guessed at.
+        self._auth_failures = (
+            FailedAuthLimiter(settings.auth_failure_rps, settings.auth_failure_burst)
+            if auth_failures is None
+            else auth_failures
         )
         # TEST ONLY (QWALLET_TEST_CRASH_POINT=after_commit): die between commit and answer.
         self._crash_probability = (
