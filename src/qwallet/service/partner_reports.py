@@ -38,6 +38,29 @@ MAX_LISTING_RANGE_MS = 31 * MS_PER_DAY
 MAX_SETTLEMENT_DAYS = 31
 
 
+_LISTING = (
+    "SELECT qw_transaction_id, mm_transaction_id, kind, state, player_id, amount_minor,"
+    " currency, description, rollback_reason, created_at_ms, updated_at_ms"
+    " FROM transactions WHERE partner_id = $1 AND created_at_ms >= $2 AND created_at_ms < $3"
+)
+_LISTING_ORDER = " ORDER BY created_at_ms, qw_transaction_id LIMIT $4"
+LISTING_SQL = _LISTING + _LISTING_ORDER
+# After a position, $2 is max(range start, the position's time), so the index range itself starts
+# at the position on both databases (SQLite does not seek on a row-value comparison: it would
+# filter every row before it, and page k would cost k pages); the OR skips the rows of that same
+# millisecond up to the position. The range bounds stay whatever position a cursor names.
+LISTING_AFTER_SQL = (
+    _LISTING + " AND (created_at_ms > $5 OR qw_transaction_id > $6)" + _LISTING_ORDER
+)
+SETTLEMENT_SQL = (
+    f"SELECT updated_at_ms / {MS_PER_DAY} AS day_number, currency, kind, state,"
+    " COUNT(*) AS n, SUM(amount_minor) AS total_minor FROM transactions"
+    " WHERE partner_id = $1 AND updated_at_ms >= $2 AND updated_at_ms < $3"
+    " AND state IN ('confirmed', 'rolled_back') AND amount_minor IS NOT NULL"
+    f" GROUP BY updated_at_ms / {MS_PER_DAY}, currency, kind, state"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     """A keyset position: the last row of the previous page."""
@@ -58,40 +81,24 @@ async def list_transactions(
     ``limit`` of them after ``after``; and the position to continue from (None at the end).
 
     The order (created_at_ms, qw_transaction_id) is total and a row never changes its place in
-    it, so paging is stable while transactions are being added and finished: no row is skipped
-    or repeated (a row created later with an earlier timestamp than a page already read cannot
-    exist: ``created_at_ms`` is the server's clock at insertion).
+    it (neither column is ever updated), so paging never repeats a row, and finishing a
+    transaction does not move it. A row can still appear behind a page already read when its
+    transaction committed after a later-stamped one (concurrent calls, several servers): a range
+    that ends a minute or more in the past is complete (``docs/api.md``).
     """
     assert 1 <= limit <= MAX_PAGE_SIZE and from_ms < to_ms, (limit, from_ms, to_ms)
-    columns = (
-        "SELECT qw_transaction_id, mm_transaction_id, kind, state, player_id, amount_minor,"
-        " currency, description, rollback_reason, created_at_ms, updated_at_ms"
-        " FROM transactions WHERE partner_id = $1 AND created_at_ms < $3"
-    )
-    order = " ORDER BY created_at_ms, qw_transaction_id LIMIT "
     async with db.transaction() as tx:
         if after is None:
+            rows = await tx.fetch(LISTING_SQL, partner_id, from_ms, to_ms, limit + 1)
+        else:
             rows = await tx.fetch(
-                columns + " AND created_at_ms >= $2" + order + "$4",
+                LISTING_AFTER_SQL,
                 partner_id,
-                from_ms,
+                max(from_ms, after.created_at_ms),
                 to_ms,
                 limit + 1,
-            )
-        else:
-            # The row comparison is the keyset condition; the second bound keeps the scan
-            # inside the requested range whatever position a cursor names.
-            rows = await tx.fetch(
-                columns
-                + " AND created_at_ms >= $2 AND (created_at_ms, qw_transaction_id) > ($4, $5)"
-                + order
-                + "$6",
-                partner_id,
-                from_ms,
-                to_ms,
                 after.created_at_ms,
                 after.qw_transaction_id,
-                limit + 1,
             )
     if len(rows) <= limit:
         return rows, None
@@ -141,16 +148,7 @@ async def settlement(
     assert (last_day - first_day).days < MAX_SETTLEMENT_DAYS, (first_day, last_day)
     start_ms, end_ms = day_bounds_ms(first_day, last_day)
     async with db.transaction() as tx:
-        rows = await tx.fetch(
-            f"SELECT updated_at_ms / {MS_PER_DAY} AS day_number, currency, kind, state,"
-            " COUNT(*) AS n, SUM(amount_minor) AS total_minor FROM transactions"
-            " WHERE partner_id = $1 AND updated_at_ms >= $2 AND updated_at_ms < $3"
-            " AND state IN ('confirmed', 'rolled_back') AND amount_minor IS NOT NULL"
-            f" GROUP BY updated_at_ms / {MS_PER_DAY}, currency, kind, state",
-            partner_id,
-            start_ms,
-            end_ms,
-        )
+        rows = await tx.fetch(SETTLEMENT_SQL, partner_id, start_ms, end_ms)
     totals: dict[tuple[int, str], DayTotals] = {}
     epoch = dt.date(1970, 1, 1)
     for row in rows:
@@ -210,9 +208,12 @@ def csv_text(totals: list[DayTotals], currencies: CurrencyRegistry) -> str:
 __all__ = [
     "CSV_COLUMNS",
     "DEFAULT_PAGE_SIZE",
+    "LISTING_AFTER_SQL",
+    "LISTING_SQL",
     "MAX_LISTING_RANGE_MS",
     "MAX_PAGE_SIZE",
     "MAX_SETTLEMENT_DAYS",
+    "SETTLEMENT_SQL",
     "DayTotals",
     "Position",
     "csv_text",
