@@ -27,6 +27,7 @@ from tests.conftest import UNLIMITED_RPS, LiveServer, Platform
 
 ROWS = int(os.environ.get("QWALLET_TEST_REPORT_ROWS", "60000"))
 PARTNERS = 6
+CHUNK = 50_000
 AUTH_FAILURE_BURST = 5
 
 
@@ -117,9 +118,9 @@ def _fill(platform: Platform, backend: str) -> tuple[int, int]:
     start_ms = (platform.clock.now_ms() // MS_PER_DAY - 400) * MS_PER_DAY
     step_ms = 300 * MS_PER_DAY // ROWS
     series = (
-        "generate_series(1, $1) AS n"
+        "generate_series($4::integer, $1::integer) AS n"
         if backend == "postgres"
-        else "(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < $1)"
+        else "(WITH RECURSIVE s(n) AS (SELECT $4 UNION ALL SELECT n + 1 FROM s WHERE n < $1)"
         " SELECT n FROM s)"
     )
     uuid = "md5(n::text)" if backend == "postgres" else "printf('%032x', n)"
@@ -131,20 +132,26 @@ def _fill(platform: Platform, backend: str) -> tuple[int, int]:
     )
 
     async def insert() -> None:
+        # In transactions of at most CHUNK rows: one statement of them all outlasts the
+        # pool's command timeout at the larger sizes.
+        for first in range(1, ROWS + 1, CHUNK):
+            async with platform.store.transaction() as tx:
+                await tx.execute(
+                    "INSERT INTO transactions (qw_transaction_id, partner_id, kind,"
+                    " mm_transaction_id, player_id, amount_minor, currency, state,"
+                    " created_at_ms, updated_at_ms)"
+                    f" SELECT {uuid}, {partner_of}, CASE WHEN n % 5 = 0 THEN 'deposit'"
+                    " ELSE 'withdrawal' END, 'bulk-' || n, $2, 100 + n % 7, 'XAG',"
+                    " CASE WHEN n % 3 = 0 THEN 'rolled_back' ELSE 'confirmed' END,"
+                    f" CAST($3 AS BIGINT) + CAST(n AS BIGINT) * {step_ms},"
+                    f" CAST($3 AS BIGINT) + CAST(n AS BIGINT) * {step_ms} + 5000"
+                    f" FROM {series}",
+                    min(ROWS, first + CHUNK - 1),
+                    player,
+                    start_ms,
+                    first,
+                )
         async with platform.store.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO transactions (qw_transaction_id, partner_id, kind,"
-                " mm_transaction_id, player_id, amount_minor, currency, state,"
-                " created_at_ms, updated_at_ms)"
-                f" SELECT {uuid}, {partner_of}, CASE WHEN n % 5 = 0 THEN 'deposit'"
-                " ELSE 'withdrawal' END, 'bulk-' || n, $2, 100 + n % 7, 'XAG',"
-                " CASE WHEN n % 3 = 0 THEN 'rolled_back' ELSE 'confirmed' END,"
-                f" CAST($3 AS BIGINT) + CAST(n AS BIGINT) * {step_ms}, CAST($3 AS BIGINT) + CAST(n AS BIGINT) * {step_ms} + 5000"
-                f" FROM {series}",
-                ROWS,
-                player,
-                start_ms,
-            )
             await tx.execute("ANALYZE transactions" if backend == "postgres" else "ANALYZE")
 
     platform.run(insert())

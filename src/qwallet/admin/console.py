@@ -35,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 from qwallet.admin import partners as partner_admin
 from qwallet.admin import queries
 from qwallet.admin.history import ErrorHistory
+from qwallet.admin.settlement import SettlementPages
 from qwallet.clock import Clock
 from qwallet.domain.errors import WalletError
 from qwallet.domain.money import Currency, format_amount, parse_operator_amount
@@ -159,6 +160,7 @@ class AdminConsole:
             Route("/reconcile", self._page(self.reconcile_page)),
             Route("/reconcile", self._action(self.run_reconcile), methods=["POST"]),
             Route("/audit", self._page(self.audit_page)),
+            *SettlementPages(self).routes(self._page),
             Mount("/static", StaticFiles(packages=[("qwallet.admin", "static")]), name="static"),
         ]
 

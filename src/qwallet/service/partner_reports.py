@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qwallet.domain.money import CurrencyRegistry, format_amount
@@ -179,30 +180,53 @@ CSV_COLUMNS = (
 )
 
 
-def csv_text(totals: list[DayTotals], currencies: CurrencyRegistry) -> str:
-    """The settlement as CSV (RFC 4180, ``\r\n``): one header line, one line per day and
-    currency; amounts with exactly the currency's decimals, as in the JSON answers."""
+def csv_row(entry: DayTotals, currencies: CurrencyRegistry) -> list[str | int]:
+    """One line of ``CSV_COLUMNS``; amounts with exactly the currency's decimals."""
+    currency = currencies[entry.currency]
+    return [
+        entry.day.isoformat(),
+        entry.currency,
+        entry.withdrawals_confirmed_count,
+        format_amount(entry.withdrawals_confirmed_minor, currency),
+        entry.withdrawals_rolled_back_count,
+        format_amount(entry.withdrawals_rolled_back_minor, currency),
+        entry.deposits_confirmed_count,
+        format_amount(entry.deposits_confirmed_minor, currency),
+        entry.deposits_rolled_back_count,
+        format_amount(entry.deposits_rolled_back_minor, currency),
+        format_amount(entry.net_minor, currency),
+    ]
+
+
+def csv_text(
+    totals: Sequence[DayTotals],
+    currencies: CurrencyRegistry,
+    partners: Sequence[str] | None = None,
+) -> str:
+    """The settlement as CSV (RFC 4180, ``\r\n`` line ends): a header line, one line per day
+    and currency. With ``partners`` (one name per line of ``totals``) a first ``partner``
+    column says whose line it is (the console's export of every partner)."""
+    assert partners is None or len(partners) == len(totals)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for entry in totals:
-        currency = currencies[entry.currency]
-        writer.writerow(
-            [
-                entry.day.isoformat(),
-                entry.currency,
-                entry.withdrawals_confirmed_count,
-                format_amount(entry.withdrawals_confirmed_minor, currency),
-                entry.withdrawals_rolled_back_count,
-                format_amount(entry.withdrawals_rolled_back_minor, currency),
-                entry.deposits_confirmed_count,
-                format_amount(entry.deposits_confirmed_minor, currency),
-                entry.deposits_rolled_back_count,
-                format_amount(entry.deposits_rolled_back_minor, currency),
-                format_amount(entry.net_minor, currency),
-            ]
-        )
+    if partners is None:
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(csv_row(entry, currencies) for entry in totals)
+    else:
+        writer.writerow(("partner", *CSV_COLUMNS))
+        for name, entry in zip(partners, totals, strict=True):
+            writer.writerow([name, *csv_row(entry, currencies)])
     return out.getvalue()
+
+
+async def partner_ids(db: SqlDatabase, name: str | None = None) -> list[tuple[str, int]]:
+    """(name, id) of the partner called ``name``, or of every partner, by name."""
+    async with db.transaction() as tx:
+        if name is None:
+            rows = await tx.fetch("SELECT name, id FROM partners ORDER BY name")
+        else:
+            rows = await tx.fetch("SELECT name, id FROM partners WHERE name = $1", name)
+    return [(str(row["name"]), int(row["id"])) for row in rows]
 
 
 __all__ = [
@@ -216,8 +240,10 @@ __all__ = [
     "SETTLEMENT_SQL",
     "DayTotals",
     "Position",
+    "csv_row",
     "csv_text",
     "day_bounds_ms",
     "list_transactions",
+    "partner_ids",
     "settlement",
 ]
