@@ -22,6 +22,7 @@ import pytest
 from qwallet.domain.sessions import MS_PER_DAY
 from qwallet.store.sql import fetch_all
 from tests.conftest import LiveServer, Platform, Wallet
+from tests.test_openapi_document import pointer, validator
 
 WalletFactory = Callable[..., Wallet]
 
@@ -39,6 +40,7 @@ def all_pages(client: httpx.Client, from_ms: int, to_ms: int, limit: int) -> lis
         assert response.headers["cache-control"] == "no-store"
         assert response.headers["x-request-id"]
         body = response.json()
+        validator(pointer("components", "schemas", "PartnerTransactionsPage")).validate(body)
         assert len(body["transactions"]) <= limit
         found.extend(body["transactions"])
         if body["nextCursor"] is None:
@@ -279,6 +281,7 @@ def test_settlement_equals_the_ledger(
             params={"fromDate": first.isoformat(), "toDate": second.isoformat()},
         )
         one_day = client.get("/partner/settlement", params={"fromDate": second.isoformat()})
+    validator(pointer("components", "schemas", "PartnerSettlement")).validate(body)
     assert body["fromDate"] == first.isoformat() and body["toDate"] == second.isoformat()
     days = {(day["date"], day["currencyCode"]): day for day in body["days"]}
     assert set(days) == {(first.isoformat(), "XAG"), (second.isoformat(), "XAG")}
