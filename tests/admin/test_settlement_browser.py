@@ -54,7 +54,7 @@ def test_settlement_page(
     expect(row).to_contain_text("6.00 XAG")
     expect(row.get_by_test_id("net")).to_have_text("15.50 XAG")
     expect(page.get_by_role("link", name="Settlement")).to_have_attribute("aria-current", "page")
-    shot(page, "11-settlement")
+    shot(page, "settlement-daily")
 
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Download CSV").click()
