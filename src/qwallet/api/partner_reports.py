@@ -11,6 +11,7 @@ different question. See ``docs/api.md`` ("Partner reports") for the parameters a
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -28,7 +29,7 @@ from qwallet.api.auth import forwarded_for as forwarded_for_header
 from qwallet.api.partner_access import PartnerAccess
 from qwallet.api.ratelimit import TokenBuckets
 from qwallet.api.responses import amount_object, plain_error
-from qwallet.api.wallet import HttpError, request_id_from
+from qwallet.api.wallet import HttpError, rate_limited, request_id_from
 from qwallet.domain.errors import ErrorCode
 from qwallet.domain.money import CurrencyRegistry
 from qwallet.service import partner_reports as reports
@@ -44,6 +45,13 @@ _LIMIT = re.compile(r"[1-9][0-9]{0,2}")
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _CURSOR_POSITION = re.compile(r"(0|[1-9][0-9]{0,14})\.([A-Za-z0-9-]{1,64})")
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# Report queries run at most this many at a time per server process, and at most
+# MAX_REPORTS_IN_FLIGHT wait or run; beyond that the answer is 429 / 104 at once. A report reads
+# up to 31 days of a partner's rows; on SQLite its transaction also holds the database's write
+# lock, so money calls wait behind it: these bounds keep any number of report requests from
+# queueing the money path behind many of them.
+MAX_CONCURRENT_REPORTS = 2
+MAX_REPORTS_IN_FLIGHT = 32
 STATES = {"pending": "PENDING", "confirmed": "CONFIRMED", "rolled_back": "ROLLED_BACK"}
 
 
@@ -210,6 +218,8 @@ class PartnerReports:
         self._currencies = settings.currency_registry
         self._db: SqlDatabase | None = None
         self._access: PartnerAccess | None = None
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_REPORTS)
+        self._in_flight = 0
 
     def start(
         self,
@@ -243,7 +253,14 @@ class PartnerReports:
                 client[0] if client else None,
                 forwarded_for_header(request.scope["headers"]),
             )
-            response: Response = await work(self._db, partner.id)
+            if self._in_flight >= MAX_REPORTS_IN_FLIGHT:
+                raise rate_limited(1, "too many report requests in progress")
+            self._in_flight += 1
+            try:
+                async with self._slots:
+                    response: Response = await work(self._db, partner.id)
+            finally:
+                self._in_flight -= 1
             return response
         except HttpError as error:
             return _error(error.status, error.code, error.description, error.retry_after_s)
