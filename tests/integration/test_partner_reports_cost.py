@@ -1,4 +1,5 @@
-"""What the partner reports cost, and that guessing at them spends the Wallet API's budget.
+"""What the partner reports cost, that guessing at them spends the Wallet API's budget, and
+that report requests waiting for the database are bounded.
 
 The two report queries must reach their rows through the partner indexes of migration 0010
 (an index scan, never a scan of the whole table), so that their cost grows with the rows asked
@@ -12,13 +13,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import sqlite3
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
+from qwallet.api.partner_reports import MAX_REPORTS_IN_FLIGHT
 from qwallet.domain.sessions import MS_PER_DAY
 from qwallet.service import partner_reports
 from qwallet.settings import Settings
@@ -230,3 +234,62 @@ def test_report_queries_use_the_partner_indexes(
             f" in {day_s * 1000:.1f} ms"
         )
         print("\n--\n".join(plans))
+
+
+def test_report_requests_in_flight_are_bounded(
+    backend: str, server: LiveServer, platform: Platform, settings: Settings
+) -> None:
+    """With every report query stuck behind a lock, at most MAX_REPORTS_IN_FLIGHT requests wait;
+    the next ones are refused at once with 429, and the waiting ones finish once it is gone."""
+    username, password = platform.create_partner()
+    params = {"fromDate": "2026-12-01"}
+    auth = (username, password)
+    url = f"{server.url}/partner/settlement"
+    assert httpx.get(url, params=params, auth=auth, timeout=30).status_code == 200  # cached now
+    release = _hold_transactions_lock(backend, settings.database_url, platform)
+    try:
+        with ThreadPoolExecutor(max_workers=MAX_REPORTS_IN_FLIGHT) as pool:
+            waiting = [
+                pool.submit(httpx.get, url, params=params, auth=auth, timeout=60)
+                for _ in range(MAX_REPORTS_IN_FLIGHT)
+            ]
+            time.sleep(2.0)  # every one of them has arrived and waits for the lock
+            assert not any(future.done() for future in waiting)
+            refused = httpx.get(url, params=params, auth=auth, timeout=30)
+            assert refused.status_code == 429, refused.text
+            assert refused.json()["errorCode"] == 104 and refused.headers["retry-after"] == "1"
+            release()
+            release = _nothing
+            assert [future.result().status_code for future in waiting] == [200] * len(waiting)
+    finally:
+        release()
+    assert httpx.get(url, params=params, auth=auth, timeout=30).status_code == 200
+
+
+def _nothing() -> None:
+    return None
+
+
+def _hold_transactions_lock(backend: str, database_url: str, platform: Platform) -> Any:
+    """Block every report query from another connection; returns the function that stops it."""
+    if backend == "sqlite":
+        from qwallet.store.sqlite import sqlite_path
+
+        connection = sqlite3.connect(sqlite_path(database_url), isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")  # the report's own BEGIN IMMEDIATE waits
+
+        def release_sqlite() -> None:
+            connection.execute("ROLLBACK")
+            connection.close()
+
+        return release_sqlite
+    import asyncpg
+
+    pg = platform.run(asyncpg.connect(database_url))
+    platform.run(pg.execute("BEGIN; LOCK TABLE transactions IN ACCESS EXCLUSIVE MODE"))
+
+    def release_postgres() -> None:
+        platform.run(pg.execute("ROLLBACK"))
+        platform.run(pg.close())
+
+    return release_postgres
