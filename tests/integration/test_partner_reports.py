@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from qwallet.domain.sessions import MS_PER_DAY
+from qwallet.service import holds
 from qwallet.store.sql import fetch_all
 from tests.conftest import LiveServer, Platform, Wallet
 from tests.test_openapi_document import pointer, validator
@@ -259,6 +260,7 @@ def test_settlement_equals_the_ledger(
     ok(wallet.money("rollbackWithdrawal", "blocked"))  # no amount: counted nowhere
     ok(wallet.money("withdraw", "late", "4.00"))  # confirmed tomorrow: tomorrow's
     ok(wallet.money("withdraw", "open", "1.00"))  # never finished: no day
+    held_deposit = ok(wallet.money("deposit", "held", "2.00"))  # an operator decides tomorrow
     ok(other.money("withdraw", "x", "99.00"))
     ok(other.money("confirmWithdrawal", "x", "99.00"))
     # The next day (the sessions expire; confirm and rollback accept an expired token).
@@ -268,6 +270,16 @@ def test_settlement_equals_the_ledger(
     wallet.token = platform.create_session(wallet.player_id, wallet.username)
     ok(wallet.money("deposit", "f", "7.00"))
     ok(wallet.money("confirmDeposit", "f", "7.00"))
+    platform.run(
+        holds.resolve_by_operator(
+            platform.store,
+            held_deposit["qwTransactionId"],
+            "rollback",
+            "the studio never confirmed it",
+            operator="ops",
+            now_ms=clock.now_ms(),
+        )
+    )
 
     first = dt.date(1970, 1, 1) + dt.timedelta(days=first_day_ms // MS_PER_DAY)
     second = first + dt.timedelta(days=1)
@@ -330,6 +342,9 @@ def test_settlement_equals_the_ledger(
     assert table[0]["net_amount"] == "7.25"
     assert table[1]["withdrawals_confirmed_amount"] == "4.00"
     assert table[1]["net_amount"] == "-3.00"
+    # The operator's rollback counts on the day it was made, whoever made it.
+    assert table[1]["deposits_rolled_back_count"] == "1"
+    assert table[1]["deposits_rolled_back_amount"] == "2.00"
 
     # The other partner's day holds only its own withdrawal.
     with reports(server, other) as client:
