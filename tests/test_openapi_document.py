@@ -53,6 +53,9 @@ EXPECTED_OPERATIONS = {("post", f"/wallet/{name}") for name in WALLET_ENDPOINTS}
     ("get", "/metrics"),
     ("get", "/openapi.json"),
     ("get", "/docs/api"),
+    ("get", "/partner/transactions"),
+    ("get", "/partner/settlement"),
+    ("get", "/partner/settlement.csv"),
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 

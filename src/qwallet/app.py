@@ -37,6 +37,7 @@ from qwallet.api import metrics
 from qwallet.api.auth import FailedAuthLimiter, PartnerAuthenticator
 from qwallet.api.hygiene import RequestHygiene
 from qwallet.api.operator import OperatorAPI
+from qwallet.api.partner_reports import PartnerReports
 from qwallet.api.ratelimit import RateLimiter
 from qwallet.api.sandbox import SandboxCalls
 from qwallet.api.studio import StudioAPI
@@ -104,6 +105,7 @@ class QWalletApp:
         self.player_web = PlayerWeb(
             settings, self.clock, provider_registry(settings.payment_sandbox_delay_s)
         )
+        self.partner_reports = PartnerReports(settings)
         self.web = Starlette(
             routes=self._routes(),
             lifespan=self._lifespan,
@@ -126,14 +128,12 @@ class QWalletApp:
         self.store = store
         authenticator = PartnerAuthenticator(store, self.settings.credential_cache_ttl_s)
         sandbox = SandboxCalls(store, self.clock, self.settings.sandbox_call_retention_s)
+        limits, auth_failures = wallet_limiters(self.settings)
         self.wallet = WalletAPI(
-            store,
-            self.settings,
-            self.clock,
-            authenticator,
-            *wallet_limiters(self.settings),
-            sandbox,
+            store, self.settings, self.clock, authenticator, limits, auth_failures, sandbox
         )
+        # One failed-authentication budget per address for /wallet/* and /partner/*.
+        self.partner_reports.start(store, authenticator, auth_failures)
         self._metrics_endpoint.start(store)
         self._operator = OperatorAPI(store, self.settings, self.clock)
         self._studio = StudioAPI(self._operator, store, self.clock, self.settings.max_body_bytes)
@@ -179,6 +179,7 @@ class QWalletApp:
                 name="docs-static",
             ),
             Route("/api/sessions", self._create_session, methods=["POST"]),
+            *self.partner_reports.routes(),
             *self._studio_routes(),
             Mount("/admin", routes=self.admin.routes()),
         ]

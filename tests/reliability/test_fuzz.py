@@ -112,7 +112,7 @@ def api_schema(server: LiveServer) -> Any:
 
 def _prepare(case: Any, credentials: dict[str, Any], positive: bool) -> dict[str, str]:
     headers = dict(case.headers or {})
-    if case.path.startswith("/wallet/"):
+    if case.path.startswith(("/wallet/", "/partner/")):
         headers.setdefault("Authorization", credentials["basic"])
         if positive and isinstance(case.body, dict) and random.random() < 0.5:
             case.body["token"] = random.choice(credentials["tokens"])

@@ -30,6 +30,7 @@ from qwallet.admin.pages.partners import PartnerPages
 from qwallet.admin.pages.players import PlayerPages
 from qwallet.admin.pages.transactions import TransactionPages
 from qwallet.admin.sandbox import SandboxPages
+from qwallet.admin.settlement import SettlementPages
 from qwallet.admin.studio_check import studio_check_routes
 from qwallet.service import holds, operators, orders_admin
 from qwallet.web.security import csrf_token, require_csrf
@@ -69,6 +70,7 @@ class AdminConsole(
             Route("/audit", self._page(self.audit_page)),
             *studio_check_routes(self),
             *SandboxPages(self).routes(),
+            *SettlementPages(self).routes(self._page),
             Mount("/static", StaticFiles(packages=[("qwallet.admin", "static")]), name="static"),
         ]
 

@@ -148,6 +148,9 @@ transactions = Table(
     Index("ix_transactions_player", "player_id", "created_at_ms"),
     Index("ix_transactions_state", "state", "created_at_ms"),
     Index("ix_transactions_created", "created_at_ms"),
+    # Partner reports (migration 0010): the keyset-paged listing and the daily settlement.
+    Index("ix_transactions_partner_created", "partner_id", "created_at_ms", "qw_transaction_id"),
+    Index("ix_transactions_partner_updated", "partner_id", "updated_at_ms"),
 )
 
 adjustments = Table(
