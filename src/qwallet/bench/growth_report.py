@@ -1,0 +1,258 @@
+"""The *Growth* section of ``docs/benchmarks.md``, from one ``GrowthReport``.
+
+A growth run rewrites only that section (and a full ``qwallet bench`` keeps it: see
+``report.render``), so the two kinds of run can be regenerated independently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qwallet.bench import operator_queries
+from qwallet.bench.growth import GrowthReport, Phase, ScenarioGrowth
+from qwallet.bench.report import TITLES
+
+HEADING = "## Growth"
+
+
+def scenario_rows(scenario: str) -> list[str]:
+    title = TITLES.get(scenario, scenario)
+    return [
+        f"{title}: HTTP flows/s (closed loop, median)",
+        f"{title}: pgbench flows/s (same SQL)",
+        f"{title}: p99 ms, closed loop",
+        f"{title}: p99 ms, open loop at the same offered rate",
+        f"{title}: WAL bytes per flow (pgbench window)",
+    ]
+
+
+def query_rows() -> list[str]:
+    """Every row of the operator table, in order (the test checks each is present)."""
+    names = [name for name, _ in operator_queries.pages("x", "x")]
+    return ["qwallet reconcile", *names, *operator_queries.call_names()]
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(loaded: float | None, empty: float | None) -> str:
+    if loaded is None or empty is None or empty == 0:
+        return "-"
+    return f"{loaded / empty:.2f}"
+
+
+def _scenario_values(result: ScenarioGrowth | None) -> list[float | None]:
+    if result is None:
+        return [None] * 5
+    middle = sorted(result.saturation, key=lambda m: m.flows_per_s)
+    median = middle[len(middle) // 2] if middle else None
+    return [
+        result.median_fps,
+        result.pgbench_tps if result.pgbench_ok else None,
+        median.latency_ms.get("p99") if median else None,
+        result.open_loop.latency_ms.get("p99") if result.open_loop else None,
+        result.wal_bytes_per_flow,
+    ]
+
+
+def _timing_cell(timing: operator_queries.Timing | None, ok: bool | None = None) -> str:
+    if timing is None:
+        return "-"
+    if timing.error:
+        return timing.error
+    median = timing.median_ms
+    text = "-" if median is None else f"{median:,.1f}"
+    if ok is False:
+        text += " (differences found)"
+    return text
+
+
+def _timings(phase: Phase | None) -> dict[str, operator_queries.Timing]:
+    if phase is None:
+        return {}
+    found = {t.name: t for t in phase.pages + phase.queries}
+    if phase.reconcile is not None:
+        found[phase.reconcile.name] = phase.reconcile
+    return found
+
+
+def _storage(empty: Phase | None, loaded: Phase | None) -> list[str]:
+    if loaded is None:
+        return []
+    added = loaded.transactions - (empty.transactions if empty else 0)
+    lines = [
+        "| table | table bytes | index bytes | bytes per stored transaction (table · indexes) |",
+        "|---|---:|---:|---:|",
+    ]
+    total_before = total_after = 0
+    for name, (heap, indexes) in loaded.sizes.items():
+        before_heap, before_indexes = empty.sizes.get(name, (0, 0)) if empty else (0, 0)
+        total_before += before_heap + before_indexes
+        total_after += heap + indexes
+        if heap + indexes - before_heap - before_indexes < 64 * 1024:
+            continue  # tables the preload does not touch
+        per = ""
+        if added > 0:
+            per = f"{(heap - before_heap) / added:,.0f} · {(indexes - before_indexes) / added:,.0f}"
+        lines.append(f"| {name} | {heap:,} | {indexes:,} | {per} |")
+    per_total = (total_after - total_before) / added if added > 0 else None
+    lines.append(f"| **all tables** | | {total_after:,} in all | **{_fmt(per_total)}** |")
+    return lines
+
+
+def section(report: GrowthReport) -> list[str]:
+    empty, loaded = report.phase("empty"), report.phase("loaded")
+    options = report.options
+    t0 = empty.transactions if empty else 0
+    t1 = loaded.transactions if loaded else 0
+    correct = (
+        "every acknowledged transaction found in its state, no failed request"
+        if report.ok
+        else "PROBLEMS: " + _problems(report)
+    )
+    lines = [
+        HEADING,
+        "",
+        f"Produced by `{report.command}` — {report.started}, git commit `{report.commit}`,"
+        f" {report.elapsed_s:.0f} s in all; {report.machine.get('cores')} cores,"
+        f" load average at start {report.machine.get('load_average')} (shared machine).",
+        "",
+    ]
+    if report.preload is not None:
+        rate = report.preload.transactions / max(0.001, report.preload.elapsed_s)
+        lines += [
+            f"- **Preload**: {report.preload.transactions:,} completed transactions (70 %"
+            " withdrawals, 30 % deposits, one in five rolled back, four ledger entries each,"
+            f" over {options.players:,} wallets and {1 + 3} partners, spread over 180 days) and"
+            f" {report.preload.orders:,} card-paid orders, in bulk SQL in"
+            f" {report.preload.elapsed_s:.0f} s ({rate:,.0f} transactions/s), then VACUUM"
+            f" ANALYZE in {report.preload.vacuum_s:.0f} s. `reconcile` on the loaded database:"
+            f" {_reconcile_word(loaded)}.",
+        ]
+    if report.disk is not None:
+        lines.append(f"- **Disk**: the preload {report.disk.describe()} (checked before starting).")
+    lines += [
+        f"- **Load**: {options.connections} connections, closed loop {options.repetitions} x"
+        f" {options.duration_s:g} s per scenario and phase; pgbench for the same"
+        f" {max(1, round(options.duration_s))} s; open loop {options.open_duration_s:g} s at 70 %"
+        " of the empty database's saturation rate in both phases.",
+        f"- **Correctness**: {correct}.",
+        "",
+        "### Throughput, latency, WAL",
+        "",
+        f"| figure | empty ({t0:,} transactions) | loaded ({t1:,} transactions) | loaded / empty |",
+        "|---|---:|---:|---:|",
+    ]
+    for scenario in options.scenarios:
+        before = _scenario_values(empty.scenarios.get(scenario) if empty else None)
+        after = _scenario_values(loaded.scenarios.get(scenario) if loaded else None)
+        for label, a, b, digits in zip(
+            scenario_rows(scenario), before, after, (0, 0, 2, 2, 0), strict=True
+        ):
+            lines.append(f"| {label} | {_fmt(a, digits)} | {_fmt(b, digits)} | {_ratio(b, a)} |")
+    lines += [
+        "",
+        "WAL is `pg_current_wal_lsn()` before and after the pgbench window, over the flows pgbench"
+        " completed; the position is cluster-wide, so other databases' writes count too"
+        f" (commits elsewhere in those windows: {_other_commits(report)}).",
+        "",
+        "### Operator pages and periodic queries (median ms)",
+        "",
+        "| call | empty | loaded | loaded / empty |",
+        "|---|---:|---:|---:|",
+    ]
+    before_t, after_t = _timings(empty), _timings(loaded)
+    for name in query_rows():
+        ta, tb = before_t.get(name), after_t.get(name)
+        ok_a = empty.reconcile_ok if empty and name == "qwallet reconcile" else None
+        ok_b = loaded.reconcile_ok if loaded and name == "qwallet reconcile" else None
+        lines.append(
+            f"| {name} | {_timing_cell(ta, ok_a)} | {_timing_cell(tb, ok_b)} |"
+            f" {_ratio(tb.median_ms if tb else None, ta.median_ms if ta else None)} |"
+        )
+    lines += [
+        "",
+        "*page:* rows are HTTP wall time per response from the running server, signed in as an"
+        " operator; the other rows call the function behind the page or the periodic job"
+        " directly (database time plus the asyncpg round trips). `reconcile` runs once, as"
+        " `qwallet reconcile` does (same pool and statement timeout).",
+        "",
+        "### Storage",
+        "",
+        *_storage(empty, loaded),
+        "",
+        "### Plans on the loaded database",
+        "",
+    ]
+    for timing in loaded.queries if loaded else []:
+        lines += [f"**{timing.name}**", "", "```text"]
+        why = timing.error or "no statement"
+        lines += ["\n\n".join(timing.plans) if timing.plans else f"(no plan: {why})"]
+        lines += ["```", ""]
+    return lines
+
+
+def _reconcile_word(phase: Phase | None) -> str:
+    if phase is None or phase.reconcile is None:
+        return "not run"
+    if phase.reconcile.error:
+        return phase.reconcile.error
+    return "clean" if phase.reconcile_ok else "**differences found**"
+
+
+def _problems(report: GrowthReport) -> str:
+    found = [
+        f"{phase.label} {name}: {'; '.join(s.problems)}"
+        for phase in report.phases
+        for name, s in phase.scenarios.items()
+        if s.problems
+    ]
+    found += [
+        f"{p.label}: reconcile found differences" for p in report.phases if p.reconcile_ok is False
+    ]
+    return "; ".join(found)
+
+
+def _other_commits(report: GrowthReport) -> str:
+    return (
+        ", ".join(
+            f"{phase.label} {TITLES.get(name, name)} {s.other_commits:,}"
+            for phase in report.phases
+            for name, s in phase.scenarios.items()
+        )
+        or "-"
+    )
+
+
+def existing(path: Path) -> list[str]:
+    """The *Growth* section already in ``path`` (kept by a full ``qwallet bench``), or []."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if HEADING not in lines:
+        return []
+    start = lines.index(HEADING)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start:end]
+
+
+def splice(path: Path, new: list[str]) -> Path:
+    """Replace the *Growth* section of ``path`` (or put it before *Method*, or at the end)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    lines = text.split("\n")
+    old = existing(path)
+    if old:
+        start = lines.index(HEADING)
+        lines[start : start + len(old)] = new
+    elif "## Method" in lines:
+        at = lines.index("## Method")
+        lines[at:at] = new
+    else:
+        lines += ["", *new]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+__all__ = ["existing", "query_rows", "scenario_rows", "section", "splice"]

@@ -1,0 +1,269 @@
+"""Preload a bench database with N completed transactions, in bulk SQL on PostgreSQL.
+
+What it writes is what the ``wallet_v1_*`` functions would have written for the same calls, only
+set-based: per transaction one ``transactions`` row (final state) and four ``ledger_entries``
+(the ``begin`` pair and the ``confirm`` or ``rollback`` pair, accounts as in
+``wallet_v1_apply_movement``), and each wallet's ``available_minor`` moved by what its confirmed
+transactions moved. ``qwallet reconcile`` therefore passes on the result.
+
+The mix: 70 % withdrawals and 30 % deposits, one in five rolled back, the rest confirmed; spread
+over every seeded wallet (a multiplicative hash of the index) and over ``partners`` in turn;
+timestamps evenly over ``span_days`` ending one hour before ``now_ms``, so that none is inside the
+hold resolver's window. Plus one card-paid payment order per ten transactions (delivered or
+declined: nothing for the delivery worker), so the orders list grows with the history too.
+
+Chunks of ``CHUNK`` transactions, each one statement in its own transaction: progress can be
+shown and Ctrl-C is honoured between chunks (the database is dropped anyway). Identifiers are
+derived from the index (``md5('q' || i)``), as the seed does, and cast to whatever type the
+schema gives the id columns (``text`` today).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from qwallet.bench.database import INITIAL_BALANCE_MINOR, BenchDatabase
+from qwallet.store.postgres import asyncpg_dsn
+
+CHUNK = 250_000
+DAY_MS = 86_400_000
+DEFAULT_SPAN_DAYS = 180
+ORDERS_PER_TRANSACTION = 0.1
+BYTES_PER_TRANSACTION_ESTIMATE = 2_600
+"""Disk per preloaded transaction, generously: tables, indexes, one tenth of an order (about
+1,700 bytes measured on the current schema) plus the free space the load's updates leave."""
+DISK_MARGIN_BYTES = 3 * 1024**3
+"""On top: WAL kept until the next checkpoint (``max_wal_size``) and the VACUUM that follows."""
+HASH_MULTIPLIER = 2_654_435_761  # Knuth's multiplicative hash: spreads i over the wallets
+
+Progress = Callable[[int, int], None]
+"""(transactions written, of how many)."""
+
+
+@dataclass(frozen=True)
+class DiskCheck:
+    needed_bytes: int
+    free_bytes: int | None
+    """Free bytes where PostgreSQL keeps its data, None if that directory is not visible here."""
+    directory: str
+
+    @property
+    def ok(self) -> bool:
+        return self.free_bytes is None or self.free_bytes >= self.needed_bytes
+
+    def describe(self) -> str:
+        needed = f"{self.needed_bytes / 1024**3:.1f} GB"
+        if self.free_bytes is None:
+            return f"needs about {needed} of disk ({self.directory} is not visible from here)"
+        free = f"{self.free_bytes / 1024**3:.1f} GB"
+        return f"needs about {needed} of disk; {free} free in {self.directory}"
+
+
+def disk_needed_bytes(stored: int) -> int:
+    return stored * BYTES_PER_TRANSACTION_ESTIMATE + DISK_MARGIN_BYTES
+
+
+async def check_disk(admin_url: str, stored: int) -> DiskCheck:
+    """How much the preload needs against what the file system of PostgreSQL's data directory
+    has free (the server is on this machine in every supported setup; if the directory cannot be
+    read here the check says so and lets the run go on)."""
+    connection = await asyncpg.connect(asyncpg_dsn(admin_url), timeout=10)
+    try:
+        try:
+            directory = str(await connection.fetchval("SHOW data_directory"))
+        except asyncpg.exceptions.InsufficientPrivilegeError:
+            directory = "the PostgreSQL data directory"
+    finally:
+        await connection.close()
+    free: int | None = None
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(directory).free
+    return DiskCheck(disk_needed_bytes(stored), free, directory)
+
+
+async def _id_cast(connection: asyncpg.Connection, table: str, column: str) -> str:
+    kind = await connection.fetchval(
+        "SELECT data_type FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2",
+        table,
+        column,
+    )
+    return "::uuid" if kind == "uuid" else "::uuid::text"
+
+
+# One chunk: the transactions, their ledger entries and the wallets' balances, in one statement
+# (data-modifying CTEs), so a chunk is all there or not at all.
+_CHUNK_SQL = """
+WITH src AS (
+    SELECT i,
+           md5('q' || i){tx_id} AS qw_id,
+           ($3::integer[])[1 + i % cardinality($3::integer[])] AS partner_id,
+           CASE WHEN i % 10 < 3 THEN 'deposit' ELSE 'withdrawal' END AS kind,
+           'pre' || lpad(i::text, 10, '0') AS mm_id,
+           md5('p' || (1 + (i * {multiplier}) % $4)){player_id} AS player_id,
+           1 + (i * 7919) % 10000 AS amount,
+           CASE WHEN (i / 10) % 5 = 0 THEN 'rolled_back' ELSE 'confirmed' END AS state,
+           $5::bigint + (i * $6::bigint) AS created_at_ms
+      FROM generate_series($1::bigint, $2::bigint) AS i
+), legs(kind, state, phase, account, sign, ord) AS (
+    VALUES ('withdrawal', 'confirmed', 'begin', 'available', -1, 1),
+           ('withdrawal', 'confirmed', 'begin', 'held', 1, 2),
+           ('withdrawal', 'confirmed', 'confirm', 'held', -1, 3),
+           ('withdrawal', 'confirmed', 'confirm', 'partner', 1, 4),
+           ('withdrawal', 'rolled_back', 'begin', 'available', -1, 1),
+           ('withdrawal', 'rolled_back', 'begin', 'held', 1, 2),
+           ('withdrawal', 'rolled_back', 'rollback', 'held', -1, 3),
+           ('withdrawal', 'rolled_back', 'rollback', 'available', 1, 4),
+           ('deposit', 'confirmed', 'begin', 'partner', -1, 1),
+           ('deposit', 'confirmed', 'begin', 'pending_in', 1, 2),
+           ('deposit', 'confirmed', 'confirm', 'pending_in', -1, 3),
+           ('deposit', 'confirmed', 'confirm', 'available', 1, 4),
+           ('deposit', 'rolled_back', 'begin', 'partner', -1, 1),
+           ('deposit', 'rolled_back', 'begin', 'pending_in', 1, 2),
+           ('deposit', 'rolled_back', 'rollback', 'pending_in', -1, 3),
+           ('deposit', 'rolled_back', 'rollback', 'partner', 1, 4)
+), written AS (
+    INSERT INTO transactions (qw_transaction_id, partner_id, kind, mm_transaction_id, player_id,
+        amount_minor, currency, state, description, rollback_reason, begin_balance_minor,
+        final_balance_minor, created_at_ms, updated_at_ms)
+    SELECT qw_id, partner_id, kind, mm_id, player_id, amount, 'XAG', state, NULL,
+           CASE WHEN state = 'rolled_back' THEN 'preloaded' END, $7::bigint, $7::bigint,
+           created_at_ms, created_at_ms + 1500
+      FROM src ORDER BY i
+), entries AS (
+    INSERT INTO ledger_entries (transaction_id, phase, account, player_id, partner_id, currency,
+        amount_minor, created_at_ms)
+    SELECT s.qw_id, l.phase, l.account,
+           CASE WHEN l.account <> 'partner' THEN s.player_id END,
+           CASE WHEN l.account = 'partner' THEN s.partner_id END,
+           'XAG', l.sign * s.amount,
+           s.created_at_ms + CASE WHEN l.phase = 'begin' THEN 0 ELSE 1500 END
+      FROM src s JOIN legs l ON l.kind = s.kind AND l.state = s.state
+     ORDER BY s.i, l.ord
+)
+UPDATE players p
+   SET available_minor = p.available_minor + moved.amount
+  FROM (
+    SELECT player_id,
+           SUM(CASE WHEN state <> 'confirmed' THEN 0
+                    WHEN kind = 'deposit' THEN amount ELSE -amount END) AS amount
+      FROM src GROUP BY player_id
+  ) moved
+ WHERE p.id = moved.player_id AND moved.amount <> 0
+"""
+
+_ORDERS_SQL = """
+INSERT INTO payment_orders (id, partner_id, player_id, cp_order_id, server_id, product_id,
+    product_name, product_desc, product_number, product_price, amount_minor, currency, ext_params,
+    state, method, provider_reference, qw_transaction_id, delivery_attempts, next_delivery_at_ms,
+    created_at_ms, updated_at_ms, paid_at_ms, delivered_at_ms)
+SELECT md5('o' || i){order_id}, ($3::integer[])[1 + i % cardinality($3::integer[])],
+       md5('p' || (1 + (i * {multiplier}) % $4)){player_id}, 'pre' || lpad(i::text, 10, '0'),
+       's1', 'gems', 'Gems', NULL, 1, '1.00', 100, 'XAG', '',
+       CASE WHEN i % 10 = 0 THEN 'declined' ELSE 'delivered' END, 'sandbox_card',
+       'preloaded:' || i, NULL, CASE WHEN i % 10 = 0 THEN 0 ELSE 1 END, NULL,
+       $5::bigint + i * $6::bigint, $5::bigint + i * $6::bigint + 3000,
+       CASE WHEN i % 10 = 0 THEN NULL ELSE $5::bigint + i * $6::bigint + 2000 END,
+       CASE WHEN i % 10 = 0 THEN NULL ELSE $5::bigint + i * $6::bigint + 3000 END
+  FROM generate_series($1::bigint, $2::bigint) AS i ORDER BY i
+"""
+
+PRELOADED_TABLES = ("transactions", "ledger_entries", "players", "payment_orders")
+
+
+@dataclass
+class PreloadResult:
+    transactions: int
+    orders: int
+    elapsed_s: float
+    vacuum_s: float
+
+
+def mm_id(index: int) -> str:
+    """The ``mmTransactionId`` of preloaded transaction ``index`` (1-based)."""
+    return f"pre{index:010d}"
+
+
+async def preload(
+    database: BenchDatabase,
+    stored: int,
+    partner_ids: list[int],
+    now_ms: int,
+    *,
+    span_days: int = DEFAULT_SPAN_DAYS,
+    progress: Progress | None = None,
+) -> PreloadResult:
+    """Write ``stored`` completed transactions (and a tenth as many orders), then VACUUM ANALYZE
+    the tables: hint bits and the visibility map are set once here, not by the measured load."""
+    started = time.monotonic()
+    span_ms = span_days * DAY_MS
+    start_ms = now_ms - 3_600_000 - span_ms
+    step_ms = max(1, span_ms // max(1, stored))
+    orders = int(stored * ORDERS_PER_TRANSACTION)
+    order_step_ms = max(1, span_ms // max(1, orders))
+    connection = await asyncpg.connect(asyncpg_dsn(database.url), timeout=10)
+    try:
+        casts = {
+            "tx_id": await _id_cast(connection, "transactions", "qw_transaction_id"),
+            "player_id": await _id_cast(connection, "players", "id"),
+            "order_id": await _id_cast(connection, "payment_orders", "id"),
+            "multiplier": str(HASH_MULTIPLIER),
+        }
+        chunk_sql = _CHUNK_SQL.format(**casts)
+        orders_sql = _ORDERS_SQL.format(**casts)
+        # Foreign-key triggers off while loading (consistent by construction; reconcile checks).
+        with contextlib.suppress(asyncpg.exceptions.InsufficientPrivilegeError):
+            await connection.execute("SET session_replication_role = replica")
+        done = 0
+        while done < stored:
+            high = min(stored, done + CHUNK)
+            await connection.execute(
+                chunk_sql,
+                done + 1,
+                high,
+                partner_ids,
+                database.players,
+                start_ms,
+                step_ms,
+                INITIAL_BALANCE_MINOR,
+            )
+            order_high = int(high * ORDERS_PER_TRANSACTION)
+            order_low = int(done * ORDERS_PER_TRANSACTION)
+            if order_high > order_low:
+                await connection.execute(
+                    orders_sql,
+                    order_low + 1,
+                    order_high,
+                    partner_ids,
+                    database.players,
+                    start_ms,
+                    order_step_ms,
+                )
+            done = high
+            if progress is not None:
+                progress(done, stored)
+        loaded = time.monotonic()
+        await connection.execute("RESET session_replication_role")
+        for table in PRELOADED_TABLES:
+            await connection.execute(f"VACUUM (ANALYZE) {table}")
+        with contextlib.suppress(asyncpg.exceptions.InsufficientPrivilegeError):
+            await connection.execute("CHECKPOINT")
+    finally:
+        await connection.close()
+    return PreloadResult(stored, orders, loaded - started, time.monotonic() - loaded)
+
+
+__all__ = [
+    "DiskCheck",
+    "PreloadResult",
+    "check_disk",
+    "disk_needed_bytes",
+    "mm_id",
+    "preload",
+]
