@@ -70,6 +70,14 @@ def bench_command(
             " the Growth section of the report.",
         ),
     ] = None,
+    rebuild_indexes: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild-indexes/--keep-indexes",
+            help="Growth run: drop the transaction and ledger indexes for the preload and build"
+            " them after it (fast, compact), or keep them (grown by inserts, slow at large N).",
+        ),
+    ] = True,
 ) -> None:
     """Benchmark the Wallet API: saturation, open-loop latency, the pgbench ceiling, correctness."""
     try:
@@ -105,7 +113,7 @@ def bench_command(
         overrides["reference"] = False
     options = BenchOptions.short(**overrides) if short else BenchOptions(**overrides)  # type: ignore[arg-type]
     if stored is not None:
-        _growth(options, stored, output, as_json=as_json)
+        _growth(options, stored, output, as_json=as_json, rebuild_indexes=rebuild_indexes)
         return
     with Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -164,7 +172,9 @@ def _progress() -> Progress:
     )
 
 
-def _growth(options: Any, stored: int, output: Path, *, as_json: bool) -> None:
+def _growth(
+    options: Any, stored: int, output: Path, *, as_json: bool, rebuild_indexes: bool
+) -> None:
     from qwallet.bench import growth, growth_report
 
     command = "qwallet " + shlex.join(["bench", *sys.argv[2:]])
@@ -178,7 +188,9 @@ def _growth(options: Any, stored: int, output: Path, *, as_json: bool) -> None:
                 progress.console.print(f"  {text}")
 
         try:
-            result = growth.run_growth(options, stored, command, show)
+            result = growth.run_growth(
+                options, stored, command, show, rebuild_indexes=rebuild_indexes
+            )
         except growth.NotEnoughDisk as error:
             console.print(f"[red]error:[/red] {error}")
             raise typer.Exit(2) from None

@@ -126,9 +126,9 @@ def section(report: GrowthReport) -> list[str]:
             " withdrawals, 30 % deposits, one in five rolled back, four ledger entries each,"
             f" over {options.players:,} wallets and {1 + 3} partners, spread over 180 days) and"
             f" {report.preload.orders:,} card-paid orders, in bulk SQL in"
-            f" {report.preload.elapsed_s:.0f} s ({rate:,.0f} transactions/s), then VACUUM"
-            f" ANALYZE in {report.preload.vacuum_s:.0f} s. `reconcile` on the loaded database:"
-            f" {_reconcile_word(loaded)}.",
+            f" {report.preload.elapsed_s:.0f} s ({rate:,.0f} transactions/s), then"
+            f" {_indexes(report)}VACUUM ANALYZE in {report.preload.vacuum_s:.0f} s. `reconcile`"
+            f" on the loaded database: {_reconcile_word(loaded)}.",
         ]
     if report.disk is not None:
         lines.append(f"- **Disk**: the preload {report.disk.describe()} (checked before starting).")
@@ -191,6 +191,16 @@ def section(report: GrowthReport) -> list[str]:
         lines += ["\n\n".join(timing.plans) if timing.plans else f"(no plan: {why})"]
         lines += ["```", ""]
     return lines
+
+
+def _indexes(report: GrowthReport) -> str:
+    if report.preload is None or not report.preload.rebuilt:
+        return "(indexes kept and grown by the inserts) "
+    return (
+        f"the {len(report.preload.rebuilt)} indexes of transactions and ledger_entries, dropped"
+        f" for the load, built again in {report.preload.index_s:.0f} s (compact, as after a"
+        " REINDEX: indexes grown by inserts are larger; compare `--keep-indexes`), "
+    )
 
 
 def _reconcile_word(phase: Phase | None) -> str:
