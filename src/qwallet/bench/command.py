@@ -78,6 +78,14 @@ def bench_command(
             " them after it (fast, compact), or keep them (grown by inserts, slow at large N).",
         ),
     ] = True,
+    untimed_reconcile: Annotated[
+        bool,
+        typer.Option(
+            "--untimed-reconcile/--no-untimed-reconcile",
+            help="Growth run: when reconcile hits the statement timeout, run it again without"
+            " (proves the preload consistent; minutes at tens of millions).",
+        ),
+    ] = True,
 ) -> None:
     """Benchmark the Wallet API: saturation, open-loop latency, the pgbench ceiling, correctness."""
     try:
@@ -113,7 +121,14 @@ def bench_command(
         overrides["reference"] = False
     options = BenchOptions.short(**overrides) if short else BenchOptions(**overrides)  # type: ignore[arg-type]
     if stored is not None:
-        _growth(options, stored, output, as_json=as_json, rebuild_indexes=rebuild_indexes)
+        _growth(
+            options,
+            stored,
+            output,
+            as_json=as_json,
+            rebuild_indexes=rebuild_indexes,
+            untimed_reconcile=untimed_reconcile,
+        )
         return
     with Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -173,7 +188,13 @@ def _progress() -> Progress:
 
 
 def _growth(
-    options: Any, stored: int, output: Path, *, as_json: bool, rebuild_indexes: bool
+    options: Any,
+    stored: int,
+    output: Path,
+    *,
+    as_json: bool,
+    rebuild_indexes: bool,
+    untimed_reconcile: bool,
 ) -> None:
     from qwallet.bench import growth, growth_report
 
@@ -189,7 +210,12 @@ def _growth(
 
         try:
             result = growth.run_growth(
-                options, stored, command, show, rebuild_indexes=rebuild_indexes
+                options,
+                stored,
+                command,
+                show,
+                rebuild_indexes=rebuild_indexes,
+                untimed_reconcile=untimed_reconcile,
             )
         except growth.NotEnoughDisk as error:
             console.print(f"[red]error:[/red] {error}")

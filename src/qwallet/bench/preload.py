@@ -20,10 +20,12 @@ schema gives the id columns (``text`` today).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -31,7 +33,8 @@ import asyncpg
 from qwallet.bench.database import INITIAL_BALANCE_MINOR, BenchDatabase
 from qwallet.store.postgres import asyncpg_dsn
 
-CHUNK = 250_000
+CHUNK = 500_000
+CONNECTIONS = 2
 DAY_MS = 86_400_000
 DEFAULT_SPAN_DAYS = 180
 ORDERS_PER_TRANSACTION = 0.1
@@ -97,8 +100,9 @@ async def _id_cast(connection: asyncpg.Connection, table: str, column: str) -> s
     return "::uuid" if kind == "uuid" else "::uuid::text"
 
 
-# One chunk: the transactions, their ledger entries and the wallets' balances, in one statement
-# (data-modifying CTEs), so a chunk is all there or not at all.
+# One chunk: the transactions and their ledger entries in one statement (data-modifying CTEs),
+# so a chunk is all there or not at all. No ORDER BY: the rows come out of generate_series in
+# order, and a sort would only cost time.
 _CHUNK_SQL = """
 WITH src AS (
     SELECT i,
@@ -135,7 +139,7 @@ WITH src AS (
     SELECT qw_id, partner_id, kind, mm_id, player_id, amount, 'XAG', state, NULL,
            CASE WHEN state = 'rolled_back' THEN 'preloaded' END, $7::bigint, $7::bigint,
            created_at_ms, created_at_ms + 1500
-      FROM src ORDER BY i
+      FROM src
 ), entries AS (
     INSERT INTO ledger_entries (transaction_id, phase, account, player_id, partner_id, currency,
         amount_minor, created_at_ms)
@@ -145,16 +149,25 @@ WITH src AS (
            'XAG', l.sign * s.amount,
            s.created_at_ms + CASE WHEN l.phase = 'begin' THEN 0 ELSE 1500 END
       FROM src s JOIN legs l ON l.kind = s.kind AND l.state = s.state
-     ORDER BY s.i, l.ord
 )
+INSERT INTO bench_preload_moves (player_id, amount)
+SELECT player_id,
+       SUM(CASE WHEN state <> 'confirmed' THEN 0
+                WHEN kind = 'deposit' THEN amount ELSE -amount END)
+  FROM src GROUP BY player_id
+"""
+
+# What each chunk moved per wallet goes to a scratch table; the wallets' balances are updated
+# once at the end (per chunk, every wallet would be updated once per chunk, and two chunks at
+# once would wait on each other's row locks).
+_MOVES_TABLE = """
+CREATE UNLOGGED TABLE bench_preload_moves AS
+SELECT md5('p'){player_id} AS player_id, 0::bigint AS amount WITH NO DATA
+"""
+_BALANCES_SQL = """
 UPDATE players p
    SET available_minor = p.available_minor + moved.amount
-  FROM (
-    SELECT player_id,
-           SUM(CASE WHEN state <> 'confirmed' THEN 0
-                    WHEN kind = 'deposit' THEN amount ELSE -amount END) AS amount
-      FROM src GROUP BY player_id
-  ) moved
+  FROM (SELECT player_id, SUM(amount) AS amount FROM bench_preload_moves GROUP BY player_id) moved
  WHERE p.id = moved.player_id AND moved.amount <> 0
 """
 
@@ -205,21 +218,28 @@ class PreloadResult:
     """The indexes dropped for the load and built after it."""
 
 
-async def _drop_indexes(connection: asyncpg.Connection) -> tuple[list[str], list[str]]:
+async def _drop_indexes(
+    connection: asyncpg.Connection,
+) -> tuple[list[str], list[tuple[str, str]]]:
     """Drop the indexes (and the primary-key / unique constraints behind them) of
     ``REBUILT_TABLES`` that no foreign key needs; return their names and how to restore them."""
     rows = await connection.fetch(_INDEXES, list(REBUILT_TABLES))
-    names, restore = [], []
+    names: list[str] = []
+    restore: list[tuple[str, str]] = []
     for row in rows:
         table, index = row["table_name"], row["index_name"]
         if row["conname"] is not None:
             await connection.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{row["conname"]}"')
             restore.append(
-                f'ALTER TABLE "{table}" ADD CONSTRAINT "{row["conname"]}" {row["constraint_def"]}'
+                (
+                    str(table),
+                    f'ALTER TABLE "{table}" ADD CONSTRAINT "{row["conname"]}"'
+                    f" {row['constraint_def']}",
+                )
             )
         else:
             await connection.execute(f'DROP INDEX "{index}"')
-            restore.append(str(row["index_def"]))
+            restore.append((str(table), str(row["index_def"])))
         names.append(str(index))
     return names, restore
 
@@ -227,6 +247,30 @@ async def _drop_indexes(connection: asyncpg.Connection) -> tuple[list[str], list
 def mm_id(index: int) -> str:
     """The ``mmTransactionId`` of preloaded transaction ``index`` (1-based)."""
     return f"pre{index:010d}"
+
+
+async def _connect(database: BenchDatabase) -> asyncpg.Connection:
+    connection = await asyncpg.connect(asyncpg_dsn(database.url), timeout=10)
+    # Foreign-key triggers off while loading (consistent by construction; reconcile checks).
+    with contextlib.suppress(asyncpg.exceptions.InsufficientPrivilegeError):
+        await connection.execute("SET session_replication_role = replica")
+    # A sort of a few GB per index at 20 M rows; the session's own memory, not the server's.
+    await connection.execute("SET maintenance_work_mem = '1GB'")
+    return connection
+
+
+Job = Callable[[asyncpg.Connection], Awaitable[None]]
+
+
+async def _in_parallel(connections: list[asyncpg.Connection], jobs: list[Job]) -> None:
+    """Run ``jobs`` in order, each on whichever connection is free (one job per connection)."""
+    queue = list(reversed(jobs))
+
+    async def worker(connection: asyncpg.Connection) -> None:
+        while queue:
+            await queue.pop()(connection)
+
+    await asyncio.gather(*(worker(c) for c in connections))
 
 
 async def preload(
@@ -240,71 +284,94 @@ async def preload(
     progress: Progress | None = None,
 ) -> PreloadResult:
     """Write ``stored`` completed transactions (and a tenth as many orders), then VACUUM ANALYZE
-    the tables: hint bits and the visibility map are set once here, not by the measured load."""
+    the tables: hint bits and the visibility map are set once here, not by the measured load.
+
+    Chunks, index builds and the VACUUMs run on ``CONNECTIONS`` connections at once (the inserts
+    are CPU-bound in the server: one connection uses one core)."""
     started = time.monotonic()
     span_ms = span_days * DAY_MS
     start_ms = now_ms - 3_600_000 - span_ms
     step_ms = max(1, span_ms // max(1, stored))
     orders = int(stored * ORDERS_PER_TRANSACTION)
     order_step_ms = max(1, span_ms // max(1, orders))
-    connection = await asyncpg.connect(asyncpg_dsn(database.url), timeout=10)
+    connections = [await _connect(database) for _ in range(CONNECTIONS)]
     try:
+        first = connections[0]
         casts = {
-            "tx_id": await _id_cast(connection, "transactions", "qw_transaction_id"),
-            "player_id": await _id_cast(connection, "players", "id"),
-            "order_id": await _id_cast(connection, "payment_orders", "id"),
+            "tx_id": await _id_cast(first, "transactions", "qw_transaction_id"),
+            "player_id": await _id_cast(first, "players", "id"),
+            "order_id": await _id_cast(first, "payment_orders", "id"),
             "multiplier": str(HASH_MULTIPLIER),
         }
         chunk_sql = _CHUNK_SQL.format(**casts)
         orders_sql = _ORDERS_SQL.format(**casts)
-        # Foreign-key triggers off while loading (consistent by construction; reconcile checks).
-        with contextlib.suppress(asyncpg.exceptions.InsufficientPrivilegeError):
-            await connection.execute("SET session_replication_role = replica")
+        await first.execute(_MOVES_TABLE.format(**casts))
         rebuilt: list[str] = []
-        restore: list[str] = []
+        restore: list[tuple[str, str]] = []
         if rebuild_indexes:
-            rebuilt, restore = await _drop_indexes(connection)
-        done = 0
-        while done < stored:
-            high = min(stored, done + CHUNK)
-            await connection.execute(
-                chunk_sql,
-                done + 1,
-                high,
-                partner_ids,
-                database.players,
-                start_ms,
-                step_ms,
-                INITIAL_BALANCE_MINOR,
-            )
-            order_high = int(high * ORDERS_PER_TRANSACTION)
-            order_low = int(done * ORDERS_PER_TRANSACTION)
-            if order_high > order_low:
+            rebuilt, restore = await _drop_indexes(first)
+        written = [0]
+
+        def chunk(low: int, high: int) -> Job:
+            async def run(connection: asyncpg.Connection) -> None:
                 await connection.execute(
-                    orders_sql,
-                    order_low + 1,
-                    order_high,
+                    chunk_sql,
+                    low,
+                    high,
                     partner_ids,
                     database.players,
                     start_ms,
-                    order_step_ms,
+                    step_ms,
+                    INITIAL_BALANCE_MINOR,
                 )
-            done = high
-            if progress is not None:
-                progress(done, stored)
-        await connection.execute("RESET session_replication_role")
+                order_low = int((low - 1) * ORDERS_PER_TRANSACTION)
+                order_high = int(high * ORDERS_PER_TRANSACTION)
+                if order_high > order_low:
+                    await connection.execute(
+                        orders_sql,
+                        order_low + 1,
+                        order_high,
+                        partner_ids,
+                        database.players,
+                        start_ms,
+                        order_step_ms,
+                    )
+                written[0] += high - low + 1
+                if progress is not None:
+                    progress(written[0], stored)
+
+            return run
+
+        await _in_parallel(
+            connections,
+            [chunk(low, min(stored, low + CHUNK - 1)) for low in range(1, stored + 1, CHUNK)],
+        )
+        await first.execute(_BALANCES_SQL)
+        await first.execute("DROP TABLE bench_preload_moves")
         loaded = time.monotonic()
-        # A sort of a few GB per index at 20 M rows; the session's own memory, not the server's.
-        await connection.execute("SET maintenance_work_mem = '512MB'")
-        for statement in restore:
-            await connection.execute(statement)
+
+        def statement(sql: str) -> Job:
+            async def run(connection: asyncpg.Connection) -> None:
+                await connection.execute(sql)
+
+            return run
+
+        # The two tables' builds interleaved: a primary key or unique constraint takes its table's
+        # exclusive lock, so two builds on one table would often wait for each other.
+        ledger = [sql for table, sql in restore if table == "ledger_entries"]
+        others = [sql for table, sql in restore if table != "ledger_entries"]
+        ordered = [sql for pair in itertools.zip_longest(ledger, others) for sql in pair if sql]
+        await _in_parallel(connections, [statement(sql) for sql in ordered])
         indexed = time.monotonic()
-        for table in PRELOADED_TABLES:
-            await connection.execute(f"VACUUM (ANALYZE) {table}")
+        await _in_parallel(
+            connections,
+            [statement(f"VACUUM (ANALYZE) {table}") for table in PRELOADED_TABLES],
+        )
         with contextlib.suppress(asyncpg.exceptions.InsufficientPrivilegeError):
-            await connection.execute("CHECKPOINT")
+            await first.execute("CHECKPOINT")
     finally:
-        await connection.close()
+        for connection in connections:
+            await connection.close()
     return PreloadResult(
         stored,
         orders,
