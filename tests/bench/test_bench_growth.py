@@ -90,7 +90,8 @@ def test_growth_run_reconciles_and_reports_every_row(tmp_path: Path) -> None:
         line = next((x for x in section.splitlines() if x.startswith(f"| {row} |")), None)
         assert line is not None, f"row missing: {row}"
         assert "| - | - |" not in line, f"row without figures: {line}"
-    assert "| **all tables** |" in section
+    assert "| **all tables** |" in section and "### Targets" in section
+    assert "| `qwallet reconcile` completes on the loaded database | clean | yes |" in section
     for name in call_names():
         assert f"**{name}**\n\n```text\n" in section, f"no plan for {name}"
     assert section.count("Seq Scan") + section.count("Index") > len(call_names())

@@ -86,6 +86,14 @@ def bench_command(
             " (proves the preload consistent; minutes at tens of millions).",
         ),
     ] = True,
+    preload_budget: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="Growth run: start no preload chunk after this many seconds; the report says"
+            " how many transactions were reached (the largest N that fits a time box).",
+        ),
+    ] = None,
 ) -> None:
     """Benchmark the Wallet API: saturation, open-loop latency, the pgbench ceiling, correctness."""
     try:
@@ -128,6 +136,7 @@ def bench_command(
             as_json=as_json,
             rebuild_indexes=rebuild_indexes,
             untimed_reconcile=untimed_reconcile,
+            preload_budget_s=preload_budget,
         )
         return
     with Progress(
@@ -195,6 +204,7 @@ def _growth(
     as_json: bool,
     rebuild_indexes: bool,
     untimed_reconcile: bool,
+    preload_budget_s: float | None,
 ) -> None:
     from qwallet.bench import growth, growth_report
 
@@ -216,6 +226,7 @@ def _growth(
                 show,
                 rebuild_indexes=rebuild_indexes,
                 untimed_reconcile=untimed_reconcile,
+                preload_budget_s=preload_budget_s,
             )
         except growth.NotEnoughDisk as error:
             console.print(f"[red]error:[/red] {error}")

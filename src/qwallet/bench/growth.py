@@ -193,10 +193,12 @@ class _Growth:
         report: GrowthReport,
         rebuild_indexes: bool,
         untimed_reconcile: bool,
+        preload_budget_s: float | None,
     ) -> None:
         self.bench, self.options, self.stored, self.report = bench, options, stored, report
         self.rebuild_indexes = rebuild_indexes
         self.untimed_reconcile = untimed_reconcile
+        self.preload_budget_s = preload_budget_s
         self.operator = ("growth-" + secrets.token_hex(3), "")
 
     def _scenario(
@@ -363,11 +365,14 @@ class _Growth:
                         partner_ids,
                         now_ms,
                         rebuild_indexes=self.rebuild_indexes,
+                        budget_s=self.preload_budget_s,
                         progress=shown,
                     )
                 )
+                self.stored = report.preload.transactions  # fewer if the budget ran out
                 self.bench._step(
-                    f"preloaded {self.stored:,} transactions in {report.preload.elapsed_s:.0f} s"
+                    f"preloaded {self.stored:,} of {report.stored:,} transactions in"
+                    f" {report.preload.elapsed_s:.0f} s"
                     f" (indexes {report.preload.index_s:.0f} s,"
                     f" VACUUM ANALYZE {report.preload.vacuum_s:.0f} s)"
                 )
@@ -386,6 +391,7 @@ def run_growth(
     *,
     rebuild_indexes: bool = True,
     untimed_reconcile: bool = True,
+    preload_budget_s: float | None = None,
 ) -> GrowthReport:
     """Run the growth benchmark; its database is dropped afterwards, however the run ends."""
     if stored < 1:
@@ -408,7 +414,9 @@ def run_growth(
         started = time.monotonic()
         interrupted = True
         try:
-            _Growth(bench, options, stored, report, rebuild_indexes, untimed_reconcile).run()
+            _Growth(
+                bench, options, stored, report, rebuild_indexes, untimed_reconcile, preload_budget_s
+            ).run()
             interrupted = False
         finally:
             bench.close(interrupted)
