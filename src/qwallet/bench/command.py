@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -60,10 +61,44 @@ def bench_command(
         Path, typer.Option(help="Markdown report to (re)write; charts go beside it in bench/.")
     ] = Path("docs/benchmarks.md"),
     as_json: Annotated[bool, typer.Option("--json", help="Also print a JSON summary.")] = False,
+    stored: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Growth run: measure the scenarios (default withdraw, withdraw_confirm) on the"
+            " empty database, preload this many completed transactions, measure again; writes"
+            " the Growth section of the report.",
+        ),
+    ] = None,
+    rebuild_indexes: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild-indexes/--keep-indexes",
+            help="Growth run: drop the transaction and ledger indexes for the preload and build"
+            " them after it (fast, compact), or keep them (grown by inserts, slow at large N).",
+        ),
+    ] = True,
+    untimed_reconcile: Annotated[
+        bool,
+        typer.Option(
+            "--untimed-reconcile/--no-untimed-reconcile",
+            help="Growth run: when reconcile hits the statement timeout, run it again without"
+            " (proves the preload consistent; minutes at tens of millions).",
+        ),
+    ] = True,
+    preload_budget: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="Growth run: start no preload chunk after this many seconds; the report says"
+            " how many transactions were reached (the largest N that fits a time box).",
+        ),
+    ] = None,
 ) -> None:
     """Benchmark the Wallet API: saturation, open-loop latency, the pgbench ceiling, correctness."""
     try:
         from qwallet.bench import report as report_module
+        from qwallet.bench.growth import GROWTH_SCENARIOS
         from qwallet.bench.runner import DEFAULT_PG_URL, BenchOptions, run_bench
     except ImportError as error:
         console.print(f"[red]error:[/red] {error}; install the extra: pip install -e '.[bench]'")
@@ -89,7 +124,21 @@ def bench_command(
         reference=reference,
         seed=seed,
     )
+    if stored is not None:
+        overrides.setdefault("scenarios", GROWTH_SCENARIOS)
+        overrides["reference"] = False
     options = BenchOptions.short(**overrides) if short else BenchOptions(**overrides)  # type: ignore[arg-type]
+    if stored is not None:
+        _growth(
+            options,
+            stored,
+            output,
+            as_json=as_json,
+            rebuild_indexes=rebuild_indexes,
+            untimed_reconcile=untimed_reconcile,
+            preload_budget_s=preload_budget,
+        )
+        return
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -135,6 +184,62 @@ def bench_command(
         sys.stdout.write(json.dumps(summary) + "\n")
     if not result.ok:
         console.print("[red]correctness check failed: the run is void[/red]")
+        raise typer.Exit(1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _growth(
+    options: Any,
+    stored: int,
+    output: Path,
+    *,
+    as_json: bool,
+    rebuild_indexes: bool,
+    untimed_reconcile: bool,
+    preload_budget_s: float | None,
+) -> None:
+    from qwallet.bench import growth, growth_report
+
+    command = "qwallet " + shlex.join(["bench", *sys.argv[2:]])
+    with _progress() as progress:
+        task = progress.add_task("starting", total=1.0)
+
+        def show(text: str, done: float) -> None:
+            progress.update(task, description=text, completed=done)
+            # The preload reports every chunk: print only the steps, not each chunk.
+            if not text.startswith("preloading:") or done >= 1.0:
+                progress.console.print(f"  {text}")
+
+        try:
+            result = growth.run_growth(
+                options,
+                stored,
+                command,
+                show,
+                rebuild_indexes=rebuild_indexes,
+                untimed_reconcile=untimed_reconcile,
+                preload_budget_s=preload_budget_s,
+            )
+        except growth.NotEnoughDisk as error:
+            console.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("interrupted: the server was stopped and the bench database dropped")
+            raise typer.Exit(130) from None
+    written = growth_report.splice(output, growth_report.section(result))
+    console.print(f"growth section written to {written}")
+    if as_json:
+        sys.stdout.write(json.dumps(growth.summary(result)) + "\n")
+    if not result.ok:
+        console.print("[red]correctness check failed: the growth run is void[/red]")
         raise typer.Exit(1)
 
 

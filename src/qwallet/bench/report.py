@@ -327,6 +327,12 @@ def render(report: BenchReport, output: Path, notes: str = "") -> Path:
                 "",
             ]
     lines += _comparison(report)
+    # The Growth section comes from ``qwallet bench --stored N``, a separate run: keep it.
+    from qwallet.bench.growth_report import existing
+
+    kept = existing(output)
+    if kept:
+        lines += [*kept, ""] if kept[-1] else kept
     lines += [
         "## Method",
         "",

@@ -1,0 +1,149 @@
+"""``qwallet bench --stored N`` at CI size: the preloaded database passes ``reconcile``, the
+Growth section has every row, the database is dropped afterwards, and a preload that would not
+fit on the disk is refused before anything is created.
+
+The large-N figures come from the benchmark itself (docs/benchmarks.md), not from this test.
+Needs the ``bench`` extra and the PostgreSQL server; skipped with the reason when absent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+pytest.importorskip("hdrh", reason="the bench extra is not installed (pip install -e '.[bench]')")
+pytest.importorskip("psutil", reason="the bench extra is not installed (pip install -e '.[bench]')")
+
+from qwallet.bench import growth_report
+from qwallet.bench.growth import GROWTH_SCENARIOS
+from qwallet.bench.operator_queries import call_names
+from qwallet.store.postgres import asyncpg_dsn
+from tests.conftest import PG_URL, require_postgres
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+QWALLET = str(Path(sys.executable).parent / "qwallet")
+STORED = 20_000
+
+
+async def _bench_databases() -> set[str]:
+    connection = await asyncpg.connect(asyncpg_dsn(PG_URL), timeout=10)
+    try:
+        rows = await connection.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'qwallet_bench_%'"
+        )
+    finally:
+        await connection.close()
+    return {row["datname"] for row in rows}
+
+
+def _bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [QWALLET, "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "QWALLET_BENCH_PG_URL": PG_URL, "COLUMNS": "200"},
+    )
+
+
+def test_growth_run_reconciles_and_reports_every_row(tmp_path: Path) -> None:
+    require_postgres()
+    output = tmp_path / "benchmarks.md"
+    output.write_text("# Benchmarks\n\nkept\n\n## Method\n\nkept too\n", encoding="utf-8")
+    completed = _bench(
+        *("--stored", str(STORED), "--short", "--duration", "1", "--open-duration", "1"),
+        *("--json", "--output", str(output)),
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    summary = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert summary["ok"] is True, summary
+    empty, loaded = summary["phases"]["empty"], summary["phases"]["loaded"]
+    # The preload passes reconcile, and so does the empty database the scenarios wrote to.
+    assert empty["reconcileOk"] is True and loaded["reconcileOk"] is True, summary
+    assert loaded["transactions"] >= empty["transactions"] + STORED, summary
+    for phase in (empty, loaded):
+        assert list(phase["scenarios"]) == list(GROWTH_SCENARIOS)
+        for name, scenario in phase["scenarios"].items():
+            assert scenario["flowsPerS"] > 0 and scenario["pgbenchTps"] > 0, (name, scenario)
+            assert scenario["problems"] == [], (name, scenario)
+    assert summary["database"] not in asyncio.run(_bench_databases()), "database was kept"
+
+    text = output.read_text(encoding="utf-8")
+    assert text.startswith("# Benchmarks\n\nkept\n") and "## Method\n\nkept too" in text
+    section = text[text.index("## Growth") : text.index("## Method")]
+    assert f"`qwallet bench --stored {STORED} --short" in section  # the command that made it
+    rows = [row for scenario in GROWTH_SCENARIOS for row in growth_report.scenario_rows(scenario)]
+    rows += growth_report.query_rows()
+    for row in rows:
+        line = next((x for x in section.splitlines() if x.startswith(f"| {row} |")), None)
+        assert line is not None, f"row missing: {row}"
+        assert "| - | - |" not in line, f"row without figures: {line}"
+    assert "| **all tables** |" in section and "### Targets" in section
+    assert "| `qwallet reconcile` completes on the loaded database | clean | yes |" in section
+    for name in call_names():
+        assert f"**{name}**\n\n```text\n" in section, f"no plan for {name}"
+    assert section.count("Seq Scan") + section.count("Index") > len(call_names())
+
+
+def test_preload_that_does_not_fit_is_refused_before_anything_is_created(
+    tmp_path: Path,
+) -> None:
+    require_postgres()
+    completed = _bench(
+        "--stored", str(10**12), "--short", "--output", str(tmp_path / "b.md"), timeout=60
+    )
+    assert completed.returncode == 2, completed.stderr[-2000:]
+    assert "refusing to preload" in completed.stderr and "needs about" in completed.stderr
+    assert not (tmp_path / "b.md").exists()
+
+
+async def _preloading(database: str) -> bool:
+    connection = await asyncpg.connect(asyncpg_dsn(PG_URL), timeout=10)
+    try:
+        found = await connection.fetchval(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND state = 'active'"
+            " AND query LIKE '%INSERT INTO ledger_entries%'",
+            database,
+        )
+    finally:
+        await connection.close()
+    return bool(found)
+
+
+def test_sigterm_during_the_preload_drops_the_database(tmp_path: Path) -> None:
+    require_postgres()
+    before = asyncio.run(_bench_databases())
+    argv = [QWALLET, "bench", "--stored", "5000000", "--short", "--duration", "1"]
+    argv += ["--open-duration", "1", "--output", str(tmp_path / "b.md")]
+    env = {**os.environ, "QWALLET_BENCH_PG_URL": PG_URL}
+    bench = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        created: set[str] = set()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and bench.poll() is None:
+            created = asyncio.run(_bench_databases()) - before
+            if any(asyncio.run(_preloading(name)) for name in created):
+                break
+            time.sleep(0.5)
+        assert bench.poll() is None, "the run ended before its preload could be interrupted"
+        bench.send_signal(signal.SIGTERM)
+        _, stderr = bench.communicate(timeout=90)
+        assert bench.returncode == 130, stderr.decode()[-2000:]
+        assert not (created & asyncio.run(_bench_databases())), "the bench database was kept"
+        assert not (tmp_path / "b.md").exists()
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
