@@ -268,6 +268,10 @@ def test_operator_api_manages_rules_and_refuses_production(
         assert client.get(f"/api/partners/{name}/faults", headers=bearer).json()["rules"] == []
         again = client.delete(f"/api/partners/{name}/faults/{listed[0]['id']}", headers=bearer)
         assert again.status_code == 400
+        for bad_id in ("-35", "0", "x", "1e3", "99999999999999999999"):
+            refused = client.delete(f"/api/partners/{name}/faults/{bad_id}", headers=bearer)
+            assert refused.status_code == 400, (bad_id, refused.text)
+            assert refused.json()["errorCode"] == 101, refused.text
     assert platform.run(sandbox_faults.list_rules(platform.store, production)) == []
     actions = platform.run(
         fetch_all(

@@ -61,7 +61,7 @@ class StudioAPI:
     ROUTES = (
         ("/api/partners/{name}/faults", "GET", "list_rules"),
         ("/api/partners/{name}/faults", "POST", "add_rule"),
-        ("/api/partners/{name}/faults/{rule_id:int}", "DELETE", "remove_rule"),
+        ("/api/partners/{name}/faults/{rule_id}", "DELETE", "remove_rule"),
         ("/api/partners/{name}/report", "GET", "report"),
     )
     """(path, method, handler name): the app registers them (``qwallet.api.app``)."""
@@ -115,11 +115,16 @@ class StudioAPI:
         key_name = await self._operator.authenticate(request)
         if isinstance(key_name, Response):
             return key_name
+        # Any path segment reaches here (not Starlette's int convertor, whose miss is a bare
+        # 404): a rule id that is not a positive decimal number gets the documented 400 / 101.
+        text = str(request.path_params["rule_id"])
+        if not (text.isascii() and text.isdigit() and len(text) <= 18 and int(text) > 0):
+            return _bad(f"rule id must be a positive integer, not {text[:20]!r}")
         try:
             await sandbox_faults.remove_rule(
                 self._store,
                 request.path_params["name"],
-                int(request.path_params["rule_id"]),
+                int(text),
                 operator=audit.api_key_actor(key_name),
                 now_ms=self._clock.now_ms(),
             )
