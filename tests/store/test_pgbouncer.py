@@ -70,6 +70,9 @@ def start_pgbouncer(database: str, *, pool_size: int) -> Bouncer:
         f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
         f"auth_type = trust\nauth_file = {directory / 'users.txt'}\n"
         f"pool_mode = transaction\ndefault_pool_size = {pool_size}\n"
+        # qwallet sends client_min_messages=warning at start-up (docs/high-availability.md);
+        # pgbouncer refuses start-up parameters it does not know unless told to ignore them.
+        "ignore_startup_parameters = client_min_messages\n"
         f"logfile = {log}\n"
     )
     os.chmod(directory, 0o777)
