@@ -1,9 +1,12 @@
 """The kit's storage port: what the flows, the outbox, the Query endpoint and the callback
 receiver need from the studio's database.
 
-One method = one database transaction. ``SQLiteStore`` is the default adapter; a PostgreSQL
-adapter implements the same protocol (the SQL is portable apart from the locking statements:
-``BEGIN IMMEDIATE`` there becomes ``SELECT … FOR UPDATE SKIP LOCKED`` when claiming due entries).
+One method = one database transaction. The kit's two stores, ``SQLiteStore`` (the default) and
+``PostgresStore``, are one SQL adapter (``_sql_store.py``) over the rules of
+``_store_rules.py``, each with its connection handling and a few words of its dialect (where
+SQLite's ``BEGIN IMMEDIATE`` serializes writers, PostgreSQL locks rows: ``SELECT … FOR UPDATE``,
+and ``FOR UPDATE SKIP LOCKED`` when claiming due entries). Another database plugs in by
+implementing this protocol.
 
 Records are never deleted: the Query endpoint must answer for a withdrawal long after its
 outbox entry was delivered, and a cpOrderId must stay "delivered" forever.
