@@ -3,8 +3,10 @@ platform); this proves the copy is the platform's, member by member."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 from qwallet.domain.errors import ErrorCode as DomainErrorCode
 from qwallet.partner import ErrorCode as KitErrorCode
@@ -50,13 +52,25 @@ def test_the_kit_imports_without_the_platform() -> None:
 
 
 def test_the_platform_name_is_the_kit() -> None:
-    """``qwallet.partner`` re-exports the kit: the same objects, private modules included."""
+    """``qwallet.partner`` re-exports the kit: exactly the kit's names, the same objects, and
+    every private module of the kit under the platform's name too."""
     import qwallet.partner
     import qwallet.partner._http
     import qwallet_partner
     import qwallet_partner._http
 
-    assert qwallet.partner.__all__ == [n for n in qwallet_partner.__all__ if n != "__version__"]
+    assert qwallet.partner.__all__ == qwallet_partner.__all__
+    # Nothing of the shim's own: its public names are the kit's list, no more and no fewer.
+    public = {name for name in vars(qwallet.partner) if not name.startswith("_")}
+    assert public == {name for name in qwallet_partner.__all__ if not name.startswith("_")}
     for name in qwallet.partner.__all__:
         assert getattr(qwallet.partner, name) is getattr(qwallet_partner, name), name
     assert qwallet.partner._http is qwallet_partner._http
+    kit_modules = [p.stem for p in Path(qwallet_partner.__file__).parent.glob("_*.py")]
+    assert "_store_rules" in kit_modules
+    for module in kit_modules:
+        if module == "__init__":
+            continue
+        alias = importlib.import_module(f"qwallet.partner.{module}")
+        assert alias is importlib.import_module(f"qwallet_partner.{module}"), module
+        assert getattr(qwallet.partner, module) is alias, module
