@@ -188,18 +188,42 @@ async def _explain(db: SqlDatabase, sql: str, args: tuple[object, ...]) -> str:
     return "\n".join(str(next(iter(row.values()))) for row in rows)
 
 
-async def time_reconcile(db: SqlDatabase) -> tuple[Timing, bool | None]:
-    """``reconcile`` once, as ``qwallet reconcile`` runs it (same pool, same statement timeout)."""
-    timing = Timing("qwallet reconcile")
+FULL_RECONCILE = "qwallet reconcile --full"
+INCREMENTAL_RECONCILE = "qwallet reconcile (since the checkpoint)"
+RECONCILE_ACTOR = "cli:bench"
+
+
+@dataclass
+class Reconciled:
+    """One operator run of reconcile: its timing, its verdict, how many entries it read."""
+
+    timing: Timing
+    ok: bool | None = None
+    """None when the run did not complete (the timing says why)."""
+    entries: int = 0
+    full: bool = True
+
+
+async def time_reconcile(db: SqlDatabase, *, full: bool) -> Reconciled:
+    """One operator run, as ``qwallet reconcile [--full]`` makes it (``run_reconcile``: same
+    pool and statement timeout, audited, a checkpoint written when nothing differs).
+
+    ``full`` proves all of history in batches and leaves a checkpoint; without it only the
+    entries after the newest checkpoint are read, which is what ``qwallet reconcile`` does by
+    default and what must not grow with history.
+    """
+    timing = Timing(FULL_RECONCILE if full else INCREMENTAL_RECONCILE)
     started = time.perf_counter()
     try:
-        report = await reconcile.reconcile(db)
+        report = await reconcile.run_reconcile(
+            db, operator=RECONCILE_ACTOR, now_ms=SystemClock().now_ms(), full=full
+        )
     except Exception as error:
         seconds = time.perf_counter() - started
         timing.error = f"fails: {type(error).__name__} after {seconds:.1f} s"
-        return timing, None
+        return Reconciled(timing, full=full)
     timing.runs_ms.append((time.perf_counter() - started) * 1000)
-    return timing, report.ok
+    return Reconciled(timing, report.ok, report.entries, report.full)
 
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -254,6 +278,9 @@ def time_pages(
 
 
 __all__ = [
+    "FULL_RECONCILE",
+    "INCREMENTAL_RECONCILE",
+    "Reconciled",
     "RecordingDatabase",
     "Timing",
     "call_names",
