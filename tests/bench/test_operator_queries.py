@@ -43,7 +43,9 @@ def test_payment_worker_row_builds_one_http_client_for_all_its_runs(
     async def run() -> list[operator_queries.Timing]:
         store = await open_store(settings)
         try:
-            named = [c for c in operator_queries.calls(settings, "x", "x") if c[0] == WORKER_ROW]
+            named = [
+                c for c in operator_queries.calls(settings, "x", "x", None) if c[0] == WORKER_ROW
+            ]
             assert len(named) == 1
             return await operator_queries.time_calls(store, named, 5, explain=True)
         finally:
@@ -55,3 +57,27 @@ def test_payment_worker_row_builds_one_http_client_for_all_its_runs(
     # Five timed ticks and the recorded one for the plans: one client, as the worker has.
     assert len(built) == 1
     assert timing.plans, "the plans of the worker's statements were not recorded"
+
+
+def test_deep_page_row_fetches_that_page_only(database_url: str) -> None:
+    # The walk to page 200 (199 pages) is made before the timings; a timed run of the row must
+    # run the statements of one page, as page 1 does, not the walk (which at 20 million stored
+    # transactions took 9.5 s and was reported as the cost of page 200).
+    settings = Settings(database_url=database_url, pg_pool_min=1, pg_pool_max=2)
+    first, deep = "admin transaction list, page 1", "admin transaction list, page 200"
+
+    async def statements() -> dict[str, list[str]]:
+        store = await open_store(settings)
+        try:
+            ran: dict[str, list[str]] = {}
+            for name, call in operator_queries.calls(settings, "x", "x", "1_x"):
+                if name in (first, deep):
+                    recorder = operator_queries.RecordingDatabase(store)
+                    await call(recorder)
+                    ran[name] = [sql for sql, _ in recorder.statements]
+            return ran
+        finally:
+            await store.close()
+
+    ran = asyncio.run(statements())
+    assert len(ran[deep]) == len(ran[first]) >= 1, ran

@@ -287,15 +287,16 @@ class _Growth:
         phase.sizes, phase.transactions = asyncio.run(_sizes_and_count(bench_db.url))
         repeat = 3 if options.label == "short" else 5
         sample_mm, sample_player = preload.mm_id(max(1, self.stored // 2)), database._uuid("p", 1)
+        deep_cursor = asyncio.run(self._deep_cursor(bench_db))
         phase.pages = operator_queries.time_pages(
             f"http://127.0.0.1:{server.port}",
             *self.operator,
-            operator_queries.pages(
-                sample_mm, sample_player, asyncio.run(self._deep_cursor(bench_db))
-            ),
+            operator_queries.pages(sample_mm, sample_player, deep_cursor),
             repeat,
         )
-        phase.queries = asyncio.run(self._queries(bench_db, sample_mm, sample_player, repeat))
+        phase.queries = asyncio.run(
+            self._queries(bench_db, sample_mm, sample_player, deep_cursor, repeat)
+        )
         phase.incremental = asyncio.run(self._reconcile(bench_db, full=False))
         self.bench._step(
             f"{label}: operator pages and queries timed; reconcile since the checkpoint"
@@ -312,12 +313,17 @@ class _Growth:
             await store.close()
 
     async def _queries(
-        self, bench_db: database.BenchDatabase, sample_mm: str, sample_player: str, repeat: int
+        self,
+        bench_db: database.BenchDatabase,
+        sample_mm: str,
+        sample_player: str,
+        deep_cursor: str | None,
+        repeat: int,
     ) -> list[operator_queries.Timing]:
         settings = Settings(database_url=bench_db.url, pg_pool_min=1, pg_pool_max=2)
         store = await open_store(settings)
         try:
-            named = operator_queries.calls(settings, sample_mm, sample_player)
+            named = operator_queries.calls(settings, sample_mm, sample_player, deep_cursor)
             return await operator_queries.time_calls(store, named, repeat, explain=True)
         finally:
             await store.close()
