@@ -1,4 +1,5 @@
-"""``qwallet bench --stored N`` at CI size: the preloaded database passes ``reconcile``, the
+"""``qwallet bench --stored N`` at CI size: the preloaded database passes ``reconcile --full``,
+the incremental ``qwallet reconcile`` reads only what was written after its checkpoint, the
 Growth section has every row, the database is dropped afterwards, and a preload that would not
 fit on the disk is refused before anything is created.
 
@@ -70,9 +71,14 @@ def test_growth_run_reconciles_and_reports_every_row(tmp_path: Path) -> None:
     summary = json.loads(completed.stdout.strip().splitlines()[-1])
     assert summary["ok"] is True, summary
     empty, loaded = summary["phases"]["empty"], summary["phases"]["loaded"]
-    # The preload passes reconcile, and so does the empty database the scenarios wrote to.
+    # The preload passes reconcile --full, and the scenarios' writes pass the incremental run.
     assert empty["reconcileOk"] is True and loaded["reconcileOk"] is True, summary
+    assert empty["incrementalOk"] is True and loaded["incrementalOk"] is True, summary
     assert loaded["transactions"] >= empty["transactions"] + STORED, summary
+    # `qwallet reconcile` after the loaded scenarios reads what they wrote after the --full
+    # checkpoint (at most four entries per transaction), not the preloaded history.
+    written = loaded["transactions"] - empty["transactions"] - STORED
+    assert 0 < loaded["incrementalEntries"] <= 4 * written, summary
     for phase in (empty, loaded):
         assert list(phase["scenarios"]) == list(GROWTH_SCENARIOS)
         for name, scenario in phase["scenarios"].items():
@@ -91,7 +97,10 @@ def test_growth_run_reconciles_and_reports_every_row(tmp_path: Path) -> None:
         assert line is not None, f"row missing: {row}"
         assert "| - | - |" not in line, f"row without figures: {line}"
     assert "| **all tables** |" in section and "### Targets" in section
-    assert "| `qwallet reconcile` completes on the loaded database | clean | yes |" in section
+    assert (
+        "| `qwallet reconcile --full` completes on the loaded database | clean | yes |" in section
+    )
+    assert "| `qwallet reconcile` (since the checkpoint) costs per new entry" in section
     for name in call_names():
         assert f"**{name}**\n\n```text\n" in section, f"no plan for {name}"
     assert section.count("Seq Scan") + section.count("Index") > len(call_names())

@@ -2,12 +2,14 @@
 
 1. Refuse before anything is written if the disk PostgreSQL writes to has too little free space.
 2. Create the bench database, seed the wallets, start ``qwallet serve``.
-3. Phase *empty*: per scenario the closed-loop saturation, the pgbench ceiling (with the WAL it
-   wrote), and an open loop at 70 % of this phase's saturation rate; then the table sizes, the
-   operator pages (HTTP) and queries (with their plans), and ``reconcile``.
+3. Phase *empty*: ``qwallet reconcile --full`` (which leaves a checkpoint); per scenario the
+   closed-loop saturation, the pgbench ceiling (with the WAL it wrote), and an open loop at 70 %
+   of this phase's saturation rate; then the table sizes, the operator pages (HTTP) and queries
+   (with their plans), and ``qwallet reconcile``, which reads only what the scenarios wrote
+   after that checkpoint.
 4. Preload ``N`` completed transactions (``qwallet.bench.preload``), VACUUM ANALYZE, CHECKPOINT.
-5. Phase *loaded*: the same, the open loop at the *same offered rate* as in the empty phase, so
-   the two p99 compare like for like.
+5. Phase *loaded*: the same (``--full`` now proves all of history), the open loop at the *same
+   offered rate* as in the empty phase, so the two p99 compare like for like.
 
 The database is dropped when the run ends, however it ends (Ctrl-C and SIGTERM included).
 """
@@ -37,7 +39,7 @@ from qwallet.bench.runner import (
     _signals_interrupt,
     git_commit,
 )
-from qwallet.service import operators, partners
+from qwallet.service import operators, partners, reconcile
 from qwallet.settings import Settings
 from qwallet.store.factory import open_store
 from qwallet.store.postgres import PostgresStore, asyncpg_dsn
@@ -87,9 +89,12 @@ class Phase:
     queries: list[operator_queries.Timing] = field(default_factory=list)
     pages: list[operator_queries.Timing] = field(default_factory=list)
     reconcile: operator_queries.Timing | None = None
+    """``qwallet reconcile --full`` before the scenarios (it writes the phase's checkpoint)."""
     reconcile_ok: bool | None = None
     untimed_reconcile: operator_queries.Timing | None = None
     """The same checks without the statement timeout, when the operator's run hit it."""
+    incremental: operator_queries.Reconciled | None = None
+    """``qwallet reconcile`` after the scenarios: the entries since the ``--full`` checkpoint."""
 
 
 @dataclass
@@ -116,7 +121,10 @@ class GrowthReport:
         """No failed request, every acknowledged transaction found, the preload reconciled."""
         return all(
             not s.problems for phase in self.phases for s in phase.scenarios.values()
-        ) and all(p.reconcile_ok is not False for p in self.phases)
+        ) and all(
+            p.reconcile_ok is not False and (p.incremental is None or p.incremental.ok is not False)
+            for p in self.phases
+        )
 
 
 async def _wal_lsn_and_commits(url: str, name: str) -> tuple[int, int]:
@@ -251,6 +259,17 @@ class _Growth:
         options = self.options
         phase = Phase(label)
         watch = _PostgresWatch(bench_db)
+        # The full proof first: it leaves the checkpoint that the incremental run after the
+        # scenarios starts from, so that run reads this phase's writes and nothing older.
+        full = asyncio.run(self._reconcile(bench_db, full=True))
+        phase.reconcile, phase.reconcile_ok = full.timing, full.ok
+        if phase.reconcile_ok is None and self.untimed_reconcile:
+            # The operator's run failed (the statement timeout): run the same checks without
+            # it, to prove the data consistent and to say how long a full pass really takes.
+            phase.untimed_reconcile, phase.reconcile_ok = asyncio.run(
+                self._untimed_reconcile(bench_db)
+            )
+        self.bench._step(f"{label}: reconcile --full {_cell(phase.reconcile)}")
         for scenario in options.scenarios:
             rate = None
             if empty is not None and scenario in empty.scenarios:
@@ -268,24 +287,21 @@ class _Growth:
         phase.sizes, phase.transactions = asyncio.run(_sizes_and_count(bench_db.url))
         repeat = 3 if options.label == "short" else 5
         sample_mm, sample_player = preload.mm_id(max(1, self.stored // 2)), database._uuid("p", 1)
+        deep_cursor = asyncio.run(self._deep_cursor(bench_db))
         phase.pages = operator_queries.time_pages(
             f"http://127.0.0.1:{server.port}",
             *self.operator,
-            operator_queries.pages(
-                sample_mm, sample_player, asyncio.run(self._deep_cursor(bench_db))
-            ),
+            operator_queries.pages(sample_mm, sample_player, deep_cursor),
             repeat,
         )
-        phase.queries, (phase.reconcile, phase.reconcile_ok) = asyncio.run(
-            self._queries(bench_db, sample_mm, sample_player, repeat)
+        phase.queries = asyncio.run(
+            self._queries(bench_db, sample_mm, sample_player, deep_cursor, repeat)
         )
-        if phase.reconcile_ok is None and self.untimed_reconcile:
-            # The operator's run failed (the statement timeout): run the same checks without
-            # it, to prove the data consistent and to say how long a full pass really takes.
-            phase.untimed_reconcile, phase.reconcile_ok = asyncio.run(
-                self._untimed_reconcile(bench_db)
-            )
-        self.bench._step(f"{label}: operator pages and queries timed")
+        phase.incremental = asyncio.run(self._reconcile(bench_db, full=False))
+        self.bench._step(
+            f"{label}: operator pages and queries timed; reconcile since the checkpoint"
+            f" {_cell(phase.incremental.timing)} ({phase.incremental.entries:,} entries)"
+        )
         return phase
 
     async def _deep_cursor(self, bench_db: database.BenchDatabase) -> str | None:
@@ -297,17 +313,30 @@ class _Growth:
             await store.close()
 
     async def _queries(
-        self, bench_db: database.BenchDatabase, sample_mm: str, sample_player: str, repeat: int
-    ) -> tuple[list[operator_queries.Timing], tuple[operator_queries.Timing, bool | None]]:
+        self,
+        bench_db: database.BenchDatabase,
+        sample_mm: str,
+        sample_player: str,
+        deep_cursor: str | None,
+        repeat: int,
+    ) -> list[operator_queries.Timing]:
         settings = Settings(database_url=bench_db.url, pg_pool_min=1, pg_pool_max=2)
         store = await open_store(settings)
         try:
-            named = operator_queries.calls(settings, sample_mm, sample_player)
-            timings = await operator_queries.time_calls(store, named, repeat, explain=True)
-            reconciled = await operator_queries.time_reconcile(store)
+            named = operator_queries.calls(settings, sample_mm, sample_player, deep_cursor)
+            return await operator_queries.time_calls(store, named, repeat, explain=True)
         finally:
             await store.close()
-        return timings, reconciled
+
+    async def _reconcile(
+        self, bench_db: database.BenchDatabase, *, full: bool
+    ) -> operator_queries.Reconciled:
+        settings = Settings(database_url=bench_db.url, pg_pool_min=1, pg_pool_max=2)
+        store = await open_store(settings)
+        try:
+            return await operator_queries.time_reconcile(store, full=full)
+        finally:
+            await store.close()
 
     async def _untimed_reconcile(
         self, bench_db: database.BenchDatabase
@@ -315,12 +344,20 @@ class _Growth:
         store = await PostgresStore.open(
             bench_db.url, pool_min=1, pool_max=1, command_timeout_s=UNTIMED_RECONCILE_S
         )
+        # Reading only: the checkpoint the incremental run needs is written by a ``--full``
+        # that completes; this one only proves and times.
+        timing = operator_queries.Timing(UNTIMED_ROW)
+        started = time.perf_counter()
         try:
-            timing, ok = await operator_queries.time_reconcile(store)
+            report = await reconcile.reconcile(store)
+        except Exception as error:
+            seconds = time.perf_counter() - started
+            timing.error = f"fails: {type(error).__name__} after {seconds:.1f} s"
+            return timing, None
         finally:
             await store.close()
-        timing.name = UNTIMED_ROW
-        return timing, ok
+        timing.runs_ms.append((time.perf_counter() - started) * 1000)
+        return timing, report.ok
 
     async def prepare(self, bench_db: database.BenchDatabase, now_ms: int) -> list[int]:
         """The extra partners the preload spreads over, and the operator who opens the pages."""
@@ -445,6 +482,8 @@ def summary(report: GrowthReport) -> dict[str, Any]:
             phase.label: {
                 "transactions": phase.transactions,
                 "reconcileOk": phase.reconcile_ok,
+                "incrementalOk": phase.incremental.ok if phase.incremental else None,
+                "incrementalEntries": phase.incremental.entries if phase.incremental else None,
                 "scenarios": {
                     name: {
                         "flowsPerS": round(s.median_fps, 1),
@@ -457,6 +496,10 @@ def summary(report: GrowthReport) -> dict[str, Any]:
             for phase in report.phases
         },
     }
+
+
+def _cell(timing: operator_queries.Timing) -> str:
+    return timing.error or f"{timing.median_ms or 0:,.0f} ms"
 
 
 __all__ = ["GROWTH_SCENARIOS", "GrowthReport", "NotEnoughDisk", "Phase", "run_growth", "summary"]
