@@ -6,11 +6,17 @@ to run as root; the processes are started with that user directly, so the PID th
 is Patroni's own, not a wrapper's). The shared server other tests use is never touched.
 
 Settings are the shortest Patroni and etcd accept for a test on a loaded two-core machine:
-``ttl`` 5 s, ``loop_wait`` 1 s, ``retry_timeout`` 2 s (Patroni's rule ``ttl >= loop_wait +
-2 * retry_timeout`` holds with equality; etcd's smallest lease is 2 s with its default
-heartbeat), ``synchronous_mode`` and ``synchronous_mode_strict`` on (a commit returns only once
-a synchronous standby has flushed it, and with no standby the primary stops committing rather
-than committing alone), ``use_pg_rewind`` so a failed primary rejoins as a replica.
+``ttl`` 5 s, ``loop_wait`` 1 s, ``retry_timeout`` 2 s. The three are whole seconds (Patroni's
+schema), and Patroni's rule ``ttl >= loop_wait + 2 * retry_timeout`` holds with equality.
+``retry_timeout`` 1 s is not accepted here: with it the remaining nodes could not complete a
+single etcd request once the leader died ("Error communicating with DCS" on every loop), so no
+failover happened at all. ``ttl`` 3 s with ``retry_timeout`` 2 s does fail over, but breaks the
+rule (a leader whose etcd requests are slow could lose its key while still retrying, before it
+demotes itself). ``synchronous_mode`` and ``synchronous_mode_strict`` are on (a commit returns
+only once a synchronous standby has flushed it, and with no standby the primary stops
+committing rather than committing alone); ``use_pg_rewind`` so a failed primary rejoins as a
+replica; ``wal_retrieve_retry_interval`` 200 ms so that a standby whose primary went away
+reconnects to the new one without PostgreSQL's 5 s pause (the new primary's commits wait for it).
 
 Every process is stopped by its PID when the cluster is closed, also after a failure: Patroni
 with SIGTERM (it stops its PostgreSQL), then anything left with SIGKILL.
@@ -18,6 +24,7 @@ with SIGTERM (it stops its PostgreSQL), then anything left with SIGKILL.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import grp
 import json
@@ -27,12 +34,15 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 from tests.reliability.harness import free_port
 
@@ -360,6 +370,10 @@ class PatroniCluster:
                             "max_wal_senders": 10,
                             "max_replication_slots": 10,
                             "hot_standby": "on",
+                            # A standby whose primary went away retries this often (5 s by
+                            # default): after a failover the new primary's commits wait for
+                            # it in strict mode, so the default alone added up to 5 s.
+                            "wal_retrieve_retry_interval": "200ms",
                         },
                     },
                 },
@@ -503,11 +517,142 @@ class PatroniCluster:
         return self.patronictl("failover", SCOPE, "--candidate", candidate.name, "--force")
 
 
+class Timeline:
+    """What the cluster did, timestamped, beside the load: which node Patroni calls the running
+    leader (``GET /cluster``) and when a durable write last succeeded directly on a node.
+
+    A thread polls every ``interval_s``; a second one writes a row into a table of the
+    ``postgres`` database on whichever node is not in recovery, one fresh connection per node
+    with its own short timeout (closed, never cancelled, on a timeout: a commit wait is left to
+    finish). So a recovery can be split into Patroni's part (the old leader gone, a new one
+    running, a commit confirmed by the synchronous standby) and the part after it that is
+    qwallet's (its pool noticing and reconnecting, the caller's next try).
+    """
+
+    def __init__(self, cluster: PatroniCluster, interval_s: float = 0.1) -> None:
+        self.cluster = cluster
+        self.interval_s = interval_s
+        self.leaders: list[tuple[float, str | None, str | None]] = []
+        self.writes: list[tuple[float, bool, str | None]] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._watch_leader, daemon=True),
+            threading.Thread(target=self._watch_writes, daemon=True),
+        ]
+
+    def __enter__(self) -> Timeline:
+        for node in self.cluster.nodes:
+            if node is self.cluster.leader():
+                self.cluster.psql(
+                    node, "CREATE TABLE IF NOT EXISTS timeline_probe (at double precision)"
+                )
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+    def _watch_leader(self) -> None:
+        while not self._stop.is_set():
+            leader = sync = None
+            for member in self.cluster.members():
+                running = member.get("state") in ("running", "streaming")
+                if member.get("role") == "leader" and running:
+                    leader = str(member["name"])
+                elif member.get("role") == "sync_standby" and running:
+                    sync = str(member["name"])
+            if not self.leaders or self.leaders[-1][1:] != (leader, sync):
+                self.leaders.append((time.monotonic(), leader, sync))
+            self._stop.wait(2 * self.interval_s)  # Patroni's REST API is not free to ask
+
+    def _watch_writes(self) -> None:
+        asyncio.run(self._write_loop())
+
+    # Every failure of the probe is an observation, whatever asyncpg raises for a connection
+    # closed under a statement (an interface error, an internal client error): never a crash
+    # of the thread.
+
+    async def _write_loop(self) -> None:
+        connection: tuple[str, asyncpg.Connection] | None = None
+        while not self._stop.is_set():
+            if connection is None:
+                connection = await self._connect_primary()
+            node = None
+            if connection is not None:
+                node, link = connection
+                if not await self._write(link):
+                    link.terminate()
+                    connection = node = None
+            ok = node is not None
+            if not self.writes or self.writes[-1][1:] != (ok, node):
+                self.writes.append((time.monotonic(), ok, node))
+            await asyncio.sleep(self.interval_s)
+        if connection is not None:
+            connection[1].terminate()
+
+    async def _connect_primary(self) -> tuple[str, asyncpg.Connection] | None:
+        """A connection to the first node that is not in recovery, each tried for 0.5 s."""
+        for node in self.cluster.nodes:
+            try:
+                link = await asyncpg.connect(self.cluster.node_url(node, "postgres"), timeout=0.5)
+            except Exception:
+                continue
+            if link.get_settings().in_hot_standby == "off":
+                return node.name, link
+            link.terminate()
+        return None
+
+    @staticmethod
+    async def _write(link: asyncpg.Connection) -> bool:
+        """One row committed, the commit confirmed by the synchronous standby within 1 s."""
+        timer = asyncio.get_running_loop().call_later(1.0, link.terminate)
+        try:
+            await link.execute("INSERT INTO timeline_probe VALUES ($1)", time.monotonic())
+            return True
+        except Exception:
+            return False
+        finally:
+            timer.cancel()
+
+    def after(self, start: float, end: float) -> dict[str, float | None]:
+        """Seconds from ``start`` (a fault) to: the leader lost or changed, a leader running
+        again, a synchronous standby named for it, durable direct writes failing first, and
+        succeeding again after that (before ``end``, the next fault)."""
+
+        def since(moment: float | None) -> float | None:
+            return None if moment is None else round(moment - start, 2)
+
+        leaders = [entry for entry in self.leaders if entry[0] <= end]
+        before = next((name for t, name, _ in reversed(leaders) if t <= start), None)
+        lost = next((t for t, name, _ in leaders if t > start and name != before), None)
+        back = sync = None
+        if lost is not None:
+            back = next((t for t, name, _ in leaders if t >= lost and name is not None), None)
+        if back is not None:
+            sync = next((t for t, _, standby in leaders if t >= back and standby is not None), None)
+        writes = [entry for entry in self.writes if start < entry[0] <= end]
+        failed = [t for t, ok, _ in writes if not ok]
+        writable = None
+        if failed:  # the end of the first outage after the fault
+            writable = next((t for t, ok, _ in writes if t > failed[0] and ok), None)
+        return {
+            "leaderLostS": since(lost),
+            "leaderRunningS": since(back),
+            "syncStandbyS": since(sync),
+            "writesFailedS": since(failed[0] if failed else None),
+            "durableWriteS": since(writable),
+        }
+
+
 __all__ = [
     "LOOP_WAIT_S",
     "RETRY_TIMEOUT_S",
     "TTL_S",
     "PatroniCluster",
     "PatroniNode",
+    "Timeline",
     "cluster_unavailable",
 ]

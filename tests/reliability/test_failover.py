@@ -11,8 +11,9 @@ answer is rolled back (or retried), confirm and rollback are retried until ackno
 Faults, in random order at random moments (CI: each once; long: repeated up to 30 failovers):
 
 - the primary's PostgreSQL SIGKILLed, backends and all (Patroni restarts it or fails over);
-- the primary's Patroni SIGKILLed, PostgreSQL left running, orphaned; Patroni comes back after
-  ``ttl`` as a service manager would restart it, finds another leader and demotes its node;
+- the primary's Patroni SIGKILLed, PostgreSQL left running, orphaned; Patroni comes back as a
+  service manager would restart it, once another node holds the leader key (sooner it would
+  find its own key and simply lead on), and demotes its node;
 - ``patronictl switchover`` and ``patronictl failover`` to the synchronous standby;
 - the synchronous standby's machine lost (Patroni and PostgreSQL SIGKILLed), restarted later;
 - the primary's machine lost, restarted later: it rejoins as a replica through ``pg_rewind``;
@@ -24,8 +25,19 @@ Faults, in random order at random moments (CI: each once; long: repeated up to 3
   nothing acknowledged was in the lost commits: a replay of one, had it answered without a
   commit of its own waiting for the standby, would be missing afterwards).
 
-Recovery time: from the fault to the first successful withdraw through a server. Afterwards the
-history checker (every acknowledged answer present once in its announced state with its
+The hold resolver and the payment worker run in both servers with short intervals
+(``failover_partners.py``): a partner abandons withdrawals whose fate its kit records before
+each is sent, and the resolver asks the kit's real Query Withdrawal endpoint; a shop's orders are
+paid from the wallet and delivered to the kit's real callback receiver. Afterwards every abandoned
+hold is in the state its partner decided, with exactly one resolution that moved money; every
+order is delivered, the studio's hook ran once per order, and no two callbacks for one order were
+ever in flight at once.
+
+Recovery time: from the fault to the first successful withdraw through a server. Beside the load
+a ``Timeline`` notes Patroni's leader and synchronous standby and writes directly on the primary,
+so each recovery is split into the cluster's part (up to the first commit a synchronous standby
+confirmed again) and the rest (qwallet's pool finding the new primary, the probe's next try).
+Afterwards the history checker (every acknowledged answer present once in its announced state with its
 balance, ledger replay, conservation, every hold finalized) and ``qwallet reconcile`` run on the
 new primary through the same multi-host URL.
 """
@@ -37,7 +49,7 @@ import random
 import secrets
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +57,21 @@ from typing import Any
 import httpx
 import pytest
 
+from qwallet.settings import Settings
 from qwallet.store import migrate
+from qwallet.store.factory import open_store
 from tests.conftest import skip_or_fail
+from tests.reliability.failover_partners import (
+    QUERY_PASSWORD,
+    QUERY_USER,
+    WORKER_ENV,
+    Abandoned,
+    abandon_holds,
+    buy,
+    check_workers,
+    partner_servers,
+    wait_settled,
+)
 from tests.reliability.harness import (
     CENTS,
     Ack,
@@ -70,6 +95,7 @@ from tests.reliability.patroni_cluster import (
     TTL_S,
     PatroniCluster,
     PatroniNode,
+    Timeline,
     cluster_unavailable,
 )
 
@@ -88,7 +114,8 @@ LONG_FAILOVERS = 30
 CONCURRENCY = 8
 RECOVERY_BOUND_S = 45.0
 MONEY_ENDPOINTS = {"withdraw", "confirmWithdrawal", "rollbackWithdrawal", "deposit"}
-SERVER_ENV = {"QWALLET_PG_POOL_MIN": "2", "QWALLET_PG_POOL_MAX": "8"}
+SERVER_ENV = {"QWALLET_PG_POOL_MIN": "2", "QWALLET_PG_POOL_MAX": "8", **WORKER_ENV}
+SETTLE_BOUND_S = 90.0  # after the load: every abandoned hold resolved, every order delivered
 
 
 @pytest.fixture
@@ -110,6 +137,9 @@ class Fault:
     # (sent after the fault s, answered after s, HTTP status, errorCode) of each probe
     trace: list[tuple[float, float, int | None, Any]] = field(default_factory=list)
     detail: str = ""
+    started: float = 0.0
+    split: dict[str, float | None] = field(default_factory=dict)
+    command_s: float | None = None  # how long patronictl ran (switchover, failover)
 
 
 class TimedCaller(Caller):
@@ -160,11 +190,16 @@ class Injector:
         self.freeze = freeze
         self.rng = rng
         self.to_restart: list[tuple[float, PatroniNode]] = []
+        # Nodes whose Patroni comes back as soon as another node leads (or at their due time).
+        self.when_replaced: set[str] = set()
 
     def restart_due(self, force: bool = False) -> None:
         now = time.monotonic()
+        leader = self.cluster.leader() if self.when_replaced else None
         for due, node in list(self.to_restart):
-            if force or now >= due:
+            replaced = node.name in self.when_replaced and leader not in (None, node)
+            if force or now >= due or replaced:
+                self.when_replaced.discard(node.name)
                 if not node.patroni_alive():
                     node.start()
                 self.to_restart.remove((due, node))
@@ -180,11 +215,15 @@ class Injector:
             leader.kill_postgres()
         elif kind == "primary patroni SIGKILL":
             leader.kill_patroni()
-            # A service manager restarts it; after the ttl, so that the others take over first.
-            self.to_restart.append((time.monotonic() + TTL_S + 2, leader))
+            # A service manager restarts it; here once another node holds the leader key (a
+            # restart before the ttl would find its own key and simply carry on leading).
+            self.when_replaced.add(leader.name)
+            self.to_restart.append((time.monotonic() + TTL_S + 10, leader))
         elif kind in ("switchover", "failover"):
             assert sync is not None, cluster.describe()
+            command_started = time.monotonic()
             done = cluster.switchover(sync) if kind == "switchover" else cluster.failover(sync)
+            fault.command_s = round(time.monotonic() - command_started, 2)
             fault.detail = (done.stdout + done.stderr).strip()[-300:]
             assert done.returncode == 0, done.stdout + done.stderr
         elif kind == "sync standby lost":
@@ -240,6 +279,14 @@ async def _finalize(caller: Caller, flow: Flow, succeeded: bool) -> None:
     flow.final = "rolled_back"
 
 
+async def _readyz(client: httpx.AsyncClient, fault: Fault) -> None:
+    try:
+        ready = await client.get("/readyz", timeout=5)
+        fault.readyz.append(ready.status_code)
+    except httpx.TransportError:
+        fault.readyz.append(None)
+
+
 async def _probe(
     clients: list[httpx.AsyncClient],
     caller_for: Callable[[httpx.AsyncClient], Caller],
@@ -276,11 +323,9 @@ async def _probe(
         else:
             flow.begin_error = -1
             recovered_at = None
-            try:
-                ready = await client.get("/readyz", timeout=5)
-                fault.readyz.append(ready.status_code)
-            except httpx.TransportError:
-                fault.readyz.append(None)
+            # Beside the probes, not before the next one: a /readyz that waits for a
+            # connection must not delay the withdraw that may be the first to succeed.
+            finalizers.append(asyncio.create_task(_readyz(client, fault)))
         finalizers.append(asyncio.create_task(_finalize(caller, flow, ok)))
         if settled.is_set() and recovered_at is not None:
             break
@@ -295,6 +340,7 @@ def _run(
     world: World,
     kinds: list[str],
     rng: random.Random,
+    beside: Callable[[asyncio.Event], list[Coroutine[Any, Any, None]]],
 ) -> tuple[list[Flow], CallerStats, list[Fault], Freeze, list[tuple[float, str]]]:
     flows: list[Flow] = []
     stats = CallerStats()
@@ -335,6 +381,7 @@ def _run(
                 await run_flow(caller, flow, rng, think_s=0.05)
 
         workers = [asyncio.create_task(worker(n)) for n in range(CONCURRENCY)]
+        workers += [asyncio.create_task(task) for task in beside(done)]
         try:
             await asyncio.sleep(2.0)
             for kind in kinds:
@@ -345,6 +392,7 @@ def _run(
                 faults.append(fault)
                 settled = asyncio.Event()
                 started = time.monotonic()
+                fault.started = started
 
                 async def settle(fault: Fault, settled: asyncio.Event) -> None:
                     try:
@@ -353,7 +401,7 @@ def _run(
                         # them), then the cluster must be whole before the next fault.
                         while injector.to_restart:
                             await asyncio.to_thread(injector.restart_due)
-                            await asyncio.sleep(0.2)
+                            await asyncio.sleep(0.1)
                         await asyncio.to_thread(cluster.wait_healthy, 120)
                         after = cluster.leader()
                         fault.leader_after = after.name if after else "?"
@@ -378,29 +426,123 @@ def _run(
     return flows, stats, faults, freeze, successes
 
 
+def _fault_record(fault: Fault) -> dict[str, Any]:
+    """One fault for ``qwallet verify``: its recovery and the cluster's part of it."""
+    split = fault.split
+    failed, durable = split.get("writesFailedS"), split.get("durableWriteS")
+    outage = None
+    if fault.recovery_s is not None and failed is not None:
+        outage = round(max(0.0, fault.recovery_s - failed), 2)
+    return {
+        "kind": fault.kind,
+        "failover": fault.leader_after != fault.leader_before,
+        "recoveryS": None if fault.recovery_s is None else round(fault.recovery_s, 2),
+        "clusterS": durable if failed is not None else 0.0,
+        "outageS": outage,
+        "commandS": fault.command_s,
+        **split,
+    }
+
+
+async def _set_partner(url: str, partner_id: int, **columns: object) -> None:
+    store = await open_store(Settings(database_url=url))
+    try:
+        async with store.transaction() as tx:
+            for column, value in columns.items():
+                await tx.execute(
+                    f"UPDATE partners SET {column} = $1 WHERE id = $2", value, partner_id
+                )
+    finally:
+        await store.close()
+
+
+async def _callback_secret(url: str, partner_id: int) -> str:
+    store = await open_store(Settings(database_url=url))
+    try:
+        async with store.transaction() as tx:
+            row = await tx.fetchrow(
+                "SELECT callback_secret FROM partners WHERE id = $1", partner_id
+            )
+        assert row is not None
+        return str(row["callback_secret"])
+    finally:
+        await store.close()
+
+
 def test_failover_under_load(cluster: PatroniCluster, tmp_path: Path) -> None:
     rng = random.Random()
     started = time.monotonic()
     url = cluster.url()
     migrate.upgrade(url)
     world = provision(url, player_count=7, balance_minor=5_000 * CENTS)
+    # The hold resolver's partner (abandons withdrawals) and the payment worker's (sells).
+    holds_world = provision(url, player_count=3, balance_minor=5_000 * CENTS)
+    shop_world = provision(url, player_count=3, balance_minor=5_000 * CENTS)
+    secret = asyncio.run(_callback_secret(url, shop_world.partner_id))
     servers = [ServerProcess(url, tmp_path / f"server-{i}.log", env=SERVER_ENV) for i in range(2)]
-    for server in servers:
-        server.start()
     if scale(1, 0):
         kinds = rng.sample(KINDS, len(KINDS))
     else:
         kinds = [rng.choice(KINDS) for _ in range(LONG_FAILOVERS * 2)]
-    try:
-        flows, stats, faults, freeze, successes = _run(cluster, servers, world, kinds, rng)
+    abandoned: list[Abandoned] = []
+    orders: list[str] = []
+    side_stats = CallerStats()
+    with partner_servers(tmp_path, secret) as partner:
+        asyncio.run(
+            _set_partner(
+                url,
+                holds_world.partner_id,
+                query_url=partner.query_url,
+                query_username=QUERY_USER,
+                query_password=QUERY_PASSWORD,
+            )
+        )
+        asyncio.run(
+            _set_partner(
+                url,
+                shop_world.partner_id,
+                callback_url=partner.callback_url,
+                callback_format="form",
+                allow_http_callback=1,
+                payment_currency="XAG",
+            )
+        )
+
+        def beside(stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+            urls = [server.url for server in servers]
+            return [
+                abandon_holds(urls, holds_world, partner.kit_db, stop, abandoned, side_stats, rng),
+                buy(url, shop_world, partner, stop, orders, rng),
+            ]
+
         for server in servers:
-            assert server.alive(), server.tail()  # nothing needed a restart
-            assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
-    finally:
-        for server in servers:
-            server.stop()
+            server.start()
+        try:
+            with Timeline(cluster) as timeline:
+                flows, stats, faults, freeze, successes = _run(
+                    cluster, servers, world, kinds, rng, beside
+                )
+            cluster.wait_healthy(120)
+            # The resolver and the workers finish their work on the cluster as it is now.
+            settle_s = wait_settled(url, holds_world.partner_id, orders, SETTLE_BOUND_S)
+            for server in servers:
+                assert server.alive(), server.tail()  # nothing needed a restart
+                assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+        finally:
+            for server in servers:
+                server.stop()
+        workers = check_workers(url, holds_world, abandoned, orders, partner.callback_log)
+    ends = [fault.started for fault in faults[1:]] + [time.monotonic()]
+    for fault, end in zip(faults, ends, strict=True):
+        fault.split = timeline.after(fault.started, end)
     cluster.wait_healthy(120)
     verdict = check_history(url, world, flows)
+    holds_verdict = check_history(
+        url, holds_world, [item.flow for item in abandoned], all_final=False
+    )
+    verdict.checks += holds_verdict.checks + workers.checks
+    verdict.problems += holds_verdict.problems + workers.problems
+    verdict.check(holds_verdict.holds_pending == 0, f"{holds_verdict.holds_pending} holds pending")
     failovers = sum(1 for f in faults if f.leader_after != f.leader_before)
     recoveries = [f.recovery_s for f in faults if f.recovery_s is not None]
     during_freeze = [
@@ -433,12 +575,15 @@ def test_failover_under_load(cluster: PatroniCluster, tmp_path: Path) -> None:
         recoveryMaxS=round(max(recoveries), 2) if recoveries else None,
         recoveriesS=[round(value, 2) for value in recoveries],
         recoveryByFault={f.kind: round(f.recovery_s or -1, 2) for f in faults},
+        faultList=[_fault_record(f) for f in faults],
         settings=f"ttl {TTL_S} s, loop_wait {LOOP_WAIT_S} s, retry_timeout {RETRY_TIMEOUT_S} s",
         syncWaitsCancelled=freeze.cancelled,
         ttlS=TTL_S,
         loopWaitS=LOOP_WAIT_S,
         retryTimeoutS=RETRY_TIMEOUT_S,
         http500=stats.http_500,
+        workersSettledS=round(settle_s, 1),
+        **workers.figures,
         seconds=round(time.monotonic() - started, 1),
     )
     print(
@@ -455,9 +600,12 @@ def test_failover_under_load(cluster: PatroniCluster, tmp_path: Path) -> None:
         print(
             f"[failover] {fault.kind}: {len(fault.trace)} probes, {len(failed)} failed"
             f" (first answered {failed[0][1] if failed else '-'} s, last"
-            f" {failed[-1][1] if failed else '-'} s); recovered at {fault.recovery_s} s"
+            f" {failed[-1][1] if failed else '-'} s); recovered at {fault.recovery_s} s;"
+            f" cluster: {fault.split}; patronictl {fault.command_s} s"
         )
+        print(f"[failover]   probes (sent s, answered s, status, code): {fault.trace}")
     assert not verdict.problems, "\n".join(verdict.problems)
+    assert workers.figures["holdsAbandoned"] > 0 and workers.figures["ordersPaid"] > 0, workers
     assert failovers >= (3 if scale(1, 0) else LONG_FAILOVERS), faults
     assert any(503 in f.readyz for f in faults), "/readyz never said 503 during a failover"
     assert all((f.recovery_s or 1e9) <= RECOVERY_BOUND_S for f in faults), faults

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from qwallet.verify import aggregate, render
+from qwallet.verify import aggregate, render, update_page
 from tests.reliability.harness import QWALLET
 
 
@@ -92,3 +92,49 @@ def test_failover_table_is_rendered_with_recovery_median_and_max() -> None:
     ]  # fmt: skip
     page = render(aggregate(records), mode="CI-sized", exit_code=0, seconds=3, command="x")
     assert "| failover | postgres | 9 | 0 | 0 | 3.0 s | 12.5 s | ttl 5 s |" in page
+
+
+def test_update_replaces_only_the_suites_that_ran() -> None:
+    """``--update``: a run of one suite on a page of a full run replaces that suite's rows and
+    the failover section; the other suites' figures stay as they were."""
+    before = [
+        {"suite": "kill", "backend": "sqlite", "runs": 1, "operations": 10, "faults": 5,
+         "failures": 2, "invariantChecks": 7, "holdsOpened": 4, "holdsFinalizedByCallers": 4,
+         "holdsLeftPending": 0},
+        {"suite": "failover", "backend": "postgres", "runs": 1, "operations": 100, "faults": 7,
+         "failures": 1, "invariantChecks": 50, "holdsOpened": 9, "holdsFinalizedByCallers": 9,
+         "holdsLeftPending": 0, "failovers": 5, "acknowledgedLost": 0, "doubleApplied": 0,
+         "recoveriesS": [8.0, 13.0], "settings": "ttl 5 s"},
+        {"suite": "model", "backend": "sqlite", "runs": 200, "operations": 9000, "faults": 0,
+         "failures": 0, "invariantChecks": 100, "examples": 200, "steps": 50, "calls": 9000},
+    ]  # fmt: skip
+    page = render(aggregate(before), mode="CI-sized", exit_code=0, seconds=3, command="x")
+    page = page.replace("their hold resolver and payment worker", "an older description")
+    now = [
+        {"suite": "failover", "backend": "postgres", "runs": 1, "operations": 300, "faults": 9,
+         "failures": 0, "invariantChecks": 70, "holdsOpened": 20, "holdsFinalizedByCallers": 18,
+         "holdsFinalizedByResolver": 2, "holdsLeftPending": 0, "failovers": 6,
+         "acknowledgedLost": 0, "doubleApplied": 0, "recoveriesS": [4.0, 6.0, 5.0],
+         "settings": "ttl 5 s", "faultList": [
+             {"kind": "switchover", "failover": True, "recoveryS": 4.0, "clusterS": 3.0,
+              "outageS": 1.5}],
+         "holdsAbandoned": 2, "holdsResolvedByResolver": 2, "ordersPaid": 3,
+         "ordersDelivered": 3, "callbacksSent": 4, "callbacksResent": 1, "callbackOverlaps": 0},
+    ]  # fmt: skip
+    updated = update_page(page, aggregate(now), note="failover updated")
+    assert "| kill | sqlite | 1 | 10 | 5 | 2 | 7 |" in updated
+    assert "| kill | sqlite | 4 | 4 | 0 | 0 |" in updated
+    assert "| failover | postgres | 1 | 300 | 9 | 0 | 70 |" in updated
+    assert "| failover | postgres | 20 | 18 | 2 | 0 |" in updated
+    assert "| failover | postgres | 1 | 100 |" not in updated
+    assert "| failover | postgres | 6 | 0 | 0 | 5.0 s | 6.0 s | ttl 5 s |" in updated
+    assert "8.0 s" not in updated and "13.0 s" not in updated
+    assert "| switchover | 1 | 1 | 4.0 s | 4.0 s | 3.0 s | 3.0 s | 1.5 s | 1.5 s |" in updated
+    assert "3 of 3 paid orders delivered" in updated
+    assert "failures in all suites: **2**" in updated
+    assert "; failover updated" in updated
+    assert updated.index("### Failover") < updated.index("### Model-based test size")
+    assert "| sqlite | 200 | 50 | 9,000 |" in updated
+    assert updated.count("### Failover") == 1
+    assert "an older description" not in updated  # the suites' descriptions are the code's
+    assert "their hold resolver and payment worker" in updated

@@ -1,7 +1,8 @@
 """The PostgreSQL adapter's connection handling for clusters (docs/high-availability.md).
 
 - a multi-host URL with ``target_session_attrs`` connects past a host that refuses, for the
-  store and for the migrations;
+  store and for the migrations, and past a host that accepts the connection and never answers
+  (where asyncpg alone spends its whole connect timeout on the first host);
 - the statement timeout closes the connection instead of sending a cancel request: the server
   finishes the statement (and would finish a commit wait) on its own;
 - a WARNING sent with a statement — what PostgreSQL sends when a wait for the synchronous
@@ -13,6 +14,7 @@ The failover suite (tests/reliability/test_failover.py) proves the same on a Pat
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,12 @@ import asyncpg
 import pytest
 
 from qwallet.store import migrate
-from qwallet.store.postgres import CommitNotDurableError, PostgresStore
+from qwallet.store.postgres import (
+    HOST_CONNECT_TIMEOUT_S,
+    CommitNotDurableError,
+    PostgresStore,
+    host_list,
+)
 from tests.conftest import fresh_database_url
 from tests.reliability.harness import free_port
 
@@ -34,11 +41,12 @@ def pg_url(tmp_path: Path) -> Iterator[str]:
     yield from fresh_database_url("postgres", tmp_path)
 
 
-def _multi_host(url: str) -> str:
-    """The same database behind a host list whose first entry refuses connections."""
+def _multi_host(url: str, first_port: int | None = None) -> str:
+    """The same database behind a host list whose first entry refuses connections (or is
+    ``first_port``)."""
     parts = urlsplit(url)
     user, _, host = parts.netloc.rpartition("@")
-    hosts = f"127.0.0.1:{free_port()},{host}"
+    hosts = f"127.0.0.1:{first_port or free_port()},{host}"
     netloc = f"{user}@{hosts}" if user else hosts
     return urlunsplit(parts._replace(netloc=netloc, query="target_session_attrs=read-write"))
 
@@ -58,6 +66,46 @@ def test_multi_host_url_finds_the_server_that_accepts_writes(pg_url: str) -> Non
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_host_that_never_answers_does_not_hide_the_hosts_after_it(pg_url: str) -> None:
+    """A listening socket nobody reads (a frozen machine: the kernel completes the handshake)
+    first in the list: asyncpg alone times out on it; the store reaches the next host."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    url = _multi_host(pg_url, silent.getsockname()[1])
+
+    async def scenario() -> float:
+        with pytest.raises(TimeoutError):
+            await asyncpg.connect(url, timeout=HOST_CONNECT_TIMEOUT_S + 1)
+        started = time.monotonic()
+        store = await PostgresStore.open(url, pool_min=1, pool_max=2)
+        try:
+            await store.ping()
+            async with store.transaction() as tx:
+                assert await tx.fetchrow("SELECT 1 AS one") == {"one": 1}
+        finally:
+            await store.close()
+        return time.monotonic() - started
+
+    try:
+        took = asyncio.run(scenario())
+    finally:
+        silent.close()
+    # One wait on the silent host for the pool's first connection; the host that accepted
+    # is tried first from then on.
+    assert took < HOST_CONNECT_TIMEOUT_S + 2, took
+
+
+def test_host_list_reads_every_host_of_the_authority() -> None:
+    assert host_list("postgresql://u:p@h1:5433,h2,[::1]:5434/db?x=1") == [
+        ("h1", 5433),
+        ("h2", None),
+        ("::1", 5434),
+    ]
+    assert host_list("postgresql://db.example:5432/qwallet") == [("db.example", 5432)]
+    assert host_list("postgresql:///qwallet?host=/run/postgresql") == []
 
 
 def test_timeout_closes_the_connection_and_never_cancels_the_statement(pg_url: str) -> None:

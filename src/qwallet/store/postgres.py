@@ -17,7 +17,10 @@ hosts (``postgresql://h1:5432,h2:5432/qwallet?target_session_attrs=read-write``)
 them in order and keeps the first that accepts writes. When a call fails because its connection
 was lost or landed on a server that cannot write, every pooled connection is expired, so the
 next calls connect afresh and find the new primary; the failed call answers 100 / HTTP 500,
-which the partner retries.
+which the partner retries. asyncpg's own connect timeout covers the whole host list, so a host
+that hangs (a frozen machine, a route that drops packets) would use it all and the hosts after
+it would never be tried; the pool therefore tries the hosts one at a time, each with its own
+timeout, the host that last accepted first (``_HostList``).
 
 No commit wait is ever cancelled from here. With synchronous replication a cancelled wait leaves
 a commit visible on the primary that the standby may never receive; so the statement timeout
@@ -35,6 +38,7 @@ import json
 import logging
 import random
 import re
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -108,6 +112,12 @@ _CONNECTION_LOST: tuple[type[BaseException], ...] = (
 )
 """Failures that say the connection (or the server behind it) is gone or is no longer the
 primary: the pool's connections are expired so that the next call finds the new primary."""
+
+CONNECT_TIMEOUT_S = 5.0
+"""asyncpg's connect timeout for a single host (its 60 s default hangs requests on a dead
+route)."""
+HOST_CONNECT_TIMEOUT_S = 2.0
+"""Each host of a multi-host URL gets this long to connect (and show it accepts writes)."""
 
 _STATUS_COUNT = re.compile(r"(\d+)$")
 _DOLLAR_TAG = re.compile(r"\$[A-Za-z_]?[A-Za-z0-9_]*\$")
@@ -202,6 +212,49 @@ def asyncpg_dsn(url: str) -> str:
     if not url.startswith("postgresql://"):
         raise ValueError(f"not a PostgreSQL URL: {url!r} (expected postgresql://…)")
     return url
+
+
+def host_list(dsn: str) -> list[tuple[str, int | None]]:
+    """The hosts of a ``postgresql://`` URL's authority, in order (``[]`` when it names none,
+    e.g. a Unix socket given as ``?host=``); ports as given, ``None`` for the default."""
+    hostspec = urllib.parse.urlsplit(dsn).netloc.rpartition("@")[2]
+    hosts: list[tuple[str, int | None]] = []
+    for item in hostspec.split(","):
+        if item.startswith("["):  # [IPv6]:port
+            host, _, rest = item[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+        else:
+            host, _, port = item.partition(":")
+        if host:
+            hosts.append((urllib.parse.unquote(host), int(port) if port else None))
+    return hosts
+
+
+class _HostList:
+    """The pool's connect function for a multi-host URL: one host at a time, each with its own
+    timeout, starting with the host that accepted last (after a failover, the new primary once
+    found; a host that refuses costs a round trip, one that hangs ``timeout_s``)."""
+
+    def __init__(self, hosts: list[tuple[str, int | None]], timeout_s: float) -> None:
+        self.hosts = hosts
+        self.timeout_s = timeout_s
+        self._last = 0
+
+    async def __call__(self, dsn: str, **kwargs: Any) -> asyncpg.Connection:
+        kwargs["timeout"] = self.timeout_s
+        order = [self._last, *(i for i in range(len(self.hosts)) if i != self._last)]
+        error: BaseException | None = None
+        for index in order:
+            host, port = self.hosts[index]
+            try:
+                connection = await asyncpg.connect(dsn, host=host, port=port, **kwargs)
+            except (*_CONNECTION_LOST, asyncpg.exceptions.InterfaceError) as failure:
+                error = failure  # refused, hung, starting up, or not accepting writes
+                continue
+            self._last = index
+            return connection
+        assert error is not None
+        raise error
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
@@ -328,12 +381,16 @@ class PostgresStore:
         cancel request (see the module docstring).
         """
         assert 0 < pool_min <= pool_max, (pool_min, pool_max)
+        dsn = asyncpg_dsn(url)
+        hosts = host_list(dsn)
+        connect = _HostList(hosts, HOST_CONNECT_TIMEOUT_S) if len(hosts) > 1 else None
         pool = await asyncpg.create_pool(
-            asyncpg_dsn(url),
+            dsn,
+            connect=connect,
             min_size=pool_min,
             max_size=pool_max,
             command_timeout=None,  # asyncpg's would cancel commit waits: _guarded bounds calls
-            timeout=5.0,  # connect timeout; asyncpg's 60 s default hangs requests on a dead route
+            timeout=CONNECT_TIMEOUT_S,
             statement_cache_size=statement_cache_size,
             reset=_keep_session,
             connection_class=_WatchedConnection,
@@ -545,11 +602,14 @@ def _ip_list(text: str | None) -> tuple[str, ...]:
 
 
 __all__ = [
+    "CONNECT_TIMEOUT_S",
+    "HOST_CONNECT_TIMEOUT_S",
     "WALLET_FUNCTIONS",
     "WALLET_FUNCTIONS_SCRIPT",
     "CommitNotDurableError",
     "PostgresStore",
     "asyncpg_dsn",
+    "host_list",
     "read_sql",
     "split_sql",
     "wrappers_before_0006",

@@ -31,6 +31,15 @@ HOLD_COLUMNS = (
 )
 
 FAILOVER_COLUMNS = ("failovers", "acknowledgedLost", "doubleApplied")
+WORKER_COLUMNS = (
+    "holdsAbandoned",
+    "holdsResolvedByResolver",
+    "ordersPaid",
+    "ordersDelivered",
+    "callbacksSent",
+    "callbacksResent",
+    "callbackOverlaps",
+)
 
 SUITES = """## What the suites assert
 
@@ -57,14 +66,20 @@ assertions. |
 | `test_failover.py` | PostgreSQL failover (Patroni) | etcd and three Patroni-managed \
 PostgreSQL 15 nodes on loopback (`synchronous_mode_strict`, `use_pg_rewind`, ttl 5 s, loop_wait \
 1 s, retry_timeout 2 s); two `qwallet serve` processes on the multi-host URL, never restarted, \
-under retrying withdraw → confirm / rollback flows. Faults in random order at random moments \
-(CI: each once, ≥ 3 failovers; long: ≥ 30 failovers): the primary's PostgreSQL SIGKILLed, its \
-Patroni SIGKILLed (PostgreSQL orphaned, Patroni back after the ttl), `patronictl switchover` \
-and `failover`, the synchronous standby's machine lost, the primary's machine lost and \
-rejoining through `pg_rewind`, and the cancel hazard: standbys frozen, every backend waiting on \
-`SyncRep` cancelled with `pg_cancel_backend`, then the primary lost — no success may be \
-answered while the standbys are frozen. Afterwards the full history check and `qwallet \
-reconcile` on the new primary; recovery time from the fault to the first successful withdraw. |
+under retrying withdraw → confirm / rollback flows, their hold resolver and payment worker on \
+short intervals. Faults in random order at random moments (CI: each once, ≥ 3 failovers; long: \
+≥ 30 failovers): the primary's PostgreSQL SIGKILLed, its Patroni SIGKILLed (PostgreSQL \
+orphaned, Patroni back once another node leads), `patronictl switchover` and `failover`, the \
+synchronous standby's machine lost, the primary's machine lost and rejoining through \
+`pg_rewind`, and the cancel hazard: standbys frozen, every backend waiting on `SyncRep` \
+cancelled with `pg_cancel_backend`, then the primary lost — no success may be answered while \
+the standbys are frozen. Beside the load a partner abandons withdrawals (the resolver asks the \
+kit's real Query Withdrawal endpoint) and a shop's paid orders go to the kit's real callback \
+receiver. Afterwards the full history check and `qwallet reconcile` on the new primary; every \
+abandoned hold as its partner decided with one resolution that moved money; every order \
+delivered, the studio's hook run once, never two callbacks for one order in flight at once; \
+recovery time from the fault to the first successful withdraw, split into the cluster's part \
+(a commit confirmed by a synchronous standby again, written directly on a node) and the rest. |
 | `test_fuzz.py` | schemathesis | every operation of the served `/openapi.json`, positive and \
 negative data, all schemathesis checks plus: no HTTP 500, no code 100, and data the document \
 calls invalid is refused (4xx, or an error body on 200 — e.g. 102 for amounts ≤ 0). |
@@ -126,7 +141,11 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for extra in FAILOVER_COLUMNS:
                 row[extra] = int(row.get(extra, 0)) + int(record.get(extra, 0))
             row["recoveriesS"] = [*row.get("recoveriesS", []), *record.get("recoveriesS", [])]
+            row["faultList"] = [*row.get("faultList", []), *record.get("faultList", [])]
             row["settings"] = record.get("settings", row.get("settings", ""))
+            for extra in WORKER_COLUMNS:
+                if extra in record:
+                    row[extra] = int(row.get(extra, 0)) + int(record[extra])
         for extra in ("examples", "steps", "calls"):
             if extra in record:
                 row[extra] = (
@@ -167,11 +186,7 @@ def render(
         "| suite | backend | runs | operations | faults injected | failures | invariant checks |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['suite']} | {row['backend']} | {row['runs']:,} | {row['operations']:,}"
-            f" | {row['faults']:,} | {row['failures']:,} | {row['invariantChecks']:,} |"
-        )
+    lines += [main_row(row) for row in rows]
     liveness = [row for row in rows if row.get("holdsOpened") is not None]
     if liveness:
         lines += [
@@ -186,13 +201,7 @@ def render(
             " resolver | left pending |",
             "|---|---|---:|---:|---:|---:|",
         ]
-        for row in liveness:
-            lines.append(
-                f"| {row['suite']} | {row['backend']} | {row['holdsOpened']:,}"
-                f" | {row.get('holdsFinalizedByCallers', 0):,}"
-                f" | {row.get('holdsFinalizedByResolver', 0):,}"
-                f" | {row.get('holdsLeftPending', 0):,} |"
-            )
+        lines += [hold_row(row) for row in liveness]
     lines += failover_table(rows)
     models = [row for row in rows if row.get("examples") is not None]
     if models:
@@ -222,8 +231,94 @@ def render(
     return "\n".join(lines)
 
 
+def main_row(row: dict[str, Any]) -> str:
+    return (
+        f"| {row['suite']} | {row['backend']} | {row['runs']:,} | {row['operations']:,}"
+        f" | {row['faults']:,} | {row['failures']:,} | {row['invariantChecks']:,} |"
+    )
+
+
+def hold_row(row: dict[str, Any]) -> str:
+    return (
+        f"| {row['suite']} | {row['backend']} | {row['holdsOpened']:,}"
+        f" | {row.get('holdsFinalizedByCallers', 0):,}"
+        f" | {row.get('holdsFinalizedByResolver', 0):,}"
+        f" | {row.get('holdsLeftPending', 0):,} |"
+    )
+
+
+FAILOVER_HEADING = "### Failover: no acknowledged answer lost"
+
+
+def update_page(page: str, rows: list[dict[str, Any]], *, note: str) -> str:
+    """``page`` with the rows of the suites in ``rows`` replaced and its failover section
+    rendered anew; every other suite's figures are kept as they are.
+
+    For a run of some suites (``-k``) on a page made by a full run: the main table's and the
+    holds table's rows of those suites (by suite and backend) are replaced, the failover
+    section is replaced when a failover suite ran, the total of failures is summed again from
+    the main table, and ``note`` is added to the page's header.
+    """
+    lines = page.splitlines()
+    fresh = {(str(row["suite"]), str(row["backend"])): row for row in rows}
+
+    def key(line: str) -> tuple[str, str] | None:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        return (cells[0], cells[1]) if line.startswith("| ") and len(cells) > 2 else None
+
+    out: list[str] = []
+    table = ""
+    for line in lines:
+        if line.startswith("| suite | backend | runs |"):
+            table = "main"
+        elif line.startswith("| suite | backend | holds opened |"):
+            table = "holds"
+        elif not line.startswith("|"):
+            table = ""
+        found = key(line) if table else None
+        if found in fresh and not line.startswith("|---"):
+            row = fresh[found]
+            if table == "main":
+                line = main_row(row)
+            elif row.get("holdsOpened") is not None:
+                line = hold_row(row)
+        out.append(line)
+    section = failover_table(rows)
+    if section and FAILOVER_HEADING in out:
+        start = out.index(FAILOVER_HEADING) - 1  # the blank line before it
+        end = next((i for i in range(start + 2, len(out)) if out[i].startswith("### ")), len(out))
+        end -= 1 if end < len(out) else 0  # keep the blank line before the next heading
+        out[start:end] = section
+    if "## What the suites assert" in out:  # the suites' descriptions are the code's, as now
+        out[out.index("## What the suites assert") :] = SUITES
+    failures = 0
+    table = ""
+    for line in out:
+        if line.startswith("| suite | backend | runs |"):
+            table = "main"
+            continue
+        if table and not line.startswith("|"):
+            break
+        if table and not line.startswith("|---"):
+            failures += int(line.strip().strip("|").split("|")[5].strip().replace(",", ""))
+    for index, line in enumerate(out):
+        if line.startswith("- failures in all suites:"):
+            out[index] = f"- failures in all suites: **{failures}**"
+        elif line.startswith("- generated:"):
+            out[index] = f"{line}; {note}"
+    return "\n".join(out) + ("\n" if page.endswith("\n") else "")
+
+
+def _seconds(values: list[float]) -> str:
+    if not values:
+        return "— | —"
+    return f"{statistics.median(values):.1f} s | {max(values):.1f} s"
+
+
 def failover_table(rows: list[dict[str, Any]]) -> list[str]:
-    """Failovers survived, acknowledged answers lost or applied twice, recovery times."""
+    """Failovers survived, acknowledged answers lost or applied twice, recovery times; then the
+    recovery per kind of fault with the part of it that the cluster took (a durable write
+    possible again directly on a node), and the hold resolver's and payment worker's figures."""
     failover_rows = [row for row in rows if row.get("failovers") is not None]
     if not failover_rows:
         return []
@@ -239,14 +334,53 @@ def failover_table(rows: list[dict[str, Any]]) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in failover_rows:
-        recoveries = sorted(float(value) for value in row.get("recoveriesS", []))
-        median = statistics.median(recoveries) if recoveries else None
+        recoveries = [float(value) for value in row.get("recoveriesS", [])]
         lines.append(
             f"| {row['suite']} | {row['backend']} | {row['failovers']:,}"
             f" | {row['acknowledgedLost']:,} | {row['doubleApplied']:,}"
-            + (f" | {median:.1f} s | {recoveries[-1]:.1f} s" if median is not None else " | — | —")
-            + f" | {row.get('settings', '')} |"
+            f" | {_seconds(recoveries)} | {row.get('settings', '')} |"
         )
+    faults = [fault for row in failover_rows for fault in row.get("faultList", [])]
+    if faults:
+        lines += [
+            "",
+            "Per kind of fault: *cluster* is from the fault to the first commit confirmed by a"
+            " synchronous standby, written directly on a node beside the load (Patroni's and"
+            " PostgreSQL's part); *outage* is from the first failed durable write to the first"
+            " successful withdraw (for a switchover: the switchover time); the rest of the"
+            " recovery is qwallet's (its pool finding the new primary) and the caller's next try.",
+            "",
+            "| fault | runs | failovers | recovery median | recovery max | cluster median"
+            " | cluster max | outage median | outage max |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        kinds: dict[str, list[dict[str, Any]]] = {}
+        for fault in faults:
+            kinds.setdefault(str(fault["kind"]), []).append(fault)
+        for kind, items in kinds.items():
+
+            def values(key: str, items: list[dict[str, Any]] = items) -> list[float]:
+                return [float(item[key]) for item in items if item.get(key) is not None]
+
+            lines.append(
+                f"| {kind} | {len(items):,} | {sum(1 for i in items if i.get('failover')):,}"
+                f" | {_seconds(values('recoveryS'))} | {_seconds(values('clusterS'))}"
+                f" | {_seconds(values('outageS'))} |"
+            )
+    workers = [row for row in failover_rows if row.get("holdsAbandoned") is not None]
+    for row in workers:
+        lines += [
+            "",
+            f"Hold resolver and payment worker in both servers through the faults"
+            f" ({row['suite']}): {row['holdsAbandoned']:,} withdrawals abandoned by their"
+            f" partner, each finalized by the resolver as the partner's Query Withdrawal"
+            f" answer said, with exactly one resolution that moved money;"
+            f" {row['ordersDelivered']:,} of {row['ordersPaid']:,} paid orders delivered, the"
+            f" studio's delivery hook run once for each; {row['callbacksSent']:,} callbacks"
+            f" sent, {row['callbacksResent']:,} of them again once a lease ran out (an attempt"
+            f" whose result could not be written during a failover), {row['callbackOverlaps']:,}"
+            f" while another for the same order was in flight.",
+        ]
     return lines
 
 
@@ -329,6 +463,14 @@ def verify(
         typer.Option(help="Records file; with --no-run, render an existing one."),
     ] = None,
     run: Annotated[bool, typer.Option("--run/--no-run", help="Run the suites first.")] = True,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Update the existing page (--output) instead of writing a new one: the rows of"
+            " the suites this run recorded are replaced, the other suites' figures kept.",
+        ),
+    ] = False,
     append: Annotated[
         bool,
         typer.Option(
@@ -373,6 +515,19 @@ def verify(
         records=records,
     )
     target = output or root / "docs" / "reliability.md"
+    if update:
+        if not target.exists():
+            raise typer.BadParameter(f"--update needs an existing page: {target}")
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        suites = sorted({str(record["suite"]) for record in records})
+        page = update_page(
+            target.read_text(),
+            aggregate(records),
+            note=f"{', '.join(suites)} updated {stamp} by `qwallet verify"
+            + (" --long" if long else "")
+            + (f" -k {select}" if select else "")
+            + " --update`",
+        )
     target.write_text(page)
     typer.echo(f"wrote {target} ({len(records)} records, pytest exit code {exit_code})")
     if exit_code:
