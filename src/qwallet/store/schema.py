@@ -115,7 +115,16 @@ sessions = Table(
     Column("idle_timeout_ms", BigInteger, nullable=False),
     Column("expires_at_ms", BigInteger, nullable=False),
     Column("revoked_at_ms", BigInteger, nullable=True),
-    Index("ix_sessions_player", "player_id"),
+    # Revocation reads a player's unrevoked sessions only; the prune finds expired ones by
+    # expiry (migration 0012, service/sessions.py).
+    Index(
+        "ix_sessions_player_live",
+        "player_id",
+        "expires_at_ms",
+        postgresql_where=text("revoked_at_ms IS NULL"),
+        sqlite_where=text("revoked_at_ms IS NULL"),
+    ),
+    Index("ix_sessions_expires", "expires_at_ms"),
 )
 
 transactions = Table(
@@ -374,6 +383,8 @@ checkpoint_balances = Table(
     Column("currency", Text, primary_key=True),
     Column("balance_minor", BigInteger, nullable=False),
     Column("position", BigInteger, nullable=False),
+    # The accounts a run moved past a position (migration 0012).
+    Index("ix_checkpoint_balances_position", "position", "owner"),
 )
 
 
