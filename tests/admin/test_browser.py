@@ -165,7 +165,12 @@ def test_operator_journey(
     shot(page, "08-hold-resolver")
     page.get_by_role("link", name="Reconciliation").click()
     page.get_by_role("button", name="Run reconciliation").click()
-    expect(page.get_by_test_id("reconcile-result")).to_have_text("OK — no differences")
+    # A background job: the page follows it (refreshing while it runs) to its result.
+    expect(page.get_by_test_id("reconcile-result")).to_have_text(
+        "OK — no differences", timeout=15_000
+    )
+    expect(page.get_by_test_id("reconcile-state")).to_contain_text("finished")
+    expect(page.get_by_role("button", name="Full run (all of history)")).to_be_enabled()
     shot(page, "09-reconciliation")
 
     page.get_by_role("button", name="Sign out").click()

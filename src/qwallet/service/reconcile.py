@@ -355,7 +355,9 @@ async def reconcile(db: SqlDatabase, progress: Progress | None = None) -> Reconc
     return await _full(db, write=False, progress=progress)
 
 
-async def incremental(db: SqlDatabase, now_ms: int) -> ReconciliationReport:
+async def incremental(
+    db: SqlDatabase, now_ms: int, progress: Progress | None = None
+) -> ReconciliationReport:
     """Check the entries after the newest checkpoint; write a checkpoint if nothing differs.
 
     Cost: the entries since the checkpoint (primary-key ranges of ``ENTRY_BATCH``), the
@@ -385,17 +387,26 @@ async def incremental(db: SqlDatabase, now_ms: int) -> ReconciliationReport:
     """
     checkpoint = await last_checkpoint(db)
     if checkpoint is None:
-        return await _full(db, write=True, now_ms=now_ms)
+        return await _full(db, write=True, now_ms=now_ms, progress=progress)
     since, since_at_ms = checkpoint
     target = max(await safe_position(db), since)
     report = ReconciliationReport(full=False, since_position=since, position=since)
     tracker = _StepTracker(since)
+    # Progress units: the entry ranges, then the wallet batches (counted once the ranges are done).
+    ranges = -(-(target - since) // ENTRY_BATCH)
+    done = 0
     start = since
     while start < target:
         end = min(start + ENTRY_BATCH, target)
         async with _snapshot(db, serialize=True) as tx:
             await _advance_range(tx, report, tracker, start, end, target)
         start = end
+        done += 1
+        if progress is not None:
+            progress(done, ranges + 1)
+    async with db.transaction() as tx:
+        moved = await tx.fetchrow(_MOVED_WALLET_COUNT, since)
+    total = ranges + 1 + (int(moved["n"]) if moved is not None else 0) // WALLET_BATCH
     frontier = target
     after: tuple[int, str] = (since, "")
     while True:
@@ -412,6 +423,9 @@ async def incremental(db: SqlDatabase, now_ms: int) -> ReconciliationReport:
             else:
                 wallets = {str(r["owner"]) for r in rows}
             await _check_wallets(tx, report, sorted(wallets))
+        done += 1
+        if progress is not None:
+            progress(min(done, total - 1), total)
         if not rows:
             break
         after = (int(rows[-1]["position"]), str(rows[-1]["owner"]))
@@ -427,6 +441,8 @@ async def incremental(db: SqlDatabase, now_ms: int) -> ReconciliationReport:
             await _write_checkpoint(tx, report, now_ms)
         elif report.ok:
             report.checkpoint = True  # nothing new: the newest checkpoint still holds
+    if progress is not None:
+        progress(total, total)
     return report
 
 
@@ -721,7 +737,7 @@ async def run_reconcile(
     if full:
         report = await _full(db, write=True, now_ms=now_ms, progress=progress)
     else:
-        report = await incremental(db, now_ms)
+        report = await incremental(db, now_ms, progress)
     async with db.transaction() as tx:
         details = {
             "ok": report.ok,
