@@ -11,6 +11,7 @@ taken over by the next start. Starting is audited (``reconcile.start``), as the 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from qwallet.service import audit, reconcile, reconcile_jobs
 from tests.admin.conftest import Console
 from tests.conftest import Platform
+from tests.integration.test_cli_and_operator_api import qwallet
 
 
 def audit_actions(platform: Platform, operator: str) -> list[str]:
@@ -159,3 +161,23 @@ async def _states(platform: Platform) -> dict[int, str]:
     async with platform.store.transaction() as tx:
         rows = await tx.fetch("SELECT id, state FROM reconcile_jobs")
     return {int(r["id"]): str(r["state"]) for r in rows}
+
+
+def test_the_command_line_run_is_a_job_too_and_refused_while_one_runs(
+    platform: Platform, database_url: str, idle: None
+) -> None:
+    # The command reads the system clock: the other job's lease is taken on it too.
+    now_ms = time.time_ns() // 1_000_000
+    other = platform.run(
+        reconcile_jobs.start(platform.store, operator="elsewhere", mode="since", now_ms=now_ms)
+    )
+    refused = qwallet(database_url, "reconcile", check=False)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"already running (job {other.id}" in refused.stdout + refused.stderr
+    assert latest(platform).id == other.id
+    platform.run(reconcile_jobs.run(platform.store, other, lambda: now_ms))
+    done = qwallet(database_url, "reconcile", "--json")
+    assert json.loads(done.stdout)["ok"] is True
+    cli_job = latest(platform)
+    assert cli_job.id > other.id and cli_job.state == "ok"
+    assert cli_job.operator.startswith("cli")

@@ -24,6 +24,7 @@ def batches(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     where every step and every wallet's history straddles some boundary."""
     if request.param == "small batches":
         monkeypatch.setattr(reconcile, "ENTRY_BATCH", 3)
+        monkeypatch.setattr(reconcile, "RANGE_BATCH", 3)
         monkeypatch.setattr(reconcile, "WALLET_BATCH", 1)
     return str(request.param)
 
@@ -226,7 +227,7 @@ def test_incremental_run_in_short_transactions_under_concurrent_traffic(
 ) -> None:
     # Ranges of 5 entries and one wallet per batch, while the wallets keep moving: every range
     # and every wallet batch is its own transaction, and the result is still exact.
-    monkeypatch.setattr(reconcile, "ENTRY_BATCH", 5)
+    monkeypatch.setattr(reconcile, "RANGE_BATCH", 5)
     monkeypatch.setattr(reconcile, "WALLET_BATCH", 1)
     ranges: list[tuple[int, int]] = []
     advance = reconcile._advance_range
@@ -280,7 +281,7 @@ def test_incremental_run_in_short_transactions_under_concurrent_traffic(
 def test_incremental_run_finds_a_drifted_wallet_in_the_middle_of_a_backlog(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reconcile, "ENTRY_BATCH", 4)
+    monkeypatch.setattr(reconcile, "RANGE_BATCH", 4)
     monkeypatch.setattr(reconcile, "WALLET_BATCH", 1)
 
     async def scenario(store: Any) -> None:

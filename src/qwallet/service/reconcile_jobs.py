@@ -12,8 +12,11 @@ entry: it succeeds only when no job holds the lease or the holder's lease has ru
 two server processes or two machines pressing the button at once get one job and one
 ``ReconcileBusy``. The running job renews its lease with its progress every
 ``HEARTBEAT_S``; a job whose lease ran out is shown as ``abandoned`` and is marked so when the
-next job takes the lease over. The run itself is ``reconcile.run_reconcile``, the same code as
-``qwallet reconcile`` (its ``reconcile.run`` audit entry and ``reconcile_runs`` row included).
+next job takes the lease over. The run itself is ``reconcile.run_reconcile`` (its
+``reconcile.run`` audit entry and ``reconcile_runs`` row included). ``qwallet reconcile`` runs
+as a job too (``execute``, in the foreground): the console shows it, and it is refused while
+another run holds the lease, so no two runs that write checkpoints ever overlap — a wallet one
+of them moved is always checked by the run that writes the next checkpoint.
 """
 
 from __future__ import annotations
@@ -70,9 +73,13 @@ _COLUMNS = (
 )
 
 
-async def start(db: SqlDatabase, *, operator: str, mode: str, now_ms: int) -> Job:
+async def start(
+    db: SqlDatabase, *, operator: str, mode: str, now_ms: int, audited: bool = True
+) -> Job:
     """Start a job (``mode`` ``since`` or ``full``) if none is running; audited as
-    ``reconcile.start``. Raises ``ReconcileBusy`` (nothing written) while another one runs."""
+    ``reconcile.start`` (not for ``qwallet reconcile``, which starts and runs in one command:
+    its ``reconcile.run`` entry is its record). Raises ``ReconcileBusy`` (nothing written)
+    while another one runs."""
     if mode not in MODES:
         raise OperatorError(f"mode must be one of {', '.join(MODES)}")
     async with db.transaction() as tx:
@@ -114,31 +121,52 @@ async def start(db: SqlDatabase, *, operator: str, mode: str, now_ms: int) -> Jo
                 now_ms,
                 holder["job_id"],
             )
-        await audit.record(tx, operator, "reconcile.start", None, {"mode": mode}, now_ms)
+        if audited:
+            await audit.record(tx, operator, "reconcile.start", None, {"mode": mode}, now_ms)
         job = await _job(tx, job_id)
     assert job is not None
     return job
 
 
 async def run(db: SqlDatabase, job: Job, now_ms: Callable[[], int]) -> Job:
-    """Run a started job to its end, renewing its lease; records its result (or failure)."""
-    progress: list[int] = [0, 0]
+    """Run a started job to its end (the console's background task); a failure is recorded in
+    the job and logged, not raised."""
+    try:
+        await execute(db, job, now_ms)
+    except Exception:
+        logger.exception("reconciliation job %s failed", job.id)
+    finished = await current(db, now_ms())
+    assert finished is not None
+    return finished
+
+
+async def execute(
+    db: SqlDatabase,
+    job: Job,
+    now_ms: Callable[[], int],
+    progress: reconcile.Progress | None = None,
+) -> reconcile.ReconciliationReport:
+    """Run a started job, renewing its lease, and record its result; a failure is recorded and
+    raised (``qwallet reconcile`` exits with it). ``progress`` also gets every update."""
+    state: list[int] = [0, 0]
     stop = asyncio.Event()
 
     def record(done: int, total: int) -> None:
-        progress[:] = [done, total]
+        state[:] = [done, total]
+        if progress is not None:
+            progress(done, total)
 
     async def heartbeat() -> None:
         while not stop.is_set():
             try:
-                await _beat(db, job.id, progress[0], progress[1], now_ms())
+                await _beat(db, job.id, state[0], state[1], now_ms())
             except Exception:
                 logger.exception("reconciliation job %s: heartbeat failed", job.id)
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=HEARTBEAT_S)
 
     beating = asyncio.create_task(heartbeat(), name=f"qwallet-reconcile-job-{job.id}")
-    state, report, error = "failed", None, None
+    outcome, report, error = "failed", None, None
     try:
         result = await reconcile.run_reconcile(
             db,
@@ -147,21 +175,19 @@ async def run(db: SqlDatabase, job: Job, now_ms: Callable[[], int]) -> Job:
             full=job.mode == "full",
             progress=record,
         )
-        state = "ok" if result.ok else "differences"
+        outcome = "ok" if result.ok else "differences"
         report = json.dumps(result.as_json())
+        return result
     except asyncio.CancelledError:
         error = "the server stopped during the run; start it again"
         raise
     except Exception as failure:
-        logger.exception("reconciliation job %s failed", job.id)
         error = f"{type(failure).__name__}: {failure}"[:500]
+        raise
     finally:
         stop.set()
         await beating
-        await asyncio.shield(_finish(db, job.id, state, report, error, progress, now_ms()))
-    finished = await current(db, now_ms())
-    assert finished is not None
-    return finished
+        await asyncio.shield(_finish(db, job.id, outcome, report, error, state, now_ms()))
 
 
 async def _beat(db: SqlDatabase, job_id: int, done: int, total: int, now_ms: int) -> None:
