@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -80,8 +81,18 @@ def test_every_console_action_leaves_one_entry(
     assert json.loads(entry["details"])["result"] == "confirmed"
     one_entry(platform, console, "resolver.run", None,
               lambda: console.post("/admin/holds/run"))  # fmt: skip
-    one_entry(platform, console, "reconcile.run", None,
-              lambda: console.post("/admin/reconcile"))  # fmt: skip
+    # A reconciliation is a background job: its start is the action's entry, and the run's
+    # own entry (with the result) follows when the job ends.
+    before = audit_of(platform, console.username)
+    assert console.post("/admin/reconcile").status_code == 303
+    deadline = time.monotonic() + 30
+    while len(after := audit_of(platform, console.username)) < len(before) + 2:
+        assert time.monotonic() < deadline, after
+        time.sleep(0.1)
+    assert [(e["action"], e["target"]) for e in after[:2]] == [
+        ("reconcile.run", None),
+        ("reconcile.start", None),
+    ]
     assert platform.player(player)["available"] == "29.50"
 
     # A refused action writes nothing.

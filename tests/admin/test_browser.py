@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 
 from qwallet.clock import ManualClock
-from qwallet.service import operators
+from qwallet.service import operators, reconcile_jobs
 from qwallet.settings import Settings
 from tests.conftest import LiveServer, Platform
 
@@ -165,7 +165,12 @@ def test_operator_journey(
     shot(page, "08-hold-resolver")
     page.get_by_role("link", name="Reconciliation").click()
     page.get_by_role("button", name="Run reconciliation").click()
-    expect(page.get_by_test_id("reconcile-result")).to_have_text("OK — no differences")
+    # A background job: the page follows it (refreshing while it runs) to its result.
+    expect(page.get_by_test_id("reconcile-result")).to_have_text(
+        "OK — no differences", timeout=15_000
+    )
+    expect(page.get_by_test_id("reconcile-state")).to_contain_text("finished")
+    expect(page.get_by_role("button", name="Full run (all of history)")).to_be_enabled()
     shot(page, "09-reconciliation")
 
     page.get_by_role("button", name="Sign out").click()
@@ -195,3 +200,47 @@ def test_new_partner_secrets_page(page: Any, server: LiveServer, platform: Platf
     shot(page, "10-partner-secrets")
     page.get_by_role("link", name=re.compile("back to partners")).click()
     expect(page.locator("[data-secret]")).to_have_count(0)
+
+
+def test_reconciliation_job_progress_refusal_and_result(
+    page: Any, server: LiveServer, platform: Platform
+) -> None:
+    # Another server process holds the lease with a job at 4 of 9 batches: the page shows its
+    # progress bar, disables the buttons, and follows it (reloading) until the job ends.
+    expect = sync_api.expect
+    username = f"ops-{secrets.token_hex(2)}"
+    issued = platform.run(
+        operators.create_operator(platform.store, username, platform.clock.now_ms())
+    )
+    job = platform.run(
+        reconcile_jobs.start(
+            platform.store, operator="elsewhere", mode="full", now_ms=platform.clock.now_ms()
+        )
+    )
+    platform.run(reconcile_jobs._beat(platform.store, job.id, 4, 9, platform.clock.now_ms()))
+    page.goto(f"{server.url}/admin/login?next=/admin/reconcile")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(issued.password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("reconcile-state")).to_contain_text("running, 4 of 9 batches")
+    expect(page.get_by_test_id("reconcile-progress")).to_be_visible()
+    expect(page.get_by_test_id("reconcile-progress")).to_have_attribute("value", "4")
+    expect(page.get_by_role("button", name="Full run (all of history)")).to_be_disabled()
+    shot(page, "09b-reconciliation-running")
+    # A start from a page loaded before the job (buttons still enabled) is refused, clearly.
+    page.evaluate(
+        "document.querySelectorAll('form[action=\"/admin/reconcile\"] button')"
+        ".forEach(b => b.disabled = false)"
+    )
+    page.get_by_role("button", name="Run reconciliation").click()
+    expect(page.get_by_test_id("reconcile-refused")).to_contain_text(
+        f"A reconciliation is already running (job {job.id}"
+    )
+    # The job finishes elsewhere: the page, reloading by itself, shows the result.
+    page.goto(f"{server.url}/admin/reconcile")
+    platform.run(reconcile_jobs.run(platform.store, job, platform.clock.now_ms))
+    expect(page.get_by_test_id("reconcile-result")).to_have_text(
+        "OK — no differences", timeout=15_000
+    )
+    expect(page.get_by_test_id("reconcile-progress")).to_have_count(0)
+    expect(page.get_by_role("button", name="Full run (all of history)")).to_be_enabled()

@@ -83,6 +83,28 @@ def test_worker_in_the_app_lifespan_resolves_overdue_holds(
     (resolution,) = holds_.resolutions(hold.qw_id)
     assert resolution["actor"] == "resolver" and resolution["action"] == "confirmed"
     assert platform.reconcile().ok
+    # Housekeeping of the same passes: a session expired past the hold window is pruned, one
+    # expired more recently (a confirm may still name it) is kept.
+    window_ms = settings.hold_window_s * 1000
+    now_ms = platform.clock.now_ms()
+
+    async def old_sessions() -> None:
+        async with platform.store.transaction() as tx:
+            for token, expires_at_ms in (("pruned", now_ms - window_ms - 1), ("kept", now_ms - 1)):
+                await tx.execute(
+                    "INSERT INTO sessions (token, player_id, partner_id, game_code,"
+                    " created_at_ms, last_seen_at_ms, idle_timeout_ms, expires_at_ms)"
+                    " SELECT $1, player_id, partner_id, game_code, created_at_ms,"
+                    " last_seen_at_ms, idle_timeout_ms, $2 FROM sessions LIMIT 1",
+                    token,
+                    expires_at_ms,
+                )
+
+    platform.run(old_sessions())
+    while holds_.fetch("SELECT token FROM sessions WHERE token = 'pruned'"):
+        assert time.monotonic() < deadline + 15, "the worker did not prune the expired session"
+        time.sleep(0.1)
+    assert holds_.fetch("SELECT token FROM sessions WHERE token = 'kept'")
     metrics = worker_server_metrics(worker_server)
     assert 'qwallet_hold_resolutions_total{action="confirmed"}' in metrics
 

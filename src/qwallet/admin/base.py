@@ -79,6 +79,8 @@ class ConsoleBase:
         # composition root (``qwallet.app``) provides it, the console does not import workers.
         self.resolver_pass = resolver_pass
         self.history = ErrorHistory(clock)
+        # Background work started by a page (a reconciliation job), stopped with the app.
+        self.background: set[asyncio.Task[Any]] = set()
         self.currencies: dict[str, Currency] = {c.code: c for c in settings.currencies}
         self.throttle = SignInThrottle(settings, clock, ADMIN_SCOPE)
         self.env = Environment(
@@ -110,6 +112,13 @@ class ConsoleBase:
         finally:
             stop.set()
             await task
+            # A job still running is cancelled: it records that the server stopped and gives
+            # its lease back (else the lease runs out by itself, reconcile_jobs.LEASE_MS).
+            for job in list(self.background):
+                job.cancel()
+            for job in list(self.background):
+                with suppress(asyncio.CancelledError):
+                    await job
 
     # -- plumbing ------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """``qwallet reconcile``: prove the balances against the ledger (audited as ``reconcile.run``).
 
 Without options only the entries after the newest checkpoint are read; ``--full`` proves all of
-history in bounded batches and shows a progress bar on stderr (docs/operations.md).
+history in bounded batches and shows a progress bar on stderr (docs/operations.md). A run is a
+reconciliation job like the console's (``service.reconcile_jobs``): refused while another runs.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Annotated
 import typer
 
 from qwallet.cli._common import JsonOption, actor, emit, now_ms, with_store
-from qwallet.service import reconcile
+from qwallet.service import reconcile, reconcile_jobs
 from qwallet.settings import Settings
+from qwallet.store.factory import Store
 
 FullOption = Annotated[
     bool,
@@ -53,17 +55,23 @@ class ProgressBar:
 
 
 def reconcile_command(full: FullOption = False, as_json: JsonOption = False) -> None:
-    """Prove the balances against the ledger; exits 1 on any difference."""
-    report = with_store(
-        Settings.from_env(),
-        lambda store: reconcile.run_reconcile(
+    """Prove the balances against the ledger; exits 1 on any difference, 2 (changing nothing)
+    while another reconciliation runs (the console's or another command's)."""
+
+    async def run(store: Store) -> reconcile.ReconciliationReport:
+        # A job like the console's, in the foreground: one run at a time (the lease).
+        job = await reconcile_jobs.start(
             store,
             operator=actor(),
+            mode="full" if full else "since",
             now_ms=now_ms(),
-            full=full,
-            progress=ProgressBar() if full else None,
-        ),
-    )
+            audited=False,
+        )
+        return await reconcile_jobs.execute(
+            store, job, now_ms, progress=ProgressBar() if full else None
+        )
+
+    report = with_store(Settings.from_env(), run)
     payload = report.as_json()
     if report.full:
         scope = "everything"

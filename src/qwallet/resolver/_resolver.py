@@ -33,7 +33,7 @@ from prometheus_client import Counter
 from qwallet.clock import Clock
 from qwallet.domain.transactions import Kind
 from qwallet.monitoring import instruments
-from qwallet.service import holds
+from qwallet.service import holds, sessions
 from qwallet.service.holds import RESOLVER, Resolution
 from qwallet.settings import Settings
 from qwallet.store.sql import SqlDatabase
@@ -223,6 +223,15 @@ class HoldResolver:
         status: PartnerStatus = answer.status  # type: ignore[assignment]
         return PartnerAnswer(status, f"partner answered {status}")
 
+    async def prune_sessions(self) -> int:
+        """Housekeeping on every pass: delete game sessions that expired more than the hold
+        window ago (no confirm or rollback can still name them: the partner's retries end
+        within it, and the holds left after it are this resolver's), a bounded number of
+        short batches (``service.sessions.prune_sessions``)."""
+        return await sessions.prune_sessions(
+            self.db, now_ms=self.clock.now_ms(), retention_ms=self.settings.hold_window_s * 1000
+        )
+
     # -- the worker ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, interval_s: float | None = None) -> None:
@@ -232,6 +241,7 @@ class HoldResolver:
         while not stop.is_set():
             try:
                 await self.run_once(stop)
+                await self.prune_sessions()
             except Exception:
                 logger.exception("hold resolver pass failed")
                 instruments.resolver_pass(ok=False)

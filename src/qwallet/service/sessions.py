@@ -18,6 +18,9 @@ from qwallet.service.partners import OperatorError
 from qwallet.store.sql import SqlDatabase, SqlTransaction
 
 DEFAULT_GAME = "default"
+# Pruning: rows per transaction, and transactions per call (one call per resolver pass).
+PRUNE_BATCH = 1_000
+PRUNE_MAX_BATCHES = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +108,57 @@ async def create_session(
 
 
 async def revoke_player_sessions_in(tx: SqlTransaction, player_id: str, now_ms: int) -> int:
-    """Revoke every game session of the player (sign-out, block); returns how many.
+    """Revoke every live game session of the player (sign-out, block); returns how many.
 
     A revoked token is refused for ``verifySession``, ``getBalance``, ``withdraw`` and
     ``deposit`` (110), but confirm and rollback still accept it, like an expired one: funds
-    already held must stay releasable by the partner's retries (spec §1.4).
+    already held must stay releasable by the partner's retries (spec §1.4). An expired session
+    is left as it is: it already answers 111 to the first four and the same as a revoked one to
+    confirm and rollback, so revoking it would change nothing.
+
+    Cost: one range of ``ix_sessions_player_live`` (the player's unrevoked sessions, by expiry,
+    from now): the player's live sessions, not their history.
     """
     return await tx.execute(
-        "UPDATE sessions SET revoked_at_ms = $1 WHERE player_id = $2 AND revoked_at_ms IS NULL",
+        "UPDATE sessions SET revoked_at_ms = $1"
+        " WHERE player_id = $2 AND revoked_at_ms IS NULL AND expires_at_ms > $1",
         now_ms,
         player_id,
     )
+
+
+async def prune_sessions(
+    db: SqlDatabase,
+    *,
+    now_ms: int,
+    retention_ms: int,
+    batch: int = PRUNE_BATCH,
+    max_batches: int = PRUNE_MAX_BATCHES,
+) -> int:
+    """Delete sessions that expired more than ``retention_ms`` ago; returns how many.
+
+    ``retention_ms`` must cover the partner's retries of confirm and rollback, which accept an
+    expired or revoked token (the hold resolver's window, 49 h by default: a withdrawal is made
+    before its session expires and retried for 48 h). A revoked session goes at the same time:
+    it was revoked before it expired. Each batch is its own short transaction of at most
+    ``batch`` rows, found by ``ix_sessions_expires``; at most ``max_batches`` per call, so one
+    call is bounded and a backlog (the first run on an old database) is worked off over several.
+    Cost per batch: O(log n + batch), whatever the table holds.
+    """
+    cutoff_ms = now_ms - retention_ms
+    deleted = 0
+    for _ in range(max_batches):
+        async with db.transaction() as tx:
+            removed = await tx.execute(
+                "DELETE FROM sessions WHERE token IN (SELECT token FROM sessions"
+                " WHERE expires_at_ms < $1 ORDER BY expires_at_ms LIMIT $2)",
+                cutoff_ms,
+                batch,
+            )
+        deleted += removed
+        if removed < batch:
+            break
+    return deleted
 
 
 async def revoke_player_sessions(db: SqlDatabase, player_id: str, now_ms: int) -> int:

@@ -115,7 +115,16 @@ sessions = Table(
     Column("idle_timeout_ms", BigInteger, nullable=False),
     Column("expires_at_ms", BigInteger, nullable=False),
     Column("revoked_at_ms", BigInteger, nullable=True),
-    Index("ix_sessions_player", "player_id"),
+    # Revocation reads a player's unrevoked sessions only; the prune finds expired ones by
+    # expiry (migration 0012, service/sessions.py).
+    Index(
+        "ix_sessions_player_live",
+        "player_id",
+        "expires_at_ms",
+        postgresql_where=text("revoked_at_ms IS NULL"),
+        sqlite_where=text("revoked_at_ms IS NULL"),
+    ),
+    Index("ix_sessions_expires", "expires_at_ms"),
 )
 
 transactions = Table(
@@ -374,8 +383,43 @@ checkpoint_balances = Table(
     Column("currency", Text, primary_key=True),
     Column("balance_minor", BigInteger, nullable=False),
     Column("position", BigInteger, nullable=False),
+    # The accounts a run moved past a position (migration 0012).
+    Index("ix_checkpoint_balances_position", "position", "owner"),
 )
 
+
+reconcile_jobs = Table(
+    "reconcile_jobs",
+    metadata,
+    # The console's background runs (qwallet.service.reconcile_jobs, migration 0012): progress
+    # while running (renewed with the lease), the report (JSON) or the error at the end.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mode", Text, nullable=False),
+    Column("operator", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("started_at_ms", BigInteger, nullable=False),
+    Column("heartbeat_at_ms", BigInteger, nullable=False),
+    Column("finished_at_ms", BigInteger, nullable=True),
+    Column("done_units", Integer, nullable=False),
+    Column("total_units", Integer, nullable=False),
+    Column("report", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    CheckConstraint("mode IN ('since', 'full')", name="ck_reconcile_jobs_mode"),
+    CheckConstraint(
+        "state IN ('running', 'ok', 'differences', 'failed', 'abandoned')",
+        name="ck_reconcile_jobs_state",
+    ),
+)
+
+reconcile_lease = Table(
+    "reconcile_lease",
+    metadata,
+    # One row: the job that may run now, until ``until_ms`` unless it renews the lease.
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("job_id", Integer, nullable=True),
+    Column("until_ms", BigInteger, nullable=False),
+    CheckConstraint("id = 1", name="ck_reconcile_lease_one_row"),
+)
 
 # -- sandbox partners only (qwallet.service.sandbox_faults, migration 0009) -----------------------
 

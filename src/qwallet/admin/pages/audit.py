@@ -2,38 +2,54 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from qwallet.admin import queries
 from qwallet.admin.base import ConsoleBase
-from qwallet.service import audit, reconcile
+from qwallet.service import audit, reconcile, reconcile_jobs
 from qwallet.service.keyset import next_id_cursor
+from qwallet.service.partners import OperatorError
 
 
 class AuditPages(ConsoleBase):
     async def reconcile_page(self, request: Request) -> Response:
-        return self.render(
-            request,
-            "reconcile.html",
-            report=None,
-            checkpoint=await reconcile.last_checkpoint(self.db),
-        )
+        return await self._reconcile_view(request)
 
     async def run_reconcile(self, request: Request) -> Response:
-        # The same run as ``qwallet reconcile`` (``--full`` when the form asks for it).
+        # Starts the same run as ``qwallet reconcile`` (``--full`` when the form asks for it)
+        # as a background job of this process; the page follows it (any process can show it).
         form = await self._form(request)
-        report = await reconcile.run_reconcile(
-            self.db,
-            operator=self._who(request),
-            now_ms=self.clock.now_ms(),
-            full=form.get("mode") == "full",
+        try:
+            job = await reconcile_jobs.start(
+                self.db,
+                operator=self._who(request),
+                mode=form.get("mode") or "since",
+                now_ms=self.clock.now_ms(),
+            )
+        except reconcile_jobs.ReconcileBusy as busy:
+            return await self._reconcile_view(request, 409, error=str(busy))
+        except OperatorError as refused:
+            return await self._reconcile_view(request, 400, error=str(refused))
+        task = asyncio.create_task(
+            reconcile_jobs.run(self.db, job, self.clock.now_ms), name=f"qwallet-reconcile-{job.id}"
         )
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return self.back("/admin/reconcile")
+
+    async def _reconcile_view(
+        self, request: Request, status_code: int = 200, error: str | None = None
+    ) -> Response:
         return self.render(
             request,
             "reconcile.html",
-            report=report,
+            status_code,
+            job=await reconcile_jobs.current(self.db, self.clock.now_ms()),
             checkpoint=await reconcile.last_checkpoint(self.db),
+            error=error,
         )
 
     async def audit_page(self, request: Request) -> Response:

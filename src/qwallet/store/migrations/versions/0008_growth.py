@@ -16,6 +16,15 @@ Create Date: 2026-12-02
   so ``qwallet reconcile`` reads only the entries after the last one (docs/operations.md).
 - PostgreSQL: autovacuum storage parameters of ``transactions`` and ``ledger_entries`` for a
   write rate of about 1,000 transactions/s (docs/operations.md, "Vacuum").
+
+On a large live database a plain ``CREATE INDEX`` blocks every write to its table for as long as
+the build takes, so an operator may build these indexes beforehand with ``CREATE INDEX
+CONCURRENTLY`` (docs/operations.md, "Upgrading a large database to 0008"). This migration then
+keeps an index that already exists, valid and on the same columns (it fails, naming it, when one
+of that name covers other columns), rebuilds one left invalid by an interrupted concurrent
+build, and turns a pre-built ``uq_transactions_mm_id_v2`` into the new
+``uq_transactions_mm_id`` (``ADD CONSTRAINT ... USING INDEX`` renames it: no second build). On a
+fresh database the result is the same as before.
 """
 
 from __future__ import annotations
@@ -66,6 +75,70 @@ _INDEXES = (
 )
 
 
+# The unique index an operator may build beforehand (docs/operations.md); the constraint takes
+# it over under its own name.
+PREBUILT_MM_ID_INDEX = "uq_transactions_mm_id_v2"
+MM_ID_COLUMNS = ["partner_id", "mm_transaction_id", "kind"]
+
+
+def _existing_index(bind: sa.Connection, name: str) -> tuple[bool, list[str], str | None] | None:
+    """(valid, columns, predicate) of the PostgreSQL index ``name``, or None if there is none."""
+    row = bind.execute(
+        sa.text(
+            "SELECT i.indisvalid AS valid, pg_get_expr(i.indpred, i.indrelid) AS predicate,"
+            " ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)"
+            "       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
+            "       ORDER BY k.n) AS columns"
+            " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE c.relname = :name AND pg_table_is_visible(c.oid)"
+        ),
+        {"name": name},
+    ).first()
+    if row is None:
+        return None
+    return bool(row.valid), [str(column) for column in row.columns], row.predicate
+
+
+def _create_index(
+    bind: sa.Connection, name: str, table: str, columns: list[str], where: str | None = None
+) -> None:
+    """``CREATE INDEX`` unless the operator already built it (CONCURRENTLY, beforehand)."""
+    predicate = sa.text(where) if where else None
+    if bind.dialect.name == "postgresql":
+        existing = _existing_index(bind, name)
+        if existing is not None:
+            valid, found, _predicate = existing
+            if found != columns:
+                raise RuntimeError(
+                    f"index {name} exists on ({', '.join(found)}), not on ({', '.join(columns)}):"
+                    " drop it (DROP INDEX CONCURRENTLY) and upgrade again"
+                )
+            if valid:
+                return
+            # Left invalid by an interrupted CREATE INDEX CONCURRENTLY: it is not used for
+            # reads but still costs every write; build it again.
+            op.drop_index(name, table)
+        op.create_index(name, table, columns, postgresql_where=predicate)
+        return
+    op.create_index(name, table, columns, sqlite_where=predicate, if_not_exists=True)
+
+
+def _new_mm_id_constraint(bind: sa.Connection) -> None:
+    existing = _existing_index(bind, PREBUILT_MM_ID_INDEX)
+    if existing is not None and (not existing[0] or existing[1] != MM_ID_COLUMNS):
+        bind.exec_driver_sql(f"DROP INDEX {PREBUILT_MM_ID_INDEX}")
+        existing = None
+    if existing is None:
+        op.drop_constraint("uq_transactions_mm_id", "transactions", type_="unique")
+        op.create_unique_constraint("uq_transactions_mm_id", "transactions", MM_ID_COLUMNS)
+        return
+    # One statement, so the table is never without its key; the index keeps its contents.
+    bind.exec_driver_sql(
+        "ALTER TABLE transactions DROP CONSTRAINT uq_transactions_mm_id,"
+        f" ADD CONSTRAINT uq_transactions_mm_id UNIQUE USING INDEX {PREBUILT_MM_ID_INDEX}"
+    )
+
+
 def _storage(parameters: dict[str, str]) -> str:
     return ", ".join(f"{name} = {value}" for name, value in parameters.items())
 
@@ -73,25 +146,20 @@ def _storage(parameters: dict[str, str]) -> str:
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
-        op.drop_constraint("uq_transactions_mm_id", "transactions", type_="unique")
-        op.create_unique_constraint(
-            "uq_transactions_mm_id", "transactions", ["partner_id", "mm_transaction_id", "kind"]
-        )
+        _new_mm_id_constraint(bind)
     else:
         # SQLite cannot drop a table constraint: batch mode copies the table.
         with op.batch_alter_table("transactions", recreate="always") as batch_op:
             batch_op.drop_constraint("uq_transactions_mm_id", type_="unique")
-            batch_op.create_unique_constraint(
-                "uq_transactions_mm_id", ["partner_id", "mm_transaction_id", "kind"]
-            )
+            batch_op.create_unique_constraint("uq_transactions_mm_id", MM_ID_COLUMNS)
     for name, table, columns in _INDEXES:
-        op.create_index(name, table, columns)
-    op.create_index(
+        _create_index(bind, name, table, columns)
+    _create_index(
+        bind,
         "ix_ledger_entries_adjustment",
         "ledger_entries",
         ["adjustment_id"],
-        postgresql_where=sa.text("adjustment_id IS NOT NULL"),
-        sqlite_where=sa.text("adjustment_id IS NOT NULL"),
+        "adjustment_id IS NOT NULL",
     )
     op.create_table(
         "reconcile_checkpoints",
