@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -70,8 +71,42 @@ POSITION_ATTEMPTS = 30
 CLOCK_MARGIN_MS = 10 * 60_000
 WALLET_ACCOUNTS = ("available", "held", "pending_in")
 
-# Progress of a full run: (units done, units in all). A unit is a wallet batch or an entry batch.
+# Progress of a run: (units done, units in all). A unit is a wallet batch or an entry batch; the
+# total is re-estimated as the batches change size (see _Pace), so it may grow during a run.
 Progress = Callable[[int, int], None]
+
+# The time one batch should take. The fixed sizes above are the largest a batch may be; a batch
+# that takes longer than this halves the next one, one under a quarter of it doubles the next
+# (up to the fixed size). Why: what a batch costs grows with history per wallet (a wallet batch
+# reads its wallets' entries: 500 wallets held 400,000 entries at 20 M transactions), so a fixed
+# size that suits a young ledger meets the pool's 10 s command_timeout on an old one.
+BATCH_TARGET_S = 1.0
+
+
+class _Pace:
+    """Batch sizes that keep each batch near ``BATCH_TARGET_S``."""
+
+    def __init__(self, largest: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.largest = max(1, largest)
+        self._clock = clock
+        # Start at an eighth: the first batch of an old ledger must not be the one that times out.
+        self.size = max(1, self.largest // 8)
+        self._started = 0.0
+
+    def start(self) -> int:
+        self._started = self._clock()
+        return self.size
+
+    def done(self) -> None:
+        elapsed_s = self._clock() - self._started
+        if elapsed_s > BATCH_TARGET_S:
+            self.size = max(1, self.size // 2)
+        elif elapsed_s < BATCH_TARGET_S / 4:
+            self.size = min(self.largest, self.size * 2)
+
+    def batches_for(self, units: int) -> int:
+        return -(-max(0, units) // self.size)
+
 
 # The checkpoint owner of an entry: the player, ``partner:<id>`` or ``operator``.
 _OWNER = (
@@ -398,17 +433,19 @@ async def incremental(
     report = ReconciliationReport(full=False, since_position=since, position=since)
     tracker = _StepTracker(since)
     # Progress units: the entry ranges, then the wallet batches (counted once the ranges are done).
-    ranges = -(-(target - since) // RANGE_BATCH)
+    range_pace = _Pace(RANGE_BATCH)
     done = 0
     start = since
     while start < target:
-        end = min(start + RANGE_BATCH, target)
+        end = min(start + range_pace.start(), target)
         async with _snapshot(db, serialize=True) as tx:
             await _advance_range(tx, report, tracker, start, end, target)
+        range_pace.done()
         start = end
         done += 1
         if progress is not None:
-            progress(done, ranges + 1)
+            progress(done, done + range_pace.batches_for(target - start) + 1)
+    ranges = done
     async with db.transaction() as tx:
         moved = await tx.fetchrow(_MOVED_WALLET_COUNT, since)
     total = ranges + 1 + (int(moved["n"]) if moved is not None else 0) // WALLET_BATCH
@@ -608,7 +645,8 @@ async def _full(
     """Everything, in batches: wallets by id range, then the ledger by entry-id range.
 
     Cost: all of history, but no batch reads more than ``WALLET_BATCH`` wallets' entries and
-    transactions or ``ENTRY_BATCH`` entries, each in its own transaction.
+    transactions or ``ENTRY_BATCH`` entries, each in its own transaction, and ``_Pace`` shrinks
+    the batches to about ``BATCH_TARGET_S`` each where history per wallet makes them slow.
     """
     position = await safe_position(db)
     report = ReconciliationReport(full=True, position=position)
@@ -619,35 +657,42 @@ async def _full(
         )
     assert counted is not None
     wallets, first_entry = int(counted["wallets"]), min(int(counted["start"]), position)
-    wallet_units = -(-wallets // WALLET_BATCH)
-    entry_units = -(-(position - first_entry) // ENTRY_BATCH)
-    total_units = max(1, wallet_units + entry_units)
+    wallet_pace, entry_pace = _Pace(WALLET_BATCH), _Pace(ENTRY_BATCH)
+    checked = 0
     done = 0
+
+    def report_progress(entries_left: int) -> None:
+        if progress is not None:
+            left = wallet_pace.batches_for(wallets - checked) + entry_pace.batches_for(entries_left)
+            progress(done, done + left)
+
     after = ""
     while True:
+        size = wallet_pace.start()
         async with db.transaction() as tx:
             ids = await tx.fetch(
-                "SELECT id FROM players WHERE id > $1 ORDER BY id LIMIT $2", after, WALLET_BATCH
+                "SELECT id FROM players WHERE id > $1 ORDER BY id LIMIT $2", after, size
             )
         if not ids:
             break
         first, last = str(ids[0]["id"]), str(ids[-1]["id"])
         await _wallet_batch(db, report, first, last, position, write)
+        wallet_pace.done()
         after = last
+        checked += len(ids)
         done += 1
-        if progress is not None:
-            progress(min(done, total_units), total_units)
+        report_progress(position - first_entry)
     others: dict[tuple[str, str, str], int] = {}
     start = first_entry
     while start < position:
-        end = min(start + ENTRY_BATCH, position)
+        end = min(start + entry_pace.start(), position)
         await _entry_batch(db, report, others, start, end)
+        entry_pace.done()
         start = end
         done += 1
-        if progress is not None:
-            progress(min(done, total_units), total_units)
+        report_progress(position - start)
     if progress is not None:
-        progress(total_units, total_units)
+        progress(done, done)
     if write:
         async with _snapshot(db, serialize=True) as tx:
             for (owner, account, currency), balance in sorted(others.items()):
