@@ -92,6 +92,7 @@ async def configure_demo_partner(
         callback_secret=config.callback_secret,
         query_username=config.query_username,
         query_password=config.query_password,
+        now_ms=int(time.time() * 1000),
         partner=partner,
     )
 

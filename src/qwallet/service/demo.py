@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qwallet.domain.money import Currency
-from qwallet.service import api_keys, operators, partners, players, sessions
+from qwallet.service import api_keys, audit, operators, partners, players, sessions
 from qwallet.service.partners import IssuedCredential, PartnerUpdate
 from qwallet.service.player_logins import set_player_password
 from qwallet.store.sql import SqlDatabase
@@ -143,11 +143,13 @@ async def point_demo_partner(
     callback_secret: str,
     query_username: str,
     query_password: str,
+    now_ms: int,
     partner: str = DEMO_PARTNER,
 ) -> None:
     """Point the demo partner at a running demo game backend (``qwallet demo``): its URLs, a
     fresh callback secret and Query Withdrawal credentials, as a sandbox partner on loopback
-    http priced in XAG."""
+    http priced in XAG. One transaction with its audit entry ``partner.point_at_demo_game`` by
+    ``DEMO_OPERATOR`` (the URLs and the Query username; never the secrets)."""
     async with db.transaction() as tx:
         changed = await tx.execute(
             "UPDATE partners SET client_url = $1, callback_url = $2, query_url = $3,"
@@ -165,4 +167,17 @@ async def point_demo_partner(
             "Demo game",
             partner,
         )
-    assert changed == 1, f"no partner named {partner!r}"
+        assert changed == 1, f"no partner named {partner!r}"
+        await audit.record(
+            tx,
+            DEMO_OPERATOR,
+            "partner.point_at_demo_game",
+            partner,
+            {
+                "clientUrl": client_url,
+                "callbackUrl": callback_url,
+                "queryUrl": query_url,
+                "queryUsername": query_username,
+            },
+            now_ms,
+        )
