@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qwallet.domain.money import Currency
-from qwallet.service import api_keys, audit, operators, partners, players, sessions
+from qwallet.service import api_keys, operators, partners, players, sessions
 from qwallet.service.partners import IssuedCredential, PartnerUpdate
 from qwallet.service.player_logins import set_player_password
 from qwallet.store.sql import SqlDatabase
@@ -150,34 +150,18 @@ async def point_demo_partner(
     fresh callback secret and Query Withdrawal credentials, as a sandbox partner on loopback
     http priced in XAG. One transaction with its audit entry ``partner.point_at_demo_game`` by
     ``DEMO_OPERATOR`` (the URLs and the Query username; never the secrets)."""
-    async with db.transaction() as tx:
-        changed = await tx.execute(
-            "UPDATE partners SET client_url = $1, callback_url = $2, query_url = $3,"
-            " callback_secret = $4, callback_format = 'form', query_username = $5,"
-            " query_password = $6, display_name = COALESCE(display_name, $7),"
-            " sandbox = 1, payment_methods = 'wallet,sandbox_card', allow_http_callback = 1,"
-            " payment_currency = COALESCE(payment_currency, 'XAG')"
-            " WHERE name = $8",
-            client_url,
-            callback_url,
-            query_url,
-            callback_secret,
-            query_username,
-            query_password,
-            "Demo game",
-            partner,
-        )
-        assert changed == 1, f"no partner named {partner!r}"
-        await audit.record(
-            tx,
-            DEMO_OPERATOR,
-            "partner.point_at_demo_game",
-            partner,
-            {
-                "clientUrl": client_url,
-                "callbackUrl": callback_url,
-                "queryUrl": query_url,
-                "queryUsername": query_username,
-            },
-            now_ms,
-        )
+    await partners.point_sandbox_partner(
+        db,
+        partner,
+        now_ms,
+        client_url=client_url,
+        callback_url=callback_url,
+        query_url=query_url,
+        callback_secret=callback_secret,
+        query_username=query_username,
+        query_password=query_password,
+        display_name="Demo game",
+        payment_methods=DEMO_PAYMENT_METHODS,
+        operator=DEMO_OPERATOR,
+        action="partner.point_at_demo_game",
+    )
