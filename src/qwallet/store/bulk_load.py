@@ -507,7 +507,11 @@ def seed_wallets_sqlite(
     with connection:
         day = utc_day(now_ms)
         connection.executemany(
-            "INSERT INTO players VALUES (?, ?, 'XAG', 'en', 'active', ?, 0, 0, NULL, ?, 0, ?)",
+            # Columns named, as on PostgreSQL: the table has gained columns with defaults since.
+            "INSERT INTO players (id, nickname, currency, language, status, available_minor,"
+            " held_minor, pending_in_minor, daily_withdraw_limit_minor, limit_day,"
+            " day_withdrawn_minor, created_at_ms)"
+            " VALUES (?, ?, 'XAG', 'en', 'active', ?, 0, 0, NULL, ?, 0, ?)",
             (
                 (derived_id("p", i), f"bench-{i}", INITIAL_BALANCE_MINOR, day, now_ms)
                 for i in range(1, players + 1)
