@@ -1,5 +1,6 @@
 """What the README promises of the code, checked with the tests: ``ruff check``, ``ruff format
---check`` and ``mypy --strict`` (configured in ``pyproject.toml``) are clean.
+--check`` (the platform, its tests and the partner kit) and ``mypy --strict`` (configured in
+``pyproject.toml``, the kit included) are clean.
 
 They run as processes from the repository root with the same interpreter's tools, so a change
 that breaks the house style fails the suite like a failing test would.
@@ -20,8 +21,9 @@ BIN = Path(sys.executable).parent
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", "src", "tests"],
-        ["ruff", "format", "--check", "src", "tests"],
+        # The partner kit (partner-kit/, its own distribution) is held to the same house style.
+        ["ruff", "check", "src", "tests", "partner-kit"],
+        ["ruff", "format", "--check", "src", "tests", "partner-kit"],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy-strict"],

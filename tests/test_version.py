@@ -7,7 +7,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from qwallet.web.demo_launch import qwallet_command
+from qwallet.demo.launch import qwallet_command
 
 ROOT = Path(__file__).resolve().parents[1]
 

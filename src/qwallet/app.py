@@ -18,32 +18,29 @@ from __future__ import annotations
 import gc
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import resources
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qwallet import logs
 from qwallet.admin import AdminConsole
-from qwallet.api import metrics
+from qwallet.api import documentation, metrics, studio
 from qwallet.api.auth import FailedAuthLimiter, PartnerAuthenticator
+from qwallet.api.health import Health
 from qwallet.api.hygiene import RequestHygiene
 from qwallet.api.operator import OperatorAPI
 from qwallet.api.partner_reports import PartnerReports
 from qwallet.api.ratelimit import RateLimiter
 from qwallet.api.sandbox import SandboxCalls
+from qwallet.api.sessions import SessionsAPI
 from qwallet.api.studio import StudioAPI
 from qwallet.api.wallet import PREFIX, WalletAPI, request_id_from
 from qwallet.clock import Clock, SystemClock
-from qwallet.monitoring import build
 from qwallet.payments import DeliveryPolicy, PaymentProvider, PaymentWorker, provider_registry
 from qwallet.resolver import HoldResolver
 from qwallet.resolver import running as running_resolver
@@ -53,25 +50,6 @@ from qwallet.store.factory import Store, open_store
 from qwallet.store.sql import SqlDatabase
 from qwallet.web.player import PlayerWeb
 from qwallet.web.security import SESSION_MAX_AGE_S
-
-# The API documentation page loads its script and style from /static/docs (no inline code), so
-# its policy allows nothing else: no inline script, no other origin, no framing.
-API_DOCS_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
-        " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
-
-
-def _package_file(package: str, name: str) -> bytes | None:
-    try:
-        return resources.files(package).joinpath(name).read_bytes()
-    except (FileNotFoundError, ModuleNotFoundError):
-        return None
 
 
 class QWalletApp:
@@ -100,6 +78,8 @@ class QWalletApp:
         self.wallet: WalletAPI | None = None
         self._studio: StudioAPI | None = None
         self._metrics_endpoint = metrics.MetricsEndpoint(settings)
+        self._health = Health()
+        self._sessions = SessionsAPI(settings, self.clock)
         self.admin = AdminConsole(settings, self.clock, self._resolver_pass)
         secret_key = settings.secret_key or secrets.token_urlsafe(48)
         self.player_web = PlayerWeb(
@@ -135,8 +115,10 @@ class QWalletApp:
         # One failed-authentication budget per address for /wallet/* and /partner/*.
         self.partner_reports.start(store, authenticator, auth_failures)
         self._metrics_endpoint.start(store)
-        self._operator = OperatorAPI(store, self.settings, self.clock)
-        self._studio = StudioAPI(self._operator, store, self.clock, self.settings.max_body_bytes)
+        self._health.start(store)
+        operator = OperatorAPI(store, self.settings, self.clock)
+        self._sessions.start(store, operator)
+        self._studio = StudioAPI(operator, store, self.clock, self.settings.max_body_bytes)
         self.admin.store = store
         await self.player_web.start(store)
         worker = payment_worker(store, self.settings, self.clock, self.player_web.providers)
@@ -168,19 +150,13 @@ class QWalletApp:
     def _routes(self) -> list[BaseRoute]:
         return [
             *self.player_web.routes(),
-            Route("/healthz", self._healthz),
-            Route("/readyz", self._readyz),
-            Route("/metrics", self._metrics),
-            Route("/openapi.json", self._openapi),
-            Route("/docs/api", self._api_docs),
-            Mount(
-                "/static/docs",
-                StaticFiles(packages=[("qwallet.web", "static/docs")]),
-                name="docs-static",
-            ),
-            Route("/api/sessions", self._create_session, methods=["POST"]),
+            *self._health.routes(),
+            *self._metrics_endpoint.routes(self.clock),
+            *documentation.routes(),
+            *self._sessions.routes(),
             *self.partner_reports.routes(),
-            *self._studio_routes(),
+            # Fault rules and reports: the StudioAPI is built when the store opens.
+            *studio.routes(lambda: self._studio),
             Mount("/admin", routes=self.admin.routes()),
         ]
 
@@ -202,53 +178,6 @@ class QWalletApp:
             await send(message)
 
         await self.pages(scope, receive, send_with_request_id)
-
-    # -- routes -----------------------------------------------------------------------------
-
-    async def _healthz(self, _request: Request) -> Response:
-        return JSONResponse({"status": "ok", "version": build.version()})
-
-    async def _readyz(self, _request: Request) -> Response:
-        assert self.store is not None
-        try:
-            await self.store.ping()
-        except Exception:
-            return JSONResponse({"status": "unavailable"}, status_code=503)
-        return JSONResponse({"status": "ok"})
-
-    async def _metrics(self, request: Request) -> Response:
-        return await self._metrics_endpoint(request, self.clock.now_ms())
-
-    async def _openapi(self, _request: Request) -> Response:
-        document = _package_file("qwallet.api", "openapi.json")
-        if document is None:
-            return JSONResponse({"detail": "OpenAPI document not packaged"}, status_code=404)
-        return Response(document, media_type="application/json")
-
-    async def _api_docs(self, _request: Request) -> Response:
-        page = _package_file("qwallet.web.static", "api-docs.html")
-        if page is None:
-            return Response("API docs page not packaged", status_code=404)
-        return Response(page, media_type="text/html; charset=utf-8", headers=API_DOCS_HEADERS)
-
-    def _studio_routes(self) -> list[BaseRoute]:
-        """Fault rules and reports (``qwallet.api.studio``), built when the store opens."""
-
-        def delegate(name: str) -> Callable[[Request], Awaitable[Response]]:
-            async def endpoint(request: Request) -> Response:
-                if self._studio is None:
-                    return JSONResponse({"detail": "starting"}, status_code=503)
-                handler: Callable[[Request], Awaitable[Response]] = getattr(self._studio, name)
-                return await handler(request)
-
-            return endpoint
-
-        return [
-            Route(path, delegate(name), methods=[method]) for path, method, name in StudioAPI.ROUTES
-        ]
-
-    async def _create_session(self, request: Request) -> Response:
-        return await self._operator.create_session(request)
 
 
 def wallet_limiters(settings: Settings) -> tuple[RateLimiter, FailedAuthLimiter]:

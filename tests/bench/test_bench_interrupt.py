@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from qwallet.store.postgres import asyncpg_dsn
-from tests.conftest import PG_URL, postgres_unavailable_reason
+from tests.conftest import PG_URL, postgres_unavailable_reason, skip_or_fail
 
 pytest.importorskip("hdrh", reason="the bench extra is not installed (pip install -e '.[bench]')")
 psutil = pytest.importorskip(
@@ -49,7 +49,7 @@ def _descendants(pid: int) -> list[psutil.Process]:
 def test_sigterm_stops_the_servers_and_drops_the_database(tmp_path: Path) -> None:
     reason = postgres_unavailable_reason()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     before = asyncio.run(_bench_databases())
     env = dict(os.environ, QWALLET_BENCH_PG_URL=PG_URL)
     argv = [sys.executable, "-c", "from qwallet.cli import main; main()", "bench", "--short"]

@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from qwallet.demo import DemoConfig, DemoGame, create_demo_game
+from qwallet.demo.game import DemoConfig, DemoGame, create_demo_game
 from qwallet.payments.callback import md5_sign, signature_header
 
 from ..conftest import LiveServer, Platform

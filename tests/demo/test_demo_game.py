@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-import qwallet.demo
-from qwallet.demo import PACKS, DemoConfig
+import qwallet.demo.game
+from qwallet.demo import launch
+from qwallet.demo.game import PACKS, DemoConfig
 
 from .conftest import QUERY_AUTH, Demo, encode_callback, paid_callback
 
@@ -216,7 +217,7 @@ def test_client_page_and_assets(demo: Demo) -> None:
 def test_demo_imports_only_the_kit() -> None:
     """The demo is a partner: nothing from the platform's server code."""
     forbidden = ("qwallet.api", "qwallet.service", "qwallet.store", "qwallet.web", "qwallet.domain")
-    package = Path(qwallet.demo.__file__).parent
+    package = Path(qwallet.demo.game.__file__).parent
     for source in package.glob("*.py"):
         tree = ast.parse(source.read_text())
         for node in ast.walk(tree):
@@ -269,3 +270,12 @@ def test_demo_partner_command_needs_its_secrets(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "QWALLET_DEMO_CALLBACK_SECRET" in result.output
+
+
+def test_the_launcher_points_the_demo_partner_at_the_games_own_paths() -> None:
+    """``qwallet demo`` registers the game's callback and Query Withdrawal URLs without loading
+    the game: its copies of the paths are the game's."""
+    config = launch.DemoPartnerConfig.fresh("127.0.0.1", 8001)
+    assert config.callback_url == f"http://127.0.0.1:8001{qwallet.demo.game.CALLBACK_PATH}"
+    assert config.query_url == f"http://127.0.0.1:8001{qwallet.demo.game.QUERY_PATH}"
+    assert launch.demo_partner_available()

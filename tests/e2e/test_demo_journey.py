@@ -34,7 +34,7 @@ from typing import Any, TextIO
 
 import pytest
 
-from qwallet.web.demo_launch import qwallet_command
+from qwallet.demo.launch import qwallet_command
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')"

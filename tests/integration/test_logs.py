@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qwallet.web.demo_launch import qwallet_command
+from qwallet.demo.launch import qwallet_command
 from tests.conftest import free_port
 
 TEXT_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO |WARNING|ERROR|CRITICAL) \S+ .+")

@@ -22,6 +22,7 @@ import pytest
 from qwallet.store.migrate import upgrade
 from qwallet.store.postgres import PostgresStore
 from qwallet.store.sqlite import SqliteStore, sqlite_path
+from tests.conftest import skip_or_fail
 
 T = TypeVar("T")
 
@@ -100,7 +101,7 @@ def backend(
     try:
         asyncio.run(_admin(PG_URL, f"CREATE DATABASE {name}"))
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        pytest.skip(
+        skip_or_fail(
             f"PostgreSQL tests skipped: cannot create a database at {PG_URL}"
             f" (set QWALLET_TEST_PG_URL): {error!r}"
         )

@@ -1,4 +1,4 @@
-"""The demo studio (qwallet.demo, built on the kit) passes the integration check: every row, over
+"""The demo studio (qwallet.demo.game, built on the kit) passes the integration check: every row, over
 real HTTP on loopback, against the real platform on both databases; and the CLI around it."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from qwallet.clock import SystemClock
-from qwallet.demo import DemoConfig, create_demo_game
+from qwallet.demo.game import DemoConfig, create_demo_game
 from qwallet.partner import Money, PartnerKit, SQLiteStore, WalletClient
 from qwallet.studio_check import CheckResult, check_partner
 from qwallet.studio_check.report import html_page, text_table

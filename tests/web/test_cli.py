@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from qwallet.demo import launch as demo_launch
 from qwallet.partner import IssuedOrder, PaymentCallbackApp, PaymentOrder, SQLiteStore
 from qwallet.service.player_logins import authenticate
-from qwallet.web import demo_launch
 from tests.conftest import Platform, free_port
 from tests.e2e.test_demo_journey import STARTUP_TIMEOUT_S, newcomer_environment, stop_demo
 from tests.integration.test_cli_and_operator_api import as_json, qwallet

@@ -34,8 +34,10 @@ from prometheus_client import (
 )
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from qwallet.api.auth import ClientAddressResolver, forwarded_for, networks
+from qwallet.clock import Clock
 from qwallet.monitoring import build
 from qwallet.monitoring.instruments import LATENCY, REQUESTS
 from qwallet.service.gauges import DatabaseGauges, read_database_gauges
@@ -210,6 +212,12 @@ class MetricsEndpoint:
             store, self._settings.metrics_cache_s, self._settings.hold_window_s
         )
         POOLS.watch(store)
+
+    def routes(self, clock: Clock) -> list[BaseRoute]:
+        async def endpoint(request: Request) -> Response:
+            return await self(request, clock.now_ms())
+
+        return [Route("/metrics", endpoint)]
 
     async def __call__(self, request: Request, now_ms: int) -> Response:
         assert self._gauges is not None

@@ -1,7 +1,7 @@
-"""The operator API (``/api/*``) for the operator's other systems: bearer API keys.
-
-``POST /api/sessions`` creates a game session (spec §2.1 b). Errors use the contract's error body:
-401 (103) without a valid key, 400 (101) for a malformed body or an unknown player or partner.
+"""The operator API's (``/api/*``) authentication: bearer API keys of the operator's other
+systems, and the contract's error body its endpoints answer with. The endpoints are their own
+modules: ``qwallet.api.sessions`` (``POST /api/sessions``) and ``qwallet.api.studio`` (fault
+rules, protocol reports). Without a valid key they answer 401 (103).
 
 Failed keys are throttled per client address (the trusted-proxy rule of ``qwallet.api.auth``)
 with a budget in the database (``qwallet.service.failure_budgets``, scope ``operator_api``),
@@ -9,39 +9,25 @@ shared by every server process: the Wallet API's ``auth_failure_rps`` / ``auth_f
 A presented key takes a token before it is looked up and gives it back when it is valid; an
 address whose budget is empty gets 429 (104) with ``Retry-After`` and no lookup at all.
 
-Every change made here is an operator use case of ``qwallet.service`` called with the actor
-``api-key:<key name>``: the session and its audit entry are written in one transaction.
+Every change made through it is an operator use case of ``qwallet.service`` called with the actor
+``api-key:<key name>`` (``qwallet.service.audit.api_key_actor``): the change and its audit entry
+are written in one transaction.
 """
 
 from __future__ import annotations
-
-from typing import Annotated
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from qwallet.api.auth import ClientAddressResolver, forwarded_for
-from qwallet.api.requests import NO_NUL
 from qwallet.clock import Clock
 from qwallet.domain.errors import ErrorCode
-from qwallet.service import audit, failure_budgets, sessions
+from qwallet.service import failure_budgets
 from qwallet.service.credentials import hash_api_key
-from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
 from qwallet.store.factory import Store
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_NUL)]
-
-
-class SessionRequest(msgspec.Struct, forbid_unknown_fields=True):
-    playerId: Name
-    partner: Name
-    gameCode: Name | None = None
-    language: Annotated[str, msgspec.Meta(min_length=2, max_length=8, pattern=NO_NUL)] | None = None
-
-
-_decode_session_request = msgspec.json.Decoder(SessionRequest).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -111,30 +97,3 @@ class OperatorAPI:
     async def authenticate(self, request: Request) -> Response | str:
         """For the other operator endpoints (``qwallet.api.studio``): the same check."""
         return await self._authenticate(request)
-
-    async def create_session(self, request: Request) -> Response:
-        key_name = await self._authenticate(request)
-        if isinstance(key_name, Response):
-            return key_name
-        body = await request.body()
-        if len(body) > self._settings.max_body_bytes:
-            return error_response(413, ErrorCode.MALFORMED_REQUEST, "Request body is too large.")
-        try:
-            payload = _decode_session_request(body)
-        except (msgspec.ValidationError, msgspec.DecodeError) as error:
-            return error_response(400, ErrorCode.MALFORMED_REQUEST, f"Invalid request: {error}.")
-        try:
-            issued = await sessions.create_session(
-                self._store,
-                player_id=payload.playerId,
-                partner=payload.partner,
-                now_ms=self._clock.now_ms(),
-                idle_timeout_s=self._settings.session_idle_timeout_s,
-                lifetime_s=self._settings.session_lifetime_s,
-                game_code=payload.gameCode or sessions.DEFAULT_GAME,
-                language=payload.language,
-                operator=audit.api_key_actor(key_name),
-            )
-        except OperatorError as error:
-            return error_response(400, ErrorCode.MALFORMED_REQUEST, str(error))
-        return Response(_encode(issued.as_json()), status_code=201, media_type="application/json")

@@ -13,11 +13,13 @@ is audited with the actor ``api-key:<key name>``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from qwallet.api.operator import OperatorAPI, error_response
 from qwallet.clock import Clock
@@ -64,7 +66,7 @@ class StudioAPI:
         ("/api/partners/{name}/faults/{rule_id}", "DELETE", "remove_rule"),
         ("/api/partners/{name}/report", "GET", "report"),
     )
-    """(path, method, handler name): the app registers them (``qwallet.api.app``)."""
+    """(path, method, handler name): registered by :func:`routes`."""
 
     async def list_rules(self, request: Request) -> Response:
         key_name = await self._operator.authenticate(request)
@@ -153,4 +155,23 @@ class StudioAPI:
         return _json(payload)
 
 
-__all__ = ["StudioAPI"]
+def routes(current: Callable[[], StudioAPI | None]) -> list[BaseRoute]:
+    """The routes of :class:`StudioAPI`, for an app that builds it only once the store is open
+    (``qwallet.app``, in its lifespan): each request asks ``current()`` for it, 503 before."""
+
+    def delegate(name: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            studio = current()
+            if studio is None:
+                return JSONResponse({"detail": "starting"}, status_code=503)
+            handler: Callable[[Request], Awaitable[Response]] = getattr(studio, name)
+            return await handler(request)
+
+        return endpoint
+
+    return [
+        Route(path, delegate(name), methods=[method]) for path, method, name in StudioAPI.ROUTES
+    ]
+
+
+__all__ = ["StudioAPI", "routes"]

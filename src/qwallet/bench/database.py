@@ -2,7 +2,8 @@
 
 Seeding writes exactly what ``qwallet players create --balance …`` and ``qwallet sessions create``
 would, only in bulk: per player one ``players`` row, one initial ``adjustments`` row with its two
-ledger entries (operator → available), and one live session. Identifiers are derived from the
+ledger entries (operator → available), and one live session. The bulk SQL is the store's
+(``qwallet.store.bulk_load``: only the store writes money). Identifiers are derived from the
 player's index (``md5('p' || i)::uuid``), so the load generator can compute every token without
 reading them back (``loadgen.token_for``).
 """
@@ -10,67 +11,21 @@ reading them back (``loadgen.token_for``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import sqlite3
-import uuid
 from dataclasses import dataclass, field
-from hashlib import md5
 from typing import Any
 
 import asyncpg
 
-from qwallet.domain.sessions import utc_day
 from qwallet.service import partners, reconcile
 from qwallet.settings import Settings
-from qwallet.store import migrate
+from qwallet.store import bulk_load, migrate
 from qwallet.store.factory import open_store
 from qwallet.store.postgres import asyncpg_dsn
 
 PARTNER = "bench"
-INITIAL_BALANCE_MINOR = 100_000_000  # 1,000,000.00 XAG: far more than any run withdraws
-SESSION_IDLE_MS = 24 * 3600 * 1000
-SESSION_LIFETIME_MS = 2 * 24 * 3600 * 1000
-
-_PG_SEED = (
-    """
-    CREATE TEMP TABLE bench_seed ON COMMIT DROP AS
-    SELECT i, md5('p' || i)::uuid::text AS player_id, md5('a' || i)::uuid::text AS adjustment_id,
-           md5('t' || i)::uuid::text AS token
-      FROM generate_series(1, $1::integer) AS i
-    """,
-    """
-    INSERT INTO players (id, nickname, currency, language, status, available_minor, held_minor,
-        pending_in_minor, daily_withdraw_limit_minor, limit_day, day_withdrawn_minor,
-        created_at_ms)
-    SELECT player_id, 'bench-' || i, 'XAG', 'en', 'active', $1, 0, 0, NULL, $2, 0, $3
-      FROM bench_seed ORDER BY player_id
-    """,
-    """
-    INSERT INTO adjustments (id, player_id, amount_minor, currency, reason, operator,
-        created_at_ms)
-    SELECT adjustment_id, player_id, $1, 'XAG', 'initial balance', 'bench', $2
-      FROM bench_seed ORDER BY adjustment_id
-    """,
-    """
-    INSERT INTO ledger_entries (adjustment_id, phase, account, player_id, currency, amount_minor,
-        created_at_ms)
-    SELECT adjustment_id, 'adjust', leg.account,
-           CASE WHEN leg.account = 'available' THEN player_id END,
-           'XAG', leg.sign * $1::bigint, $2
-      FROM bench_seed
-     CROSS JOIN (VALUES ('operator', -1), ('available', 1)) AS leg(account, sign)
-     ORDER BY player_id, leg.sign
-    """,
-    """
-    INSERT INTO sessions (token, player_id, partner_id, game_code, created_at_ms,
-        last_seen_at_ms, idle_timeout_ms, expires_at_ms)
-    SELECT token, player_id, $1, 'bench', $2, $2, $3, $4 FROM bench_seed ORDER BY token
-    """,
-)
-"""Bulk seed in one transaction, each table in its primary key's order (sequential B-tree
-inserts). Foreign-key triggers are skipped for it (``replica`` role, when
-the user may): the rows are consistent by construction and ``reconcile`` checks them after."""
+INITIAL_BALANCE_MINOR = bulk_load.INITIAL_BALANCE_MINOR
 
 
 @dataclass
@@ -86,8 +41,7 @@ class BenchDatabase:
     settings: dict[str, str] = field(default_factory=dict)
 
 
-def _uuid(prefix: str, index: int) -> str:
-    return str(uuid.UUID(md5(f"{prefix}{index}".encode(), usedforsecurity=False).hexdigest()))
+_uuid = bulk_load.derived_id
 
 
 def admin_url_for(admin_url: str, database: str) -> str:
@@ -136,22 +90,7 @@ async def seed(database: BenchDatabase, players: int, now_ms: int) -> None:
         return
     connection = await asyncpg.connect(asyncpg_dsn(database.url), timeout=10)
     try:
-        async with connection.transaction():
-            with contextlib.suppress(asyncpg.exceptions.InsufficientPrivilegeError):
-                async with connection.transaction():  # a savepoint: harmless if refused
-                    await connection.execute("SET LOCAL session_replication_role = replica")
-            await connection.execute(_PG_SEED[0], players)
-            await connection.execute(_PG_SEED[1], INITIAL_BALANCE_MINOR, utc_day(now_ms), now_ms)
-            await connection.execute(_PG_SEED[2], INITIAL_BALANCE_MINOR, now_ms)
-            await connection.execute(_PG_SEED[3], INITIAL_BALANCE_MINOR, now_ms)
-            await connection.execute(
-                _PG_SEED[4],
-                database.partner_id,
-                now_ms,
-                SESSION_IDLE_MS,
-                now_ms + SESSION_LIFETIME_MS,
-            )
-        await connection.execute("ANALYZE")
+        await bulk_load.seed_wallets_postgres(connection, players, database.partner_id, now_ms)
         for setting in ("synchronous_commit", "fsync", "shared_buffers", "max_connections"):
             database.settings[setting] = str(await connection.fetchval(f"SHOW {setting}"))
         database.settings["server_version"] = str(await connection.fetchval("SHOW server_version"))
@@ -166,53 +105,7 @@ def sqlite_file(url: str) -> str:
 def _seed_sqlite(database: BenchDatabase, players: int, now_ms: int) -> None:
     connection = sqlite3.connect(sqlite_file(database.url))
     try:
-        with connection:
-            day = utc_day(now_ms)
-            connection.executemany(
-                "INSERT INTO players VALUES (?, ?, 'XAG', 'en', 'active', ?, 0, 0, NULL, ?, 0, ?)",
-                (
-                    (_uuid("p", i), f"bench-{i}", INITIAL_BALANCE_MINOR, day, now_ms)
-                    for i in range(1, players + 1)
-                ),
-            )
-            connection.executemany(
-                "INSERT INTO adjustments (id, player_id, amount_minor, currency, reason,"
-                " operator, created_at_ms) VALUES (?, ?, ?, 'XAG', 'initial balance', 'bench', ?)",
-                (
-                    (_uuid("a", i), _uuid("p", i), INITIAL_BALANCE_MINOR, now_ms)
-                    for i in range(1, players + 1)
-                ),
-            )
-            connection.executemany(
-                "INSERT INTO ledger_entries (adjustment_id, phase, account, player_id, currency,"
-                " amount_minor, created_at_ms) VALUES (?, 'adjust', ?, ?, 'XAG', ?, ?)",
-                (
-                    row
-                    for i in range(1, players + 1)
-                    for row in (
-                        (_uuid("a", i), "operator", None, -INITIAL_BALANCE_MINOR, now_ms),
-                        (_uuid("a", i), "available", _uuid("p", i), INITIAL_BALANCE_MINOR, now_ms),
-                    )
-                ),
-            )
-            connection.executemany(
-                "INSERT INTO sessions (token, player_id, partner_id, game_code, created_at_ms,"
-                " last_seen_at_ms, idle_timeout_ms, expires_at_ms)"
-                " VALUES (?, ?, ?, 'bench', ?, ?, ?, ?)",
-                (
-                    (
-                        _uuid("t", i),
-                        _uuid("p", i),
-                        database.partner_id,
-                        now_ms,
-                        now_ms,
-                        SESSION_IDLE_MS,
-                        now_ms + SESSION_LIFETIME_MS,
-                    )
-                    for i in range(1, players + 1)
-                ),
-            )
-        connection.execute("ANALYZE")
+        bulk_load.seed_wallets_sqlite(connection, players, database.partner_id, now_ms)
         for pragma in ("journal_mode", "synchronous"):
             database.settings[pragma] = str(connection.execute(f"PRAGMA {pragma}").fetchone()[0])
         database.settings["server_version"] = sqlite3.sqlite_version

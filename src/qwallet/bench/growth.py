@@ -7,7 +7,7 @@
    of this phase's saturation rate; then the table sizes, the operator pages (HTTP) and queries
    (with their plans), and ``qwallet reconcile``, which reads only what the scenarios wrote
    after that checkpoint.
-4. Preload ``N`` completed transactions (``qwallet.bench.preload``), VACUUM ANALYZE, CHECKPOINT.
+4. Preload ``N`` completed transactions (``qwallet.store.bulk_load``), VACUUM ANALYZE, CHECKPOINT.
 5. Phase *loaded*: the same (``--full`` now proves all of history), the open loop at the *same
    offered rate* as in the empty phase, so the two p99 compare like for like.
 
@@ -29,7 +29,7 @@ from typing import Any
 
 import asyncpg
 
-from qwallet.bench import database, operator_queries, preload, processes
+from qwallet.bench import database, operator_queries, processes
 from qwallet.bench.runner import (
     FLOW_REQUESTS,
     BenchOptions,
@@ -41,6 +41,7 @@ from qwallet.bench.runner import (
 )
 from qwallet.service import operators, partners, reconcile
 from qwallet.settings import Settings
+from qwallet.store import bulk_load
 from qwallet.store.factory import open_store
 from qwallet.store.postgres import PostgresStore, asyncpg_dsn
 
@@ -105,8 +106,8 @@ class GrowthReport:
     machine: dict[str, str]
     started: str = ""
     commit: str = ""
-    disk: preload.DiskCheck | None = None
-    preload: preload.PreloadResult | None = None
+    disk: bulk_load.DiskCheck | None = None
+    preload: bulk_load.PreloadResult | None = None
     phases: list[Phase] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
     elapsed_s: float = 0.0
@@ -286,7 +287,7 @@ class _Growth:
         asyncio.run(_analyze(bench_db.url))
         phase.sizes, phase.transactions = asyncio.run(_sizes_and_count(bench_db.url))
         repeat = 3 if options.label == "short" else 5
-        sample_mm, sample_player = preload.mm_id(max(1, self.stored // 2)), database._uuid("p", 1)
+        sample_mm, sample_player = bulk_load.mm_id(max(1, self.stored // 2)), database._uuid("p", 1)
         deep_cursor = asyncio.run(self._deep_cursor(bench_db))
         phase.pages = operator_queries.time_pages(
             f"http://127.0.0.1:{server.port}",
@@ -379,7 +380,7 @@ class _Growth:
 
     def run(self) -> None:
         options, report = self.options, self.report
-        disk = asyncio.run(preload.check_disk(options.pg_url, self.stored))
+        disk = asyncio.run(bulk_load.check_disk(options.pg_url, self.stored))
         report.disk = disk
         self.bench._step(f"preload of {self.stored:,} transactions {disk.describe()}")
         if not disk.ok:
@@ -406,7 +407,7 @@ class _Growth:
                     )
 
                 report.preload = asyncio.run(
-                    preload.preload(
+                    bulk_load.preload(
                         bench_db,
                         self.stored,
                         partner_ids,

@@ -20,8 +20,8 @@ import typer
 from qwallet import logs
 from qwallet.cli._common import JsonOption, console, with_store
 from qwallet.cli.serve import LogFormatOption
+from qwallet.demo import launch as demo_launch
 from qwallet.settings import Settings
-from qwallet.web import demo_launch
 
 
 def _demo_option(name: str, help_text: str, *, secret: bool = False) -> Any:
@@ -57,7 +57,7 @@ def demo_partner(
     """Run the demo game studio (backend + HTML5 client) against a platform, with uvicorn."""
     import uvicorn
 
-    from qwallet.demo import DemoConfig, create_demo_game
+    from qwallet.demo.game import DemoConfig, create_demo_game
 
     try:
         config = DemoConfig.from_env(

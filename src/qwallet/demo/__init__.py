@@ -1,31 +1,18 @@
-"""The demo game: a small studio backend and its HTML5 client, built only on the partner kit.
+"""Everything ``qwallet demo`` is, in one place: the platform with demo data and the demo game
+studio side by side on loopback, for a newcomer to try the integration end to end.
 
-It is what a game studio would run on its side of the integration: it imports nothing from the
-platform (``qwallet.api``, ``qwallet.service``, ``qwallet.store``, ``qwallet.web``), only
-``qwallet.partner``, and talks to the platform over HTTP like any partner.
+- ``qwallet.demo.game``: the demo game, a studio's backend and HTML5 client built only on the
+  partner kit (``qwallet.partner``), as a studio would run it on its side; it imports nothing
+  else of ``qwallet`` (``tests/test_layers.py`` holds it to that). ``qwallet demo-partner`` runs
+  it alone (docs/demo-game.md).
+- ``qwallet.demo.launch``: the launcher behind ``qwallet demo``: starts ``qwallet serve --demo``
+  and ``qwallet demo-partner`` as child processes, points the demo partner at the game
+  (its URLs, callback secret, Query Withdrawal credentials) and hands the game the same values.
+- The demo data is an operator use case like any other, in ``qwallet.service.demo`` (the demo
+  partner, player, operator key and admin; ``seed_demo`` for ``qwallet serve --demo``,
+  ``point_demo_partner`` for the launcher), each change audited in its transaction.
+- The commands are thin callers in ``qwallet.cli.demo``.
 
-- ``create_demo_game(DemoConfig(...))``: the Starlette app (serve it with uvicorn);
-- ``DemoConfig.from_env()``: the configuration from ``QWALLET_DEMO_*`` variables;
-- ``qwallet demo-partner``: the command that runs it.
-
-See ``docs/demo-game.md``.
+This module imports nothing, so that importing the game does not load the launcher and the
+other way round.
 """
-
-from qwallet.demo._app import CALLBACK_PATH, QUERY_PATH, DemoGame, create_demo_game
-from qwallet.demo._catalog import ITEMS, PACKS, Item, Pack
-from qwallet.demo._config import DemoConfig, origin_of
-from qwallet.demo._inventory import InventoryStore
-
-__all__ = [
-    "CALLBACK_PATH",
-    "ITEMS",
-    "PACKS",
-    "QUERY_PATH",
-    "DemoConfig",
-    "DemoGame",
-    "InventoryStore",
-    "Item",
-    "Pack",
-    "create_demo_game",
-    "origin_of",
-]

@@ -143,26 +143,25 @@ async def point_demo_partner(
     callback_secret: str,
     query_username: str,
     query_password: str,
+    now_ms: int,
     partner: str = DEMO_PARTNER,
 ) -> None:
     """Point the demo partner at a running demo game backend (``qwallet demo``): its URLs, a
     fresh callback secret and Query Withdrawal credentials, as a sandbox partner on loopback
-    http priced in XAG."""
-    async with db.transaction() as tx:
-        changed = await tx.execute(
-            "UPDATE partners SET client_url = $1, callback_url = $2, query_url = $3,"
-            " callback_secret = $4, callback_format = 'form', query_username = $5,"
-            " query_password = $6, display_name = COALESCE(display_name, $7),"
-            " sandbox = 1, payment_methods = 'wallet,sandbox_card', allow_http_callback = 1,"
-            " payment_currency = COALESCE(payment_currency, 'XAG')"
-            " WHERE name = $8",
-            client_url,
-            callback_url,
-            query_url,
-            callback_secret,
-            query_username,
-            query_password,
-            "Demo game",
-            partner,
-        )
-    assert changed == 1, f"no partner named {partner!r}"
+    http priced in XAG. One transaction with its audit entry ``partner.point_at_demo_game`` by
+    ``DEMO_OPERATOR`` (the URLs and the Query username; never the secrets)."""
+    await partners.point_sandbox_partner(
+        db,
+        partner,
+        now_ms,
+        client_url=client_url,
+        callback_url=callback_url,
+        query_url=query_url,
+        callback_secret=callback_secret,
+        query_username=query_username,
+        query_password=query_password,
+        display_name="Demo game",
+        payment_methods=DEMO_PAYMENT_METHODS,
+        operator=DEMO_OPERATOR,
+        action="partner.point_at_demo_game",
+    )

@@ -472,6 +472,56 @@ async def rotate_callback_secret(
     return secret
 
 
+async def point_sandbox_partner(
+    db: SqlDatabase,
+    name: str,
+    now_ms: int,
+    *,
+    client_url: str,
+    callback_url: str,
+    query_url: str,
+    callback_secret: str,
+    query_username: str,
+    query_password: str,
+    display_name: str,
+    payment_methods: Sequence[str],
+    operator: str = audit.SYSTEM,
+    action: str = "partner.point_sandbox",
+) -> None:
+    """Point a partner, made a sandbox partner, at a studio running on loopback (``qwallet
+    demo``'s game): its URLs, the given callback secret (form callbacks) and Query Withdrawal
+    credentials, ``payment_methods`` (the sandbox card allowed) over plain http, priced in XAG
+    unless it has a currency; the display name only if it has none. One transaction with its
+    audit entry ``action`` (the URLs and the Query username, never a secret)."""
+    async with db.transaction() as tx:
+        changed = await tx.execute(
+            "UPDATE partners SET client_url = $1, callback_url = $2, query_url = $3,"
+            " callback_secret = $4, callback_format = 'form', query_username = $5,"
+            " query_password = $6, display_name = COALESCE(display_name, $7),"
+            " sandbox = 1, payment_methods = $8, allow_http_callback = 1,"
+            " payment_currency = COALESCE(payment_currency, 'XAG')"
+            " WHERE name = $9",
+            client_url,
+            callback_url,
+            query_url,
+            callback_secret,
+            query_username,
+            query_password,
+            display_name,
+            _methods(payment_methods, sandbox=True),
+            name,
+        )
+        if changed != 1:
+            raise OperatorError(f"no partner named {name!r}")
+        details = {
+            "clientUrl": client_url,
+            "callbackUrl": callback_url,
+            "queryUrl": query_url,
+            "queryUsername": query_username,
+        }
+        await audit.record(tx, operator, action, name, details, now_ms)
+
+
 async def set_query_credentials(
     db: SqlDatabase,
     name: str,

@@ -41,9 +41,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from qwallet.demo._catalog import ITEMS, PACKS, SHOP_CURRENCY, Item, Pack
-from qwallet.demo._config import DemoConfig
-from qwallet.demo._inventory import AlreadyOwnedError, InventoryStore, NotIssuedError
+from qwallet.demo.game._catalog import ITEMS, PACKS, SHOP_CURRENCY, Item, Pack
+from qwallet.demo.game._config import DemoConfig
+from qwallet.demo.game._inventory import AlreadyOwnedError, InventoryStore, NotIssuedError
 from qwallet.partner import (
     Clock,
     CurrencyMismatchError,

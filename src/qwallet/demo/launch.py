@@ -1,11 +1,11 @@
-"""``qwallet demo``: the platform and the demo game backend together, on loopback.
+"""The launcher of ``qwallet demo``: the platform and the demo game backend together, on loopback.
 
 Two child processes, both ours to stop:
 
 1. ``qwallet serve --json`` on the embedded SQLite with demo data. Its one JSON line carries the
    fresh demo credentials (Wallet API password, player sign-in, operator key, and whatever admin
    sign-in the demo seed provides).
-2. ``qwallet demo-partner``, the demo game backend (``qwallet.demo``), started after the demo
+2. ``qwallet demo-partner``, the demo game backend (``qwallet.demo.game``), started after the demo
    partner has been pointed at it in the platform's database: ``client_url``, ``callback_url``,
    ``query_url``, a fresh ``callback_secret`` and Query Withdrawal credentials; it is a sandbox
    partner (wallet and sandbox card), priced in XAG, with its loopback plain-http callback
@@ -34,9 +34,12 @@ from typing import IO, Any
 from qwallet.service import demo
 from qwallet.store.sql import SqlDatabase
 
-DEMO_PARTNER = "demo"
+DEMO_PARTNER = demo.DEMO_PARTNER
+# The game's own paths (``qwallet.demo.game``), restated so that the launcher does not load the
+# game: a test holds the two equal.
 CALLBACK_PATH = "/pay/quantum"  # the documentation's example path
 QUERY_PATH = "/query-withdrawal"
+GAME_PACKAGE = "qwallet.demo.game"
 LOG_DIR = Path("qwallet-data") / "logs"
 LOG_FILES = {"platform": LOG_DIR / "platform.log", "game": LOG_DIR / "demo-game.log"}
 
@@ -75,7 +78,7 @@ class DemoPartnerConfig:
 
 
 def demo_partner_available() -> bool:
-    return importlib.util.find_spec("qwallet.demo") is not None
+    return importlib.util.find_spec(GAME_PACKAGE) is not None
 
 
 async def configure_demo_partner(
@@ -89,6 +92,7 @@ async def configure_demo_partner(
         callback_secret=config.callback_secret,
         query_username=config.query_username,
         query_password=config.query_password,
+        now_ms=int(time.time() * 1000),
         partner=partner,
     )
 

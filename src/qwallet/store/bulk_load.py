@@ -1,4 +1,19 @@
-"""Preload a bench database with N completed transactions, in bulk SQL on PostgreSQL.
+"""Bulk loads of synthetic data for the benchmark (``qwallet bench``; nothing of the runtime
+imports this module): funded wallets with live sessions (``seed_wallets_postgres``,
+``seed_wallets_sqlite``), and a history of N completed transactions (``preload``, PostgreSQL).
+They write money (ledger entries, balances) without the storage port's per-call functions, which
+is why they live in ``qwallet.store``, the one package that writes money.
+
+Cost, as measured by ``qwallet bench`` on a shared 2-core machine (docs/benchmarks.md): the
+preload is CPU-bound in the server, 20,000,000 transactions in 392 s (about 51,000/s on two
+connections), then 453 s to build the dropped indexes again and 31 s of VACUUM ANALYZE; it needs
+``BYTES_PER_TRANSACTION_ESTIMATE`` of disk per transaction plus ``DISK_MARGIN_BYTES`` (about
+51 GB at 20 M; ``check_disk`` refuses a load that would not fit). The wallet seed is one
+statement per table in one transaction: 100,000 wallets in 2.2 s. Both skip the foreign-key
+triggers when the user may (``replica`` role): the rows are consistent by construction and
+``qwallet reconcile`` checks them after.
+
+The preload (``preload``): N completed transactions in bulk SQL on PostgreSQL.
 
 What it writes is what the ``wallet_v1_*`` functions would have written for the same calls, only
 set-based: per transaction one ``transactions`` row (final state) and four ``ledger_entries``
@@ -24,13 +39,17 @@ import asyncio
 import contextlib
 import itertools
 import shutil
+import sqlite3
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from hashlib import md5
+from typing import Protocol
 
 import asyncpg
 
-from qwallet.bench.database import INITIAL_BALANCE_MINOR, BenchDatabase
+from qwallet.domain.sessions import utc_day
 from qwallet.store.postgres import asyncpg_dsn
 
 CHUNK = 500_000
@@ -45,8 +64,22 @@ DISK_MARGIN_BYTES = 3 * 1024**3
 """On top: WAL kept until the next checkpoint (``max_wal_size``) and the VACUUM that follows."""
 HASH_MULTIPLIER = 2_654_435_761  # Knuth's multiplicative hash: spreads i over the wallets
 
+INITIAL_BALANCE_MINOR = 100_000_000  # 1,000,000.00 XAG: far more than any run withdraws
+
 Progress = Callable[[int, int], None]
 """(transactions written, of how many)."""
+
+
+class BenchDatabase(Protocol):
+    """The database a bulk load writes to (``qwallet.bench.database.BenchDatabase``)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def players(self) -> int:
+        """How many wallets were seeded (ids ``md5('p' || i)`` for i in 1..players)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -389,11 +422,157 @@ async def preload(
     )
 
 
+# -- funded wallets --------------------------------------------------------------------------
+
+SESSION_IDLE_MS = 24 * 3600 * 1000
+SESSION_LIFETIME_MS = 2 * 24 * 3600 * 1000
+
+
+def derived_id(prefix: str, index: int) -> str:
+    """The id of row ``index`` (1-based) of a kind: ``md5(prefix || index)`` as a UUID, the same
+    in Python and in SQL, so the load generator computes every token without reading it back."""
+    return str(uuid.UUID(md5(f"{prefix}{index}".encode(), usedforsecurity=False).hexdigest()))
+
+
+_PG_SEED = (
+    """
+    CREATE TEMP TABLE bench_seed ON COMMIT DROP AS
+    SELECT i, md5('p' || i)::uuid::text AS player_id, md5('a' || i)::uuid::text AS adjustment_id,
+           md5('t' || i)::uuid::text AS token
+      FROM generate_series(1, $1::integer) AS i
+    """,
+    """
+    INSERT INTO players (id, nickname, currency, language, status, available_minor, held_minor,
+        pending_in_minor, daily_withdraw_limit_minor, limit_day, day_withdrawn_minor,
+        created_at_ms)
+    SELECT player_id, 'bench-' || i, 'XAG', 'en', 'active', $1, 0, 0, NULL, $2, 0, $3
+      FROM bench_seed ORDER BY player_id
+    """,
+    """
+    INSERT INTO adjustments (id, player_id, amount_minor, currency, reason, operator,
+        created_at_ms)
+    SELECT adjustment_id, player_id, $1, 'XAG', 'initial balance', 'bench', $2
+      FROM bench_seed ORDER BY adjustment_id
+    """,
+    """
+    INSERT INTO ledger_entries (adjustment_id, phase, account, player_id, currency, amount_minor,
+        created_at_ms)
+    SELECT adjustment_id, 'adjust', leg.account,
+           CASE WHEN leg.account = 'available' THEN player_id END,
+           'XAG', leg.sign * $1::bigint, $2
+      FROM bench_seed
+     CROSS JOIN (VALUES ('operator', -1), ('available', 1)) AS leg(account, sign)
+     ORDER BY player_id, leg.sign
+    """,
+    """
+    INSERT INTO sessions (token, player_id, partner_id, game_code, created_at_ms,
+        last_seen_at_ms, idle_timeout_ms, expires_at_ms)
+    SELECT token, player_id, $1, 'bench', $2, $2, $3, $4 FROM bench_seed ORDER BY token
+    """,
+)
+"""Bulk seed in one transaction, each table in its primary key's order (sequential B-tree
+inserts). Foreign-key triggers are skipped for it (``replica`` role, when
+the user may): the rows are consistent by construction and ``reconcile`` checks them after."""
+
+
+async def seed_wallets_postgres(
+    connection: asyncpg.Connection, players: int, partner_id: int, now_ms: int
+) -> None:
+    """Per player one ``players`` row funded with ``INITIAL_BALANCE_MINOR``, its ``adjustments``
+    row and two ledger entries (operator → available), and one live session with ``partner_id``:
+    what ``qwallet players create --balance …`` and ``qwallet sessions create`` write, in bulk.
+    Then ANALYZE."""
+    async with connection.transaction():
+        with contextlib.suppress(asyncpg.exceptions.InsufficientPrivilegeError):
+            async with connection.transaction():  # a savepoint: harmless if refused
+                await connection.execute("SET LOCAL session_replication_role = replica")
+        await connection.execute(_PG_SEED[0], players)
+        await connection.execute(_PG_SEED[1], INITIAL_BALANCE_MINOR, utc_day(now_ms), now_ms)
+        await connection.execute(_PG_SEED[2], INITIAL_BALANCE_MINOR, now_ms)
+        await connection.execute(_PG_SEED[3], INITIAL_BALANCE_MINOR, now_ms)
+        await connection.execute(
+            _PG_SEED[4],
+            partner_id,
+            now_ms,
+            SESSION_IDLE_MS,
+            now_ms + SESSION_LIFETIME_MS,
+        )
+    await connection.execute("ANALYZE")
+
+
+def seed_wallets_sqlite(
+    connection: sqlite3.Connection, players: int, partner_id: int, now_ms: int
+) -> None:
+    """``seed_wallets_postgres`` on SQLite: the same rows, then ANALYZE."""
+    with connection:
+        day = utc_day(now_ms)
+        connection.executemany(
+            # Columns named, as on PostgreSQL: the table has gained columns with defaults since.
+            "INSERT INTO players (id, nickname, currency, language, status, available_minor,"
+            " held_minor, pending_in_minor, daily_withdraw_limit_minor, limit_day,"
+            " day_withdrawn_minor, created_at_ms)"
+            " VALUES (?, ?, 'XAG', 'en', 'active', ?, 0, 0, NULL, ?, 0, ?)",
+            (
+                (derived_id("p", i), f"bench-{i}", INITIAL_BALANCE_MINOR, day, now_ms)
+                for i in range(1, players + 1)
+            ),
+        )
+        connection.executemany(
+            "INSERT INTO adjustments (id, player_id, amount_minor, currency, reason,"
+            " operator, created_at_ms) VALUES (?, ?, ?, 'XAG', 'initial balance', 'bench', ?)",
+            (
+                (derived_id("a", i), derived_id("p", i), INITIAL_BALANCE_MINOR, now_ms)
+                for i in range(1, players + 1)
+            ),
+        )
+        connection.executemany(
+            "INSERT INTO ledger_entries (adjustment_id, phase, account, player_id, currency,"
+            " amount_minor, created_at_ms) VALUES (?, 'adjust', ?, ?, 'XAG', ?, ?)",
+            (
+                row
+                for i in range(1, players + 1)
+                for row in (
+                    (derived_id("a", i), "operator", None, -INITIAL_BALANCE_MINOR, now_ms),
+                    (
+                        derived_id("a", i),
+                        "available",
+                        derived_id("p", i),
+                        INITIAL_BALANCE_MINOR,
+                        now_ms,
+                    ),
+                )
+            ),
+        )
+        connection.executemany(
+            "INSERT INTO sessions (token, player_id, partner_id, game_code, created_at_ms,"
+            " last_seen_at_ms, idle_timeout_ms, expires_at_ms)"
+            " VALUES (?, ?, ?, 'bench', ?, ?, ?, ?)",
+            (
+                (
+                    derived_id("t", i),
+                    derived_id("p", i),
+                    partner_id,
+                    now_ms,
+                    now_ms,
+                    SESSION_IDLE_MS,
+                    now_ms + SESSION_LIFETIME_MS,
+                )
+                for i in range(1, players + 1)
+            ),
+        )
+    connection.execute("ANALYZE")
+
+
 __all__ = [
+    "INITIAL_BALANCE_MINOR",
+    "BenchDatabase",
     "DiskCheck",
     "PreloadResult",
     "check_disk",
+    "derived_id",
     "disk_needed_bytes",
     "mm_id",
     "preload",
+    "seed_wallets_postgres",
+    "seed_wallets_sqlite",
 ]
