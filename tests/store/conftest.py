@@ -33,6 +33,7 @@ TABLES = (
     "reconcile_checkpoints",
     "ledger_entries",
     "transactions",
+    "transaction_keys",
     "sessions",
     "adjustments",
     "partner_credentials",

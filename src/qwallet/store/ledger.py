@@ -18,6 +18,29 @@ from qwallet.domain.transactions import Phase
 from qwallet.store.sql import SqlTransaction
 
 
+async def claim_transaction_key(
+    tx: SqlTransaction,
+    *,
+    partner_id: int,
+    kind: str,
+    mm_transaction_id: str,
+    qw_transaction_id: str,
+    now_ms: int,
+) -> None:
+    """The ``transaction_keys`` row of a transaction written outside the Wallet API's calls
+    (a payment from the wallet), in the caller's transaction: it keeps the id unique forever
+    and answers for the transaction once its month is archived."""
+    await tx.execute(
+        "INSERT INTO transaction_keys (partner_id, mm_transaction_id, kind, qw_transaction_id,"
+        " created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        partner_id,
+        mm_transaction_id,
+        kind,
+        qw_transaction_id,
+        now_ms,
+    )
+
+
 async def append_transaction_entries(
     tx: SqlTransaction,
     qw_transaction_id: str,
