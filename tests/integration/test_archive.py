@@ -18,7 +18,7 @@ import pytest
 from qwallet.clock import ManualClock
 from qwallet.service import archive, reconcile
 from qwallet.service.partners import OperatorError
-from qwallet.store.sql import fetch_one
+from qwallet.store.sql import fetch_all, fetch_one
 from tests.conftest import LiveServer, Platform, Wallet
 
 DAY_MS = 86_400_000
@@ -83,8 +83,25 @@ def test_archive_and_replay_of_archived_ids(
     archived = report.months[0]
     assert archived.transactions == transactions_before == 5
     assert count(platform, "SELECT COUNT(*) AS n FROM transactions") == 0
-    # p-1's rollback was written this month: its two entries stay.
-    assert count(platform, "SELECT COUNT(*) AS n FROM ledger_entries") == 2
+    # p-1's rollback was written this month: its two entries stay; beside them, one entry per
+    # account carries what the archived month left on it.
+    assert count(platform, "SELECT COUNT(*) AS n FROM ledger_entries WHERE phase <> 'carry'") == 2
+    carried = platform.run(
+        fetch_all(
+            platform.store,
+            "SELECT adjustment_id, account, player_id, amount_minor FROM ledger_entries"
+            " WHERE phase = 'carry'",
+        )
+    )
+    assert {row["adjustment_id"] for row in carried} == {
+        f"archive:{archive.Month.of(OLD_MS).label}"
+    }
+    assert sum(int(row["amount_minor"]) for row in carried) == 0
+    assert {
+        (row["account"], int(row["amount_minor"]))
+        for row in carried
+        if row["player_id"] == wallet.player_id
+    } == {("available", 10_000 - 1_000 - 100 + 700), ("held", 100)}
     assert count(platform, "SELECT COUNT(*) AS n FROM transaction_keys WHERE state IS NULL") == 0
     if platform.store.dialect == "postgresql":
         gone = platform.run(
@@ -143,6 +160,9 @@ def test_archive_and_replay_of_archived_ids(
     checked = platform.run(reconcile.incremental(platform.store, NOW_MS))
     assert checked.ok, checked.as_json()
     assert checked.entries == 4
+    # So does the full proof: the carried balances stand for the archived entries.
+    full = platform.run(reconcile.reconcile(platform.store))
+    assert full.ok, full.as_json()
 
     # Nothing is left to archive.
     assert run_archive(platform, out).months == []

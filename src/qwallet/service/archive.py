@@ -16,8 +16,11 @@ A month is archived whole, oldest first, only when every month before the cut-of
 4. **Keys keep the answers.** In the transaction that removes the rows, each transaction's
    ``transaction_keys`` row receives its final answer (state, player, amount, currency,
    balances), so a replay or a changed-data call still answers as the contract says (spec 1.4).
-5. **Remove.** PostgreSQL detaches and drops the month's partitions (a brief lock of the parent
-   tables, bounded by ``LOCK_TIMEOUT_MS`` and retried); SQLite deletes the month's rows.
+5. **Remove, carry forward.** PostgreSQL detaches and drops the month's partitions (a brief
+   lock of the parent tables, bounded by ``LOCK_TIMEOUT_MS`` and retried); SQLite deletes the
+   month's rows. One entry per account then carries what the month's entries summed to
+   (``store.ledger.carry_forward``, step ``archive:YYYY-MM`` / ``carry``), so balances still
+   equal the sums of the entries and ``qwallet reconcile --full`` stays clean.
 
 ``ensure_partitions`` creates the monthly partitions ahead (PostgreSQL; nothing on SQLite).
 """
@@ -39,6 +42,7 @@ from typing import Any
 
 from qwallet.service import audit, reconcile
 from qwallet.service.partners import OperatorError
+from qwallet.store import ledger as money
 from qwallet.store.sql import Row, SqlDatabase
 
 log = logging.getLogger("qwallet.service.archive")
@@ -249,7 +253,7 @@ async def archive(
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     for month in await _months_before(db, cutoff):
         if await _holds_rows(db, month):
-            report.months.append(await _archive_month(db, out, month, checkpoint))
+            report.months.append(await _archive_month(db, out, month, checkpoint, cutoff))
     async with db.transaction() as tx:
         await audit.record(tx, operator, "db.archive", before.label, report.as_json(), now_ms)
     return report
@@ -375,7 +379,7 @@ def verify_manifest(manifest_path: Path) -> dict[str, Any]:
 
 
 async def _archive_month(
-    db: SqlDatabase, out: Path, month: Month, checkpoint: dict[str, Any]
+    db: SqlDatabase, out: Path, month: Month, checkpoint: dict[str, Any], carry_at_ms: int
 ) -> ArchivedMonth:
     manifest_path = out / f"archive-{month.label}.json"
     if manifest_path.exists():
@@ -402,18 +406,20 @@ async def _archive_month(
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     verify_manifest(manifest_path)
     counts = {str(entry["table"]): int(str(entry["rows"])) for entry in files}
-    keys = await _remove(db, month, counts, int(checkpoint["position"]))
+    keys = await _remove(db, month, counts, int(checkpoint["position"]), carry_at_ms)
     return ArchivedMonth(
         month.label, manifest_path.name, counts["transactions"], counts["ledger_entries"], keys
     )
 
 
-async def _remove(db: SqlDatabase, month: Month, counts: dict[str, int], position: int) -> int:
+async def _remove(
+    db: SqlDatabase, month: Month, counts: dict[str, int], position: int, carry_at_ms: int
+) -> int:
     """Keep the answers in the keys and remove the month's rows, in one transaction, after
     checking that the database still holds exactly what was exported."""
     for attempt in range(1, LOCK_ATTEMPTS + 1):
         try:
-            return await _remove_once(db, month, counts, position)
+            return await _remove_once(db, month, counts, position, carry_at_ms)
         except Exception as error:  # asyncpg's LockNotAvailableError; the store hides the type
             if "lock" not in str(error).lower() or attempt == LOCK_ATTEMPTS:
                 raise
@@ -421,7 +427,9 @@ async def _remove(db: SqlDatabase, month: Month, counts: dict[str, int], positio
     raise AssertionError("unreachable")
 
 
-async def _remove_once(db: SqlDatabase, month: Month, counts: dict[str, int], position: int) -> int:
+async def _remove_once(
+    db: SqlDatabase, month: Month, counts: dict[str, int], position: int, carry_at_ms: int
+) -> int:
     bounds = (month.lower_ms, month.upper_ms)
     postgres = db.dialect == "postgresql"
     async with db.transaction() as tx:
@@ -455,6 +463,7 @@ async def _remove_once(db: SqlDatabase, month: Month, counts: dict[str, int], po
                 f"{month.label}: entries after the checkpoint at {position}; reconcile and retry"
             )
         keys = await tx.execute(_KEEP_ANSWERS, *bounds)
+        carried = await money.month_carry(tx, *bounds)
         if postgres:
             for table in ("transactions", "ledger_entries"):
                 await tx.execute(
@@ -468,4 +477,7 @@ async def _remove_once(db: SqlDatabase, month: Month, counts: dict[str, int], po
                     f"DELETE FROM {table} WHERE created_at_ms >= $1 AND created_at_ms < $2",
                     *bounds,
                 )
+        # At the cut-off (the first month kept), so a month is archived once: the carried
+        # entries join the history of the months kept, and a later archive folds them in.
+        await money.carry_forward(tx, carried, f"archive:{month.label}", carry_at_ms)
     return keys
