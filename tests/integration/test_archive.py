@@ -18,8 +18,10 @@ import pytest
 from qwallet.clock import ManualClock
 from qwallet.service import archive, reconcile
 from qwallet.service.partners import OperatorError
+from qwallet.settings import Settings
 from qwallet.store.sql import fetch_all, fetch_one
 from tests.conftest import LiveServer, Platform, Wallet
+from tests.integration.test_cli_and_operator_api import as_json, qwallet
 
 DAY_MS = 86_400_000
 NOW_MS = time.time_ns() // 1_000_000
@@ -197,3 +199,37 @@ def test_a_changed_file_fails_verification(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(OperatorError, match="checksum"):
         archive.verify_file(path, digest, 2)
+
+
+def test_the_commands(settings: Settings, platform: Platform, tmp_path: Path) -> None:
+    url = settings.database_url
+    created = as_json(qwallet(url, "db", "partitions", "--months-ahead", "5", "--json"))
+    # The migration made three months ahead; PostgreSQL gets two more per table, SQLite none.
+    assert created == {"created": 4 if platform.store.dialect == "postgresql" else 0}
+    assert as_json(qwallet(url, "db", "partitions", "--json")) == {"created": 0}
+    bad = qwallet(
+        url, "db", "archive", "--before", "last week", "--out", str(tmp_path), check=False
+    )
+    assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+    ahead = archive.Month.of(NOW_MS).next().next()
+    refused = qwallet(
+        url, "db", "archive", "--before", ahead.label, "--out", str(tmp_path), check=False
+    )
+    assert refused.returncode == 2 and "current month" in refused.stderr
+    report = as_json(
+        qwallet(url, "db", "archive", "--before", "2001-01-01", "--out", str(tmp_path), "--json")
+    )
+    assert report["months"] == []
+    # verify-archive on a manifest whose file was changed.
+    month_dir = tmp_path / "m"
+    month_dir.mkdir()
+    data = month_dir / "t.jsonl.gz"
+    with gzip.open(data, "wb") as sink:
+        sink.write(b'{"a":1}\n')
+    manifest = month_dir / "archive-2001-01.json"
+    entry = {"table": "transactions", "name": data.name, "sha256": archive._sha256(data), "rows": 1}
+    manifest.write_text(json.dumps({"format": archive.FORMAT, "files": [entry]}))
+    assert "OK (1 transactions)" in qwallet(url, "db", "verify-archive", str(manifest)).stdout
+    data.write_bytes(data.read_bytes() + b"x")
+    changed = qwallet(url, "db", "verify-archive", str(manifest), check=False)
+    assert changed.returncode == 2 and "checksum" in changed.stderr
