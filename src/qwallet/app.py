@@ -44,7 +44,7 @@ from qwallet.clock import Clock, SystemClock
 from qwallet.payments import DeliveryPolicy, PaymentProvider, PaymentWorker, provider_registry
 from qwallet.resolver import HoldResolver
 from qwallet.resolver import running as running_resolver
-from qwallet.service import holds
+from qwallet.service import archive, holds
 from qwallet.settings import Settings
 from qwallet.store.factory import Store, open_store
 from qwallet.store.sql import SqlDatabase
@@ -126,7 +126,11 @@ class QWalletApp:
             worker.start()
             self.player_web.worker = worker
         try:
-            async with running_resolver(store, self.settings, self.clock), self.admin.sampling():
+            async with (
+                running_resolver(store, self.settings, self.clock),
+                self.admin.sampling(),
+                archive.partition_keeper(store, self.clock.now_ms),
+            ):
                 if self._freeze_heap:
                     gc.collect()
                     gc.freeze()

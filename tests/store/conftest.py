@@ -34,6 +34,7 @@ TABLES = (
     "reconcile_checkpoints",
     "ledger_entries",
     "transactions",
+    "transaction_keys",
     "sessions",
     "adjustments",
     "partner_credentials",

@@ -111,7 +111,7 @@ def test_split_sql_keeps_bodies_strings_and_comments_whole() -> None:
         "/* block; comment */ SELECT $tag$ ; $tag$",
     ]
     statements = split_sql(read_sql("wallet_v1.sql"))
-    assert len(statements) == 5
+    assert len(statements) == 6
     assert all(s.rstrip().endswith("$$") for s in statements)
 
 
@@ -222,10 +222,10 @@ def test_migration_0002_installs_and_removes_the_functions(
             finally:
                 await connection.close()
 
-        # The script's five, and the two wrappers 0006 keeps for the signatures of 0005.
+        # The script's six, and the two wrappers 0006 keeps for the signatures of 0005.
         installed = len(WALLET_FUNCTIONS)
         upgrade(url)
-        assert asyncio.run(functions()) == installed == 7
+        assert asyncio.run(functions()) == installed == 8
         command.downgrade(alembic_config(url), "0001")
         assert asyncio.run(functions()) == 0
         upgrade(url)

@@ -154,10 +154,17 @@ async def _sizes_and_count(url: str) -> tuple[dict[str, tuple[int, int]], int]:
     connection = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
     try:
         rows = await connection.fetch(
-            "SELECT c.relname, pg_table_size(c.oid) AS heap, pg_indexes_size(c.oid) AS indexes"
+            # A partitioned table (migration 0011) holds nothing itself: sum its partitions
+            # (pg_partition_tree lists none for a plain table).
+            "SELECT c.relname, COALESCE(t.heap, pg_table_size(c.oid)) AS heap,"
+            " COALESCE(t.indexes, pg_indexes_size(c.oid)) AS indexes"
             " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " LEFT JOIN LATERAL (SELECT SUM(pg_table_size(p.relid)) AS heap,"
+            " SUM(pg_indexes_size(p.relid)) AS indexes FROM pg_partition_tree(c.oid) p) t"
+            " ON c.relkind = 'p'"
             " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')"
-            " ORDER BY pg_total_relation_size(c.oid) DESC"
+            " ORDER BY COALESCE(t.heap, pg_table_size(c.oid))"
+            " + COALESCE(t.indexes, pg_indexes_size(c.oid)) DESC"
         )
         count = await connection.fetchval("SELECT COUNT(*) FROM transactions")
     finally:

@@ -1,9 +1,15 @@
-"""``qwallet db``: the database schema."""
+"""``qwallet db``: the database schema, its monthly partitions and the archive of closed months."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from qwallet.cli._common import JsonOption, actor, emit, now_ms, with_store
+from qwallet.service import archive
+from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
 from qwallet.store import migrate
 
@@ -21,3 +27,65 @@ def db_upgrade() -> None:
 def db_current() -> None:
     """Show the database's schema revision."""
     migrate.current(Settings.from_env().database_url)
+
+
+@app.command("partitions")
+def db_partitions(
+    months_ahead: Annotated[
+        int, typer.Option("--months-ahead", help="Months after the current one to create.")
+    ] = archive.MONTHS_AHEAD,
+    as_json: JsonOption = False,
+) -> None:
+    """Create the monthly partitions of transactions and ledger entries ahead (PostgreSQL;
+    serve does it at startup and every hour)."""
+    created = with_store(
+        Settings.from_env(), lambda store: archive.ensure_partitions(store, now_ms(), months_ahead)
+    )
+    emit(as_json, {"created": created}, f"{created} partition(s) created")
+
+
+@app.command("archive")
+def db_archive(
+    before: Annotated[
+        str,
+        typer.Option(
+            "--before",
+            help="YYYY-MM-DD or YYYY-MM: archive the whole months before this date's month.",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for the exported files and manifests.")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Export the closed months before --before (gzip JSON lines, SHA-256 manifest, verified
+    checkpoint) and remove them from the database; their ids keep answering."""
+    try:
+        month = archive.parse_before(before)
+    except OperatorError as error:
+        raise typer.BadParameter(str(error)) from None
+    report = with_store(
+        Settings.from_env(),
+        lambda store: archive.archive(store, out, month, operator=actor(), now_ms=now_ms()),
+    )
+    lines = [
+        f"{m.month}: {m.transactions} transactions, {m.ledger_entries} ledger entries"
+        f" -> {out / m.manifest}"
+        for m in report.months
+    ]
+    human = "\n".join(lines) if lines else f"nothing to archive before {report.before}"
+    emit(as_json, report.as_json(), human)
+
+
+@app.command("verify-archive")
+def db_verify_archive(
+    manifest: Annotated[Path, typer.Argument(help="An archive-YYYY-MM.json manifest.")],
+) -> None:
+    """Check an archive's files against its manifest (checksums, row counts)."""
+    try:
+        found = archive.verify_manifest(manifest)
+    except (OperatorError, OSError, ValueError, KeyError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    rows = ", ".join(f"{f['rows']} {f['table']}" for f in found["files"])
+    typer.echo(f"{manifest.name}: OK ({rows})")

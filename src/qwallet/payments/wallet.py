@@ -88,6 +88,14 @@ async def _record_transaction(
     tx: SqlTransaction, order: Order, qw_transaction_id: str, balance_minor: int, now_ms: int
 ) -> None:
     description = f"Payment order {order.cp_order_id}: {order.product_name or order.product_id}"
+    await money.claim_transaction_key(
+        tx,
+        partner_id=order.partner_id,
+        kind=Kind.WITHDRAWAL.value,
+        mm_transaction_id=mm_transaction_id(order.id),
+        qw_transaction_id=qw_transaction_id,
+        now_ms=now_ms,
+    )
     await tx.execute(
         "INSERT INTO transactions (qw_transaction_id, partner_id, kind, mm_transaction_id,"
         " player_id, amount_minor, currency, state, description, begin_balance_minor,"

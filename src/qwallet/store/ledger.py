@@ -15,7 +15,30 @@ from __future__ import annotations
 from qwallet.domain import ledger
 from qwallet.domain.ledger import Account, WalletBalances
 from qwallet.domain.transactions import Phase
-from qwallet.store.sql import SqlTransaction
+from qwallet.store.sql import Row, SqlTransaction
+
+
+async def claim_transaction_key(
+    tx: SqlTransaction,
+    *,
+    partner_id: int,
+    kind: str,
+    mm_transaction_id: str,
+    qw_transaction_id: str,
+    now_ms: int,
+) -> None:
+    """The ``transaction_keys`` row of a transaction written outside the Wallet API's calls
+    (a payment from the wallet), in the caller's transaction: it keeps the id unique forever
+    and answers for the transaction once its month is archived."""
+    await tx.execute(
+        "INSERT INTO transaction_keys (partner_id, mm_transaction_id, kind, qw_transaction_id,"
+        " created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        partner_id,
+        mm_transaction_id,
+        kind,
+        qw_transaction_id,
+        now_ms,
+    )
 
 
 async def append_transaction_entries(
@@ -136,3 +159,51 @@ async def adjust_wallet(
             now_ms,
         )
     return True
+
+
+CARRY_PHASE = "carry"
+
+
+async def month_carry(tx: SqlTransaction, lower_ms: int, upper_ms: int) -> list[Row]:
+    """What the entries of [lower_ms, upper_ms) leave on each account (non-zero only), each
+    with one of those entries' ids to carry it (``carry_forward``)."""
+    sums = await tx.fetch(
+        "SELECT account, player_id, partner_id, currency, SUM(amount_minor) AS total"
+        " FROM ledger_entries WHERE created_at_ms >= $1 AND created_at_ms < $2"
+        " GROUP BY account, player_id, partner_id, currency HAVING SUM(amount_minor) <> 0"
+        " ORDER BY currency, account, player_id, partner_id",
+        lower_ms,
+        upper_ms,
+    )
+    ids = await tx.fetch(
+        "SELECT id FROM ledger_entries WHERE created_at_ms >= $1 AND created_at_ms < $2"
+        " ORDER BY id LIMIT $3",
+        lower_ms,
+        upper_ms,
+        len(sums),
+    )
+    return [{**row, "id": int(found["id"])} for row, found in zip(sums, ids, strict=True)]
+
+
+async def carry_forward(tx: SqlTransaction, rows: list[Row], owner: str, at_ms: int) -> None:
+    """The entries that replace an archived month in the ledger: per account, one entry of
+    what the month's entries summed to (step ``owner`` / ``carry``, which sums to zero per
+    currency as every archived step did), at ``at_ms`` (the first instant of the months kept).
+    Each reuses an archived entry's id, so it lies at or below the checkpoint that covered the
+    month: the incremental reconciliation (entries after the checkpoint) never reads it, the
+    full one sums it like the entries it replaces."""
+    for row in rows:
+        await tx.execute(
+            "INSERT INTO ledger_entries (id, adjustment_id, phase, account, player_id,"
+            " partner_id, currency, amount_minor, created_at_ms)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            row["id"],
+            owner,
+            CARRY_PHASE,
+            row["account"],
+            row["player_id"],
+            row["partner_id"],
+            row["currency"],
+            int(row["total"]),
+            at_ms,
+        )

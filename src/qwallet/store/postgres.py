@@ -76,11 +76,14 @@ WALLET_FUNCTIONS = (
     "wallet_v1_rollback(integer, text, text, text, text, bigint)",
     "wallet_v1_apply_movement(text, text, text, text, integer, text, bigint, bigint,"
     " integer, bigint)",
+    "wallet_v1_find(integer, text, text)",
     _SESSION_SIGNATURE_BEFORE_0006,
     _BEGIN_SIGNATURE_BEFORE_0006,
 )
 """Every wallet function installed, with its argument types (for ``DROP FUNCTION``): those of
-the script, then the two signatures of revision 0005 that migration 0006 keeps as wrappers."""
+the script, then the two signatures of revision 0005 that migration 0006 keeps as wrappers.
+``wallet_v1_find`` (migration 0011) returns the row type of ``transactions``, so it must be
+dropped before that table is replaced."""
 
 MAX_ATTEMPTS = 4
 """Tries of one call that failed on a serialization failure, a deadlock or a unique violation.

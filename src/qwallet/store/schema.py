@@ -145,8 +145,6 @@ transactions = Table(
     Column("final_balance_minor", BigInteger, nullable=True),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
-    # kind last: the console finds a transaction by partner and mmTransactionId alone.
-    UniqueConstraint("partner_id", "mm_transaction_id", "kind", name="uq_transactions_mm_id"),
     CheckConstraint("kind IN ('withdrawal', 'deposit')", name="ck_transactions_kind"),
     CheckConstraint(
         "state IN ('pending', 'confirmed', 'rolled_back')", name="ck_transactions_state"
@@ -154,12 +152,45 @@ transactions = Table(
     CheckConstraint(
         "amount_minor IS NULL OR amount_minor > 0", name="ck_transactions_amount_positive"
     ),
+    # Not unique: on PostgreSQL the table is partitioned by month (migration 0011) and a
+    # partition's index cannot see the others; ``transaction_keys`` holds the uniqueness.
+    # kind last: the console finds a transaction by partner and mmTransactionId alone.
+    Index("ix_transactions_mm_id", "partner_id", "mm_transaction_id", "kind"),
     Index("ix_transactions_player", "player_id", "created_at_ms"),
     Index("ix_transactions_state", "state", "created_at_ms"),
     Index("ix_transactions_created", "created_at_ms"),
     # Partner reports (migration 0010): the keyset-paged listing and the daily settlement.
     Index("ix_transactions_partner_created", "partner_id", "created_at_ms", "qw_transaction_id"),
     Index("ix_transactions_partner_updated", "partner_id", "updated_at_ms"),
+)
+
+transaction_keys = Table(
+    "transaction_keys",
+    metadata,
+    # One row per Wallet API transaction, written in the same database transaction as its
+    # ``transactions`` row and never deleted (spec 1.4: an mmTransactionId is unique forever).
+    # Its primary key is the idempotency key: it claims the id (``ON CONFLICT DO NOTHING``)
+    # where a partitioned ``transactions`` cannot enforce it, and it leads to the live row by
+    # its partition key (``created_at_ms``). While the row is live the answer columns are
+    # NULL (nothing stored twice); ``qwallet db archive`` fills them from the final row before
+    # it exports and drops the row's month, so a replay or a changed-data call for an archived
+    # transaction still gets its original answer or 131/132/133 (docs/operations.md).
+    Column("partner_id", Integer, primary_key=True),
+    Column("mm_transaction_id", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("qw_transaction_id", Text, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    # The final answer of an archived transaction (NULL while its row is live).
+    Column("state", Text, nullable=True),
+    Column("player_id", Text, nullable=True),
+    Column("amount_minor", BigInteger, nullable=True),
+    Column("currency", Text, nullable=True),
+    Column("begin_balance_minor", BigInteger, nullable=True),
+    Column("final_balance_minor", BigInteger, nullable=True),
+    CheckConstraint(
+        "state IS NULL OR state IN ('confirmed', 'rolled_back')",
+        name="ck_transaction_keys_state",
+    ),
 )
 
 adjustments = Table(

@@ -126,6 +126,15 @@ class SqliteRepository:
             (partner_id, kind.value, mm_transaction_id),
         ).fetchone()
         if row is None:
+            # An archived transaction answers from its key row (docs/operations.md).
+            row = self._conn.execute(
+                "SELECT qw_transaction_id, player_id, amount_minor, currency, state,"
+                " begin_balance_minor, final_balance_minor FROM transaction_keys"
+                " WHERE partner_id = ? AND mm_transaction_id = ? AND kind = ?"
+                " AND state IS NOT NULL",
+                (partner_id, mm_transaction_id, kind.value),
+            ).fetchone()
+        if row is None:
             return None
         return TransactionRecord(
             qw_transaction_id=row[0],
@@ -143,6 +152,18 @@ class SqliteRepository:
     def insert_transaction(
         self, record: TransactionRecord, description: str | None, now_ms: int
     ) -> None:
+        # The key row holds the id's uniqueness (and outlives an archived row).
+        self._conn.execute(
+            "INSERT INTO transaction_keys (partner_id, mm_transaction_id, kind,"
+            " qw_transaction_id, created_at_ms) VALUES (?, ?, ?, ?, ?)",
+            (
+                record.partner_id,
+                record.mm_transaction_id,
+                record.kind.value,
+                record.qw_transaction_id,
+                now_ms,
+            ),
+        )
         self._conn.execute(
             "INSERT INTO transactions (qw_transaction_id, partner_id, kind, mm_transaction_id,"
             " player_id, amount_minor, currency, state, description, begin_balance_minor,"

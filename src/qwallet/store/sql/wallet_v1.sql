@@ -6,10 +6,13 @@
 -- Concurrency (READ COMMITTED, any number of server processes):
 --   * a money call first locks its player's row (SELECT ... FOR UPDATE), so balance checks and
 --     every change to that player's transactions are serialized per player;
---   * transaction ids are claimed with INSERT ... ON CONFLICT DO NOTHING on the unique
---     (partner_id, mm_transaction_id, kind): a concurrent request for the same id (another
+--   * transaction ids are claimed with INSERT ... ON CONFLICT DO NOTHING on the primary key
+--     (partner_id, mm_transaction_id, kind) of transaction_keys (transactions is partitioned by
+--     month and cannot hold that uniqueness): a concurrent request for the same id (another
 --     player's, which does not share our lock) waits for the first to commit, then re-reads
 --     its row and answers from it (replay, 131, 132 or 130);
+--   * a transaction is found through its key (wallet_v1_find): the live row by its partition
+--     key, or, once its month was archived, the final answer the key row keeps;
 --   * state changes are conditional (... WHERE state = 'pending'), so a confirm racing a
 --     rollback cannot both apply;
 --   * lock order is always player -> transaction -> session, so calls cannot deadlock.
@@ -103,6 +106,51 @@ BEGIN
          CASE WHEN v_to = 'partner' THEN p_partner_id END,
          p_currency, p_amount_minor, p_now_ms);
     RETURN v_available;
+END
+$$;
+
+-- The transaction of (partner, kind, mmTransactionId), or a row of NULLs when there is none.
+-- The key leads to the live row by its partition key (created_at_ms), so one partition is
+-- read; an archived transaction (its month exported and dropped by qwallet db archive) is
+-- answered from the final state, amounts and balances its key row keeps.
+CREATE OR REPLACE FUNCTION wallet_v1_find(
+    p_partner_id integer,
+    p_kind text,
+    p_mm_transaction_id text
+) RETURNS transactions
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_key record;  -- not %ROWTYPE: migrations before 0011 install this script too
+    v_tx transactions%ROWTYPE;
+BEGIN
+    SELECT * INTO v_key
+      FROM transaction_keys
+     WHERE partner_id = p_partner_id AND mm_transaction_id = p_mm_transaction_id
+       AND kind = p_kind;
+    IF NOT FOUND THEN
+        RETURN v_tx;
+    END IF;
+    IF v_key.state IS NULL THEN
+        SELECT * INTO v_tx
+          FROM transactions
+         WHERE qw_transaction_id = v_key.qw_transaction_id
+           AND created_at_ms = v_key.created_at_ms;
+        RETURN v_tx;
+    END IF;
+    v_tx.qw_transaction_id := v_key.qw_transaction_id;
+    v_tx.partner_id := v_key.partner_id;
+    v_tx.kind := v_key.kind;
+    v_tx.mm_transaction_id := v_key.mm_transaction_id;
+    v_tx.player_id := v_key.player_id;
+    v_tx.amount_minor := v_key.amount_minor;
+    v_tx.currency := v_key.currency;
+    v_tx.state := v_key.state;
+    v_tx.begin_balance_minor := v_key.begin_balance_minor;
+    v_tx.final_balance_minor := v_key.final_balance_minor;
+    v_tx.created_at_ms := v_key.created_at_ms;
+    v_tx.updated_at_ms := v_key.created_at_ms;
+    RETURN v_tx;
 END
 $$;
 
@@ -233,11 +281,8 @@ BEGIN
     -- the same id, whose committed row then decides.
     FOR v_round IN 1..3 LOOP
         -- State machine.
-        SELECT * INTO v_tx
-          FROM transactions
-         WHERE partner_id = p_partner_id AND kind = p_kind
-           AND mm_transaction_id = p_mm_transaction_id;
-        IF FOUND THEN
+        v_tx := wallet_v1_find(p_partner_id, p_kind, p_mm_transaction_id);
+        IF v_tx.qw_transaction_id IS NOT NULL THEN
             mm_transaction_id := v_tx.mm_transaction_id;
             qw_transaction_id := v_tx.qw_transaction_id;
             IF v_tx.state = 'rolled_back' THEN
@@ -288,19 +333,23 @@ BEGIN
             v_balance := v_player.available_minor;
         END IF;
 
-        INSERT INTO transactions
-            (qw_transaction_id, partner_id, kind, mm_transaction_id, player_id, amount_minor,
-             currency, state, description, begin_balance_minor, final_balance_minor,
-             created_at_ms, updated_at_ms)
+        INSERT INTO transaction_keys
+            (partner_id, mm_transaction_id, kind, qw_transaction_id, created_at_ms)
         VALUES
-            (gen_random_uuid()::text, p_partner_id, p_kind, p_mm_transaction_id, v_player.id,
-             p_amount_minor, p_currency, 'pending', p_description, v_balance, NULL,
-             p_now_ms, p_now_ms)
+            (p_partner_id, p_mm_transaction_id, p_kind, gen_random_uuid()::text, p_now_ms)
         ON CONFLICT DO NOTHING
         RETURNING qw_transaction_id INTO v_qw;
         IF v_qw IS NULL THEN
             CONTINUE;
         END IF;
+        INSERT INTO transactions
+            (qw_transaction_id, partner_id, kind, mm_transaction_id, player_id, amount_minor,
+             currency, state, description, begin_balance_minor, final_balance_minor,
+             created_at_ms, updated_at_ms)
+        VALUES
+            (v_qw, p_partner_id, p_kind, p_mm_transaction_id, v_player.id,
+             p_amount_minor, p_currency, 'pending', p_description, v_balance, NULL,
+             p_now_ms, p_now_ms);
 
         v_balance := wallet_v1_apply_movement(
             v_qw, p_kind, 'begin', v_player.id, p_partner_id, p_currency, p_amount_minor,
@@ -369,12 +418,9 @@ BEGIN
     END IF;
 
     FOR v_round IN 1..3 LOOP
-        SELECT * INTO v_tx
-          FROM transactions
-         WHERE partner_id = p_partner_id AND kind = p_kind
-           AND mm_transaction_id = p_mm_transaction_id;
+        v_tx := wallet_v1_find(p_partner_id, p_kind, p_mm_transaction_id);
         -- Another player's transaction is reported as missing: its existence is not revealed.
-        IF NOT FOUND OR v_tx.player_id <> v_player.id THEN
+        IF v_tx.qw_transaction_id IS NULL OR v_tx.player_id <> v_player.id THEN
             code := 130;  -- TRANSACTION_NOT_FOUND
             RETURN;
         END IF;
@@ -403,7 +449,8 @@ BEGIN
         UPDATE transactions
            SET state = 'confirmed', final_balance_minor = v_balance, rollback_reason = NULL,
                updated_at_ms = p_now_ms
-         WHERE qw_transaction_id = v_tx.qw_transaction_id AND state = 'pending';
+         WHERE qw_transaction_id = v_tx.qw_transaction_id
+           AND created_at_ms = v_tx.created_at_ms AND state = 'pending';
         IF NOT FOUND THEN
             CONTINUE;
         END IF;
@@ -460,26 +507,27 @@ BEGIN
     END IF;
 
     FOR v_round IN 1..3 LOOP
-        SELECT * INTO v_tx
-          FROM transactions
-         WHERE partner_id = p_partner_id AND kind = p_kind
-           AND mm_transaction_id = p_mm_transaction_id;
-        IF NOT FOUND THEN
+        v_tx := wallet_v1_find(p_partner_id, p_kind, p_mm_transaction_id);
+        IF v_tx.qw_transaction_id IS NULL THEN
             -- The original never arrived (or is still on its way): block it.
-            INSERT INTO transactions
-                (qw_transaction_id, partner_id, kind, mm_transaction_id, player_id,
-                 amount_minor, currency, state, description, rollback_reason,
-                 begin_balance_minor, final_balance_minor, created_at_ms, updated_at_ms)
+            INSERT INTO transaction_keys
+                (partner_id, mm_transaction_id, kind, qw_transaction_id, created_at_ms)
             VALUES
-                (gen_random_uuid()::text, p_partner_id, p_kind, p_mm_transaction_id,
-                 v_player.id, NULL, v_player.currency, 'rolled_back', NULL, p_reason,
-                 NULL, v_player.available_minor, p_now_ms, p_now_ms)
+                (p_partner_id, p_mm_transaction_id, p_kind, gen_random_uuid()::text, p_now_ms)
             ON CONFLICT DO NOTHING
             RETURNING qw_transaction_id INTO v_qw;
             IF v_qw IS NULL THEN
                 -- A concurrent original (or rollback) claimed the id first: decide on its row.
                 CONTINUE;
             END IF;
+            INSERT INTO transactions
+                (qw_transaction_id, partner_id, kind, mm_transaction_id, player_id,
+                 amount_minor, currency, state, description, rollback_reason,
+                 begin_balance_minor, final_balance_minor, created_at_ms, updated_at_ms)
+            VALUES
+                (v_qw, p_partner_id, p_kind, p_mm_transaction_id,
+                 v_player.id, NULL, v_player.currency, 'rolled_back', NULL, p_reason,
+                 NULL, v_player.available_minor, p_now_ms, p_now_ms);
             code := 0;
             mm_transaction_id := p_mm_transaction_id;
             qw_transaction_id := v_qw;
@@ -510,7 +558,8 @@ BEGIN
         UPDATE transactions
            SET state = 'rolled_back', final_balance_minor = v_balance,
                rollback_reason = p_reason, updated_at_ms = p_now_ms
-         WHERE qw_transaction_id = v_tx.qw_transaction_id AND state = 'pending';
+         WHERE qw_transaction_id = v_tx.qw_transaction_id
+           AND created_at_ms = v_tx.created_at_ms AND state = 'pending';
         IF NOT FOUND THEN
             CONTINUE;
         END IF;

@@ -1,7 +1,7 @@
 """live-session indexes, the session prune, the moved checkpoint balances
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-02
 
 - ``sessions``: ``ix_sessions_player`` (every session a player ever had) is replaced by
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
