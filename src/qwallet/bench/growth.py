@@ -355,9 +355,7 @@ class _Growth:
             operator_queries.pages(samples) + operator_queries.operator_api(samples),
             HTTP_REPEAT_SHORT if options.label == "short" else HTTP_REPEAT,
         )
-        phase.queries = asyncio.run(
-            self._queries(bench_db, samples.mm_id, samples.player, deep_cursor, repeat)
-        )
+        phase.queries = asyncio.run(self._queries(bench_db, samples, repeat))
         phase.incremental = asyncio.run(self._reconcile(bench_db, full=False))
         self.bench._step(
             f"{label}: operator pages and queries timed; reconcile since the checkpoint"
@@ -374,17 +372,12 @@ class _Growth:
             await store.close()
 
     async def _queries(
-        self,
-        bench_db: database.BenchDatabase,
-        sample_mm: str,
-        sample_player: str,
-        deep_cursor: str | None,
-        repeat: int,
+        self, bench_db: database.BenchDatabase, samples: operator_queries.Samples, repeat: int
     ) -> list[operator_queries.Timing]:
         settings = Settings(database_url=bench_db.url, pg_pool_min=1, pg_pool_max=2)
         store = await open_store(settings)
         try:
-            named = operator_queries.calls(settings, sample_mm, sample_player, deep_cursor)
+            named = operator_queries.calls(settings, samples)
             return await operator_queries.time_calls(store, named, repeat, explain=True)
         finally:
             await store.close()

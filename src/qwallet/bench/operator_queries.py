@@ -26,7 +26,7 @@ from qwallet.clock import SystemClock
 from qwallet.domain.transactions import Kind
 from qwallet.payments.delivery import Deliverer, DeliveryPolicy
 from qwallet.payments.providers import SandboxCardProvider
-from qwallet.service import holds, orders_admin, reconcile
+from qwallet.service import audit, holds, orders_admin, partner_reports, protocol_report, reconcile
 from qwallet.service.gauges import read_database_gauges
 from qwallet.settings import Settings
 from qwallet.store.sql import Row, SqlDatabase, SqlTransaction
@@ -36,6 +36,7 @@ SLOW_S = 2.0
 """A call slower than this is not repeated: on a grown database one call can take the whole
 statement timeout, and the figure is clear from one."""
 RESOLVER_SCAN_LIMIT = 500  # HoldResolver's default scan_limit
+SETTLEMENT_DAYS = 31  # the longest range the settlement page accepts (a month's settlement)
 
 
 @dataclass
@@ -61,6 +62,26 @@ class Timing:
             return None
         ordered = sorted(self.runs_ms)
         return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+@dataclass(frozen=True)
+class Samples:
+    """What the timed pages open, taken from the phase's own data just before the timings
+    (``growth._samples``): a transaction in the middle of the stored time range, its player and
+    its UTC day, an order in the middle of the orders, the partner with the most traffic."""
+
+    mm_id: str = "x"
+    qw_id: str = "x"
+    player: str = "x"
+    nickname: str = "x"
+    day: dt.date = dt.date(2026, 1, 1)
+    order_id: str | None = None
+    """None when no order is stored (the empty phase): that row is then not fetched."""
+    deep_cursor: str | None = None
+    """Opens page ``PAGE_DEEP`` of the unfiltered list (``cursor_of_page``)."""
+    busiest_partner: str = "bench"
+    sandbox_partner: str = "bench-sandbox"
+    operator: str = "x"
 
 
 class _RecordingTransaction:
@@ -97,14 +118,15 @@ class RecordingDatabase:
 Call = Callable[[SqlDatabase], Awaitable[object]]
 
 
-def calls(
-    settings: Settings, sample_mm_id: str, sample_player: str, deep_cursor: str | None
-) -> list[tuple[str, Call]]:
+def calls(settings: Settings, samples: Samples | None = None) -> list[tuple[str, Call]]:
     """Every operator page's queries and every periodic query, by the name the report uses.
 
-    ``deep_cursor`` opens page ``PAGE_DEEP`` (``cursor_of_page``), found before the timings: the
-    walk there follows 199 pages, which is not what fetching that page costs.
+    ``samples.deep_cursor`` opens page ``PAGE_DEEP`` (``cursor_of_page``), found before the
+    timings: the walk there follows 199 pages, which is not what fetching that page costs.
+    The rows of the pages that read the most (settlement, protocol report, player search) are
+    here too, so that their plans are shown.
     """
+    s = samples or Samples()
     clock = SystemClock()
 
     def cutoff() -> int:
@@ -142,19 +164,55 @@ def calls(
     async def deep_page(db: SqlDatabase) -> object:
         # Pages are keyset-paged: the position of page PAGE_DEEP was found once, by following
         # the "Older" cursors as an operator would; each timed run fetches that page only.
-        return await queries.transactions(db, nothing, deep_cursor)
+        return await queries.transactions(db, nothing, s.deep_cursor)
+
+    async def settlement(db: SqlDatabase, partner: str | None, days: int) -> object:
+        # As the settlement page does: each partner's days, one indexed query per partner.
+        first = s.day - dt.timedelta(days=days - 1)
+        return [
+            await partner_reports.settlement(db, partner_id, first, s.day)
+            for _, partner_id in await partner_reports.partner_ids(db, partner)
+        ]
+
+    def day_ms() -> int:
+        return (
+            int(dt.datetime(s.day.year, s.day.month, s.day.day, tzinfo=dt.UTC).timestamp()) * 1000
+        )
+
+    async def busy_report(db: SqlDatabase) -> object:
+        since = day_ms()
+        return await protocol_report.report(
+            db, s.busiest_partner, since, since + 86_400_000, clock.now_ms()
+        )
 
     return [
         ("admin transaction list, page 1", lambda db: queries.transactions(db, nothing)),
         (f"admin transaction list, page {PAGE_DEEP}", deep_page),
         (
             "admin filter by mmTransactionId",
-            lambda db: queries.transactions(db, queries.TransactionFilter(mm_id=sample_mm_id)),
+            lambda db: queries.transactions(db, queries.TransactionFilter(mm_id=s.mm_id)),
         ),
+        (
+            "admin filter by player",
+            lambda db: queries.transactions(db, queries.TransactionFilter(player=s.player)),
+        ),
+        ("admin transaction page", lambda db: queries.transaction_detail(db, s.qw_id)),
+        ("admin players list", lambda db: queries.search_players(db, "")),
+        ("admin players search by nickname", lambda db: queries.search_players(db, s.nickname)),
         ("admin dashboard", lambda db: queries.dashboard(db, cutoff())),
-        ("admin player page", lambda db: queries.player_activity(db, sample_player)),
+        ("admin player page", lambda db: queries.player_activity(db, s.player)),
         ("admin orders list, page 1", orders_page),
         ("admin holds page", holds_page),
+        (
+            "admin audit log by operator",
+            lambda db: audit.entries(db, operator=s.operator, limit=queries.PAGE_SIZE + 1),
+        ),
+        ("admin settlement, every partner, one day", lambda db: settlement(db, None, 1)),
+        (
+            f"admin settlement, busiest partner, {SETTLEMENT_DAYS} days",
+            lambda db: settlement(db, s.busiest_partner, SETTLEMENT_DAYS),
+        ),
+        ("protocol report, busiest partner, one day", busy_report),
         (
             "hold resolver scan",
             lambda db: holds.overdue(db, Kind.WITHDRAWAL, cutoff(), RESOLVER_SCAN_LIMIT),
@@ -177,7 +235,7 @@ async def cursor_of_page(db: SqlDatabase, page: int) -> str | None:
 
 
 def call_names() -> list[str]:
-    return [name for name, _ in calls(Settings(), "x", "x", None)]
+    return [name for name, _ in calls(Settings())]
 
 
 async def time_calls(
@@ -251,7 +309,6 @@ async def time_reconcile(db: SqlDatabase, *, full: bool) -> Reconciled:
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
-SETTLEMENT_DAYS = 31  # the longest range the settlement page accepts (a month's settlement)
 SANDBOX_WINDOW = "24h"
 SANDBOX_RULE: dict[str, object] = {
     "endpoint": "withdraw",
@@ -261,26 +318,6 @@ SANDBOX_RULE: dict[str, object] = {
 }
 """The rule the fault-rule rows add and remove: the sandbox partner gets no traffic, so it never
 fires; added and removed in pairs, so the partner's live rules never pile up."""
-
-
-@dataclass(frozen=True)
-class Samples:
-    """What the timed pages open, taken from the phase's own data just before the timings
-    (``growth._samples``): a transaction in the middle of the stored time range, its player and
-    its UTC day, an order in the middle of the orders, the partner with the most traffic."""
-
-    mm_id: str = "x"
-    qw_id: str = "x"
-    player: str = "x"
-    nickname: str = "x"
-    day: dt.date = dt.date(2026, 1, 1)
-    order_id: str | None = None
-    """None when no order is stored (the empty phase): that row is then not fetched."""
-    deep_cursor: str | None = None
-    """Opens page ``PAGE_DEEP`` of the unfiltered list (``cursor_of_page``)."""
-    busiest_partner: str = "bench"
-    sandbox_partner: str = "bench-sandbox"
-    operator: str = "x"
 
 
 @dataclass(frozen=True)
