@@ -10,9 +10,11 @@ database through ``qwallet bench``; this one checks the rows themselves, cheaply
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 from qwallet.bench import operator_queries
+from qwallet.bench.growth_report import METHOD
 from qwallet.service import api_keys, operators, partners
 from tests.conftest import LiveServer, Platform, Wallet
 
@@ -120,3 +122,11 @@ def test_a_failed_sign_in_fails_the_page_rows_and_not_the_api_rows(
     assert timings[0].error is not None and timings[0].error.startswith("sign-in answered")
     # The API row ran with its key: an unknown partner is the documented 400, not a 401.
     assert timings[1].status == 400 and timings[1].error == "HTTP 400"
+
+
+def test_the_method_section_in_the_docs_is_the_one_a_full_run_writes() -> None:
+    # A full ``qwallet bench`` rewrites docs/benchmarks.md with ``growth_report.METHOD`` in its
+    # Method section: the hand-kept copy there must not drift from it.
+    docs = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+    method = docs.read_text(encoding="utf-8").split("## Method\n", 1)[1].split("\n## ", 1)[0]
+    assert "\n".join(METHOD) in method

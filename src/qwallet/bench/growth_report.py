@@ -20,6 +20,32 @@ from qwallet.bench.growth import (
 from qwallet.bench.report import TITLES
 
 HEADING = "## Growth"
+METHOD = [
+    "- Growth (`--stored N`): after each phase's scenarios and an ANALYZE, every console page and",
+    "  every operator API call is requested over HTTP from the running server",
+    "  (`qwallet.bench.operator_queries.pages` and `operator_api`): the pages signed in as an",
+    "  operator (session cookie), the API calls with an operator API key (bearer, no cookie); 10",
+    "  requests per row (3 in `--short`), one when it takes over 2 s; the report gives the median",
+    "  and the nearest-rank p99 (with 10 requests, the slowest). What each row opens comes from",
+    "  the phase's own data: the transaction in the middle of the stored time range (the",
+    "  transaction page, the list filtered by its mmTransactionId and by its player, its UTC day",
+    "  for the day filter, the one-day settlement of every partner and the busiest partner's",
+    "  one-day protocol report), the order in the middle of the orders (the empty phase has none:",
+    "  that row says so), the partner with the most traffic (the bench partner: its share of the",
+    "  preload and every scenario's writes: the list filtered by partner, its 31-day settlement",
+    "  page and CSV ending on that day, its sandbox page and report over 24 h), a sandbox partner",
+    "  without history (its sandbox page, the fault-rule calls, adding and removing one rule per",
+    "  pair, and its last hour's report), and the signed-in operator's audit entries. Also the",
+    "  unfiltered list (page 1 and page 200, reached by its cursors before the timings), the list",
+    "  by state (rolled back) and by kind (deposit), the dashboard, players (and a nickname",
+    "  search), the player page, orders (and by state), partners, holds, reconciliation, the",
+    '  audit log and `POST /api/sessions` (a session for that player). The target "every admin',
+    '  page and operator API call ≤ 100 ms median" counts all of these rows. The queries behind',
+    "  the pages that read the most (the settlements, the busiest partner's one-day protocol",
+    "  report, the players list and search, the transaction page, the player and audit filters)",
+    "  are also called directly, with the other query rows, and their plans shown.",
+]
+"""The growth run's bullet of the *Method* section (written by a full ``qwallet bench``)."""
 
 
 def scenario_rows(scenario: str) -> list[str]:
@@ -436,4 +462,4 @@ def splice(path: Path, new: list[str]) -> Path:
     return path
 
 
-__all__ = ["existing", "query_rows", "scenario_rows", "section", "splice", "us_per_entry"]
+__all__ = ["METHOD", "existing", "query_rows", "scenario_rows", "section", "splice", "us_per_entry"]
