@@ -25,8 +25,8 @@ pytest.importorskip("hdrh", reason="the bench extra is not installed (pip instal
 pytest.importorskip("psutil", reason="the bench extra is not installed (pip install -e '.[bench]')")
 
 from qwallet.bench import growth_report
-from qwallet.bench.growth import GROWTH_SCENARIOS
-from qwallet.bench.operator_queries import call_names
+from qwallet.bench.growth import GROWTH_SCENARIOS, HTTP_REPEAT_SHORT
+from qwallet.bench.operator_queries import call_names, fetch_names
 from qwallet.store.postgres import asyncpg_dsn
 from tests.conftest import PG_URL, require_postgres
 
@@ -84,6 +84,17 @@ def test_growth_run_reconciles_and_reports_every_row(tmp_path: Path) -> None:
         for name, scenario in phase["scenarios"].items():
             assert scenario["flowsPerS"] > 0 and scenario["pgbenchTps"] > 0, (name, scenario)
             assert scenario["problems"] == [], (name, scenario)
+    # Every console page and operator API call answered as it should, in both phases (the
+    # order page in the empty phase excepted: no order is stored there to open).
+    for label, phase in (("empty", empty), ("loaded", loaded)):
+        assert list(phase["http"]) == fetch_names(), (label, list(phase["http"]))
+        for name, row in phase["http"].items():
+            if label == "empty" and name == "page: order":
+                assert row["skipped"] == "no order stored" and row["runs"] == 0, row
+                continue
+            assert row["error"] is None and row["skipped"] is None, (label, name, row)
+            assert row["runs"] == HTTP_REPEAT_SHORT or row["medianMs"] > 2000, (label, name, row)
+            assert row["medianMs"] > 0 and row["p99Ms"] >= row["medianMs"], (label, name, row)
     assert summary["database"] not in asyncio.run(_bench_databases()), "database was kept"
 
     text = output.read_text(encoding="utf-8")
@@ -97,6 +108,11 @@ def test_growth_run_reconciles_and_reports_every_row(tmp_path: Path) -> None:
         assert line is not None, f"row missing: {row}"
         assert "| - | - |" not in line, f"row without figures: {line}"
     assert "| **all tables** |" in section and "### Targets" in section
+    # The page target counts every page and every operator API call.
+    pages = sum(1 for name in fetch_names() if name.startswith("page: "))
+    target = next(x for x in section.splitlines() if x.startswith("| every admin page and"))
+    counted = f" of {len(fetch_names())} ({pages} pages, {len(fetch_names()) - pages} API calls)"
+    assert counted in target, target
     assert (
         "| `qwallet reconcile --full` completes on the loaded database | clean | yes |" in section
     )

@@ -43,9 +43,7 @@ def test_payment_worker_row_builds_one_http_client_for_all_its_runs(
     async def run() -> list[operator_queries.Timing]:
         store = await open_store(settings)
         try:
-            named = [
-                c for c in operator_queries.calls(settings, "x", "x", None) if c[0] == WORKER_ROW
-            ]
+            named = [c for c in operator_queries.calls(settings) if c[0] == WORKER_ROW]
             assert len(named) == 1
             return await operator_queries.time_calls(store, named, 5, explain=True)
         finally:
@@ -70,7 +68,9 @@ def test_deep_page_row_fetches_that_page_only(database_url: str) -> None:
         store = await open_store(settings)
         try:
             ran: dict[str, list[str]] = {}
-            for name, call in operator_queries.calls(settings, "x", "x", "1_x"):
+            for name, call in operator_queries.calls(
+                settings, operator_queries.Samples(deep_cursor="1_x")
+            ):
                 if name in (first, deep):
                     recorder = operator_queries.RecordingDatabase(store)
                     await call(recorder)

@@ -17,6 +17,7 @@ The database is dropped when the run ends, however it ends (Ctrl-C and SIGTERM i
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import secrets
 import shutil
 import statistics
@@ -39,7 +40,7 @@ from qwallet.bench.runner import (
     _signals_interrupt,
     git_commit,
 )
-from qwallet.service import operators, partners, reconcile
+from qwallet.service import api_keys, operators, partners, reconcile
 from qwallet.settings import Settings
 from qwallet.store import bulk_load
 from qwallet.store.factory import open_store
@@ -50,6 +51,11 @@ EXTRA_PARTNERS = 3
 OPEN_FRACTION = 0.7
 UNTIMED_RECONCILE_S = 3600.0
 UNTIMED_ROW = "reconcile without the statement timeout"
+SANDBOX_PARTNER = f"{database.PARTNER}-sandbox"
+"""A sandbox partner without traffic or preloaded history: the fault-rule API calls and the
+sandbox page need one (rules are refused for a production partner)."""
+HTTP_REPEAT, HTTP_REPEAT_SHORT = 10, 3
+"""Requests per page or API row and phase (a row slower than ``SLOW_S`` gets one)."""
 Progress = Callable[[str, float], None]
 
 
@@ -89,6 +95,7 @@ class Phase:
     """table → (table bytes incl. TOAST, index bytes)."""
     queries: list[operator_queries.Timing] = field(default_factory=list)
     pages: list[operator_queries.Timing] = field(default_factory=list)
+    """The console pages and the operator API calls, over HTTP (``fetch_names``)."""
     reconcile: operator_queries.Timing | None = None
     """``qwallet reconcile --full`` before the scenarios (it writes the phase's checkpoint)."""
     reconcile_ok: bool | None = None
@@ -200,6 +207,51 @@ async def _acked_problems(
     return problems
 
 
+_MIDDLE_TRANSACTION = """
+SELECT t.qw_transaction_id::text AS qw, t.mm_transaction_id AS mm, t.player_id::text AS player,
+       t.created_at_ms, p.nickname
+  FROM transactions t JOIN players p ON p.id = t.player_id
+ WHERE t.created_at_ms >= (SELECT (MIN(created_at_ms) + MAX(created_at_ms)) / 2 FROM transactions)
+ ORDER BY t.created_at_ms LIMIT 1
+"""
+_MIDDLE_ORDER = """
+SELECT id::text AS id FROM payment_orders
+ WHERE created_at_ms >= (SELECT (MIN(created_at_ms) + MAX(created_at_ms)) / 2 FROM payment_orders)
+ ORDER BY created_at_ms LIMIT 1
+"""
+
+
+async def _samples(
+    bench_db: database.BenchDatabase, deep_cursor: str | None, operator: str
+) -> operator_queries.Samples:
+    """What the timed pages open: the transaction in the middle of the stored time range (by
+    the time index: MIN, MAX and one step, cheap at any size), its player and its day, the
+    order in the middle of the orders, the bench partner (the preload's share plus every
+    scenario's writes: the most traffic). Each phase takes its own, so every page opens
+    something that exists."""
+    connection = await asyncpg.connect(asyncpg_dsn(bench_db.url), timeout=10)
+    try:
+        middle = await connection.fetchrow(_MIDDLE_TRANSACTION)
+        order = await connection.fetchrow(_MIDDLE_ORDER)
+    finally:
+        await connection.close()
+    if middle is None:
+        return operator_queries.Samples(deep_cursor=deep_cursor, operator=operator)
+    at = dt.datetime.fromtimestamp(int(middle["created_at_ms"]) / 1000, dt.UTC)
+    return operator_queries.Samples(
+        mm_id=str(middle["mm"]),
+        qw_id=str(middle["qw"]),
+        player=str(middle["player"]),
+        nickname=str(middle["nickname"]),
+        day=at.date(),
+        order_id=str(order["id"]) if order is not None else None,
+        deep_cursor=deep_cursor,
+        busiest_partner=database.PARTNER,
+        sandbox_partner=SANDBOX_PARTNER,
+        operator=operator,
+    )
+
+
 class _Growth:
     def __init__(
         self,
@@ -216,6 +268,7 @@ class _Growth:
         self.untimed_reconcile = untimed_reconcile
         self.preload_budget_s = preload_budget_s
         self.operator = ("growth-" + secrets.token_hex(3), "")
+        self.api_key = ""
 
     def _scenario(
         self,
@@ -294,17 +347,15 @@ class _Growth:
         asyncio.run(_analyze(bench_db.url))
         phase.sizes, phase.transactions = asyncio.run(_sizes_and_count(bench_db.url))
         repeat = 3 if options.label == "short" else 5
-        sample_mm, sample_player = bulk_load.mm_id(max(1, self.stored // 2)), database._uuid("p", 1)
         deep_cursor = asyncio.run(self._deep_cursor(bench_db))
+        samples = asyncio.run(_samples(bench_db, deep_cursor, self.operator[0]))
         phase.pages = operator_queries.time_pages(
             f"http://127.0.0.1:{server.port}",
-            *self.operator,
-            operator_queries.pages(sample_mm, sample_player, deep_cursor),
-            repeat,
+            operator_queries.Credentials(*self.operator, self.api_key),
+            operator_queries.pages(samples) + operator_queries.operator_api(samples),
+            HTTP_REPEAT_SHORT if options.label == "short" else HTTP_REPEAT,
         )
-        phase.queries = asyncio.run(
-            self._queries(bench_db, sample_mm, sample_player, deep_cursor, repeat)
-        )
+        phase.queries = asyncio.run(self._queries(bench_db, samples, repeat))
         phase.incremental = asyncio.run(self._reconcile(bench_db, full=False))
         self.bench._step(
             f"{label}: operator pages and queries timed; reconcile since the checkpoint"
@@ -321,17 +372,12 @@ class _Growth:
             await store.close()
 
     async def _queries(
-        self,
-        bench_db: database.BenchDatabase,
-        sample_mm: str,
-        sample_player: str,
-        deep_cursor: str | None,
-        repeat: int,
+        self, bench_db: database.BenchDatabase, samples: operator_queries.Samples, repeat: int
     ) -> list[operator_queries.Timing]:
         settings = Settings(database_url=bench_db.url, pg_pool_min=1, pg_pool_max=2)
         store = await open_store(settings)
         try:
-            named = operator_queries.calls(settings, sample_mm, sample_player, deep_cursor)
+            named = operator_queries.calls(settings, samples)
             return await operator_queries.time_calls(store, named, repeat, explain=True)
         finally:
             await store.close()
@@ -368,7 +414,8 @@ class _Growth:
         return timing, report.ok
 
     async def prepare(self, bench_db: database.BenchDatabase, now_ms: int) -> list[int]:
-        """The extra partners the preload spreads over, and the operator who opens the pages."""
+        """The extra partners the preload spreads over, the sandbox partner, and the operator
+        (and API key) who opens the pages and calls the operator API."""
         store = await open_store(Settings(database_url=bench_db.url, pg_pool_min=1, pg_pool_max=2))
         try:
             ids = [bench_db.partner_id]
@@ -379,8 +426,11 @@ class _Growth:
                     row = await tx.fetchrow("SELECT id FROM partners WHERE name = $1", name)
                 assert row is not None
                 ids.append(int(row["id"]))
+            # Not in ``ids``: the preload leaves it without history, as a sandbox partner is.
+            await partners.create_partner(store, SANDBOX_PARTNER, now_ms, sandbox=True)
             issued = await operators.create_operator(store, self.operator[0], now_ms)
             self.operator = (issued.username, issued.password)
+            self.api_key = await api_keys.create_api_key(store, self.operator[0], now_ms)
         finally:
             await store.close()
         return ids
@@ -492,6 +542,17 @@ def summary(report: GrowthReport) -> dict[str, Any]:
                 "reconcileOk": phase.reconcile_ok,
                 "incrementalOk": phase.incremental.ok if phase.incremental else None,
                 "incrementalEntries": phase.incremental.entries if phase.incremental else None,
+                "http": {
+                    t.name: {
+                        "medianMs": None if t.median_ms is None else round(t.median_ms, 1),
+                        "p99Ms": None if t.p99_ms is None else round(t.p99_ms, 1),
+                        "runs": len(t.runs_ms),
+                        "status": t.status,
+                        "error": t.error,
+                        "skipped": t.skipped,
+                    }
+                    for t in phase.pages
+                },
                 "scenarios": {
                     name: {
                         "flowsPerS": round(s.median_fps, 1),

@@ -10,12 +10,14 @@ fetched over HTTP from the running server, signed in as an operator, as a browse
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import math
 import re
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -24,7 +26,7 @@ from qwallet.clock import SystemClock
 from qwallet.domain.transactions import Kind
 from qwallet.payments.delivery import Deliverer, DeliveryPolicy
 from qwallet.payments.providers import SandboxCardProvider
-from qwallet.service import holds, orders_admin, reconcile
+from qwallet.service import audit, holds, orders_admin, partner_reports, protocol_report, reconcile
 from qwallet.service.gauges import read_database_gauges
 from qwallet.settings import Settings
 from qwallet.store.sql import Row, SqlDatabase, SqlTransaction
@@ -34,6 +36,7 @@ SLOW_S = 2.0
 """A call slower than this is not repeated: on a grown database one call can take the whole
 statement timeout, and the figure is clear from one."""
 RESOLVER_SCAN_LIMIT = 500  # HoldResolver's default scan_limit
+SETTLEMENT_DAYS = 31  # the longest range the settlement page accepts (a month's settlement)
 
 
 @dataclass
@@ -45,10 +48,40 @@ class Timing:
     """``EXPLAIN`` of each statement the call ran (SQL functions), in order."""
     status: int | None = None
     """HTTP status of the last fetch (pages)."""
+    skipped: str | None = None
+    """Why the row was not run in this phase (nothing to open there); not a failure."""
 
     @property
     def median_ms(self) -> float | None:
         return statistics.median(self.runs_ms) if self.runs_ms and not self.error else None
+
+    @property
+    def p99_ms(self) -> float | None:
+        """Nearest-rank p99 of the runs: with fewer than 100 runs, the slowest one."""
+        if not self.runs_ms or self.error:
+            return None
+        ordered = sorted(self.runs_ms)
+        return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+@dataclass(frozen=True)
+class Samples:
+    """What the timed pages open, taken from the phase's own data just before the timings
+    (``growth._samples``): a transaction in the middle of the stored time range, its player and
+    its UTC day, an order in the middle of the orders, the partner with the most traffic."""
+
+    mm_id: str = "x"
+    qw_id: str = "x"
+    player: str = "x"
+    nickname: str = "x"
+    day: dt.date = dt.date(2026, 1, 1)
+    order_id: str | None = None
+    """None when no order is stored (the empty phase): that row is then not fetched."""
+    deep_cursor: str | None = None
+    """Opens page ``PAGE_DEEP`` of the unfiltered list (``cursor_of_page``)."""
+    busiest_partner: str = "bench"
+    sandbox_partner: str = "bench-sandbox"
+    operator: str = "x"
 
 
 class _RecordingTransaction:
@@ -85,14 +118,15 @@ class RecordingDatabase:
 Call = Callable[[SqlDatabase], Awaitable[object]]
 
 
-def calls(
-    settings: Settings, sample_mm_id: str, sample_player: str, deep_cursor: str | None
-) -> list[tuple[str, Call]]:
+def calls(settings: Settings, samples: Samples | None = None) -> list[tuple[str, Call]]:
     """Every operator page's queries and every periodic query, by the name the report uses.
 
-    ``deep_cursor`` opens page ``PAGE_DEEP`` (``cursor_of_page``), found before the timings: the
-    walk there follows 199 pages, which is not what fetching that page costs.
+    ``samples.deep_cursor`` opens page ``PAGE_DEEP`` (``cursor_of_page``), found before the
+    timings: the walk there follows 199 pages, which is not what fetching that page costs.
+    The rows of the pages that read the most (settlement, protocol report, player search) are
+    here too, so that their plans are shown.
     """
+    s = samples or Samples()
     clock = SystemClock()
 
     def cutoff() -> int:
@@ -130,19 +164,55 @@ def calls(
     async def deep_page(db: SqlDatabase) -> object:
         # Pages are keyset-paged: the position of page PAGE_DEEP was found once, by following
         # the "Older" cursors as an operator would; each timed run fetches that page only.
-        return await queries.transactions(db, nothing, deep_cursor)
+        return await queries.transactions(db, nothing, s.deep_cursor)
+
+    async def settlement(db: SqlDatabase, partner: str | None, days: int) -> object:
+        # As the settlement page does: each partner's days, one indexed query per partner.
+        first = s.day - dt.timedelta(days=days - 1)
+        return [
+            await partner_reports.settlement(db, partner_id, first, s.day)
+            for _, partner_id in await partner_reports.partner_ids(db, partner)
+        ]
+
+    def day_ms() -> int:
+        return (
+            int(dt.datetime(s.day.year, s.day.month, s.day.day, tzinfo=dt.UTC).timestamp()) * 1000
+        )
+
+    async def busy_report(db: SqlDatabase) -> object:
+        since = day_ms()
+        return await protocol_report.report(
+            db, s.busiest_partner, since, since + 86_400_000, clock.now_ms()
+        )
 
     return [
         ("admin transaction list, page 1", lambda db: queries.transactions(db, nothing)),
         (f"admin transaction list, page {PAGE_DEEP}", deep_page),
         (
             "admin filter by mmTransactionId",
-            lambda db: queries.transactions(db, queries.TransactionFilter(mm_id=sample_mm_id)),
+            lambda db: queries.transactions(db, queries.TransactionFilter(mm_id=s.mm_id)),
         ),
+        (
+            "admin filter by player",
+            lambda db: queries.transactions(db, queries.TransactionFilter(player=s.player)),
+        ),
+        ("admin transaction page", lambda db: queries.transaction_detail(db, s.qw_id)),
+        ("admin players list", lambda db: queries.search_players(db, "")),
+        ("admin players search by nickname", lambda db: queries.search_players(db, s.nickname)),
         ("admin dashboard", lambda db: queries.dashboard(db, cutoff())),
-        ("admin player page", lambda db: queries.player_activity(db, sample_player)),
+        ("admin player page", lambda db: queries.player_activity(db, s.player)),
         ("admin orders list, page 1", orders_page),
         ("admin holds page", holds_page),
+        (
+            "admin audit log by operator",
+            lambda db: audit.entries(db, operator=s.operator, limit=queries.PAGE_SIZE + 1),
+        ),
+        ("admin settlement, every partner, one day", lambda db: settlement(db, None, 1)),
+        (
+            f"admin settlement, busiest partner, {SETTLEMENT_DAYS} days",
+            lambda db: settlement(db, s.busiest_partner, SETTLEMENT_DAYS),
+        ),
+        ("protocol report, busiest partner, one day", busy_report),
         (
             "hold resolver scan",
             lambda db: holds.overdue(db, Kind.WITHDRAWAL, cutoff(), RESOLVER_SCAN_LIMIT),
@@ -165,7 +235,7 @@ async def cursor_of_page(db: SqlDatabase, page: int) -> str | None:
 
 
 def call_names() -> list[str]:
-    return [name for name, _ in calls(Settings(), "x", "x", None)]
+    return [name for name, _ in calls(Settings())]
 
 
 async def time_calls(
@@ -239,63 +309,231 @@ async def time_reconcile(db: SqlDatabase, *, full: bool) -> Reconciled:
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
+SANDBOX_WINDOW = "24h"
+SANDBOX_RULE: dict[str, object] = {
+    "endpoint": "withdraw",
+    "action": "delay",
+    "delayMs": 1,
+    "next": 1,
+}
+"""The rule the fault-rule rows add and remove: the sandbox partner gets no traffic, so it never
+fires; added and removed in pairs, so the partner's live rules never pile up."""
 
-def pages(
-    sample_mm_id: str, sample_player: str, deep_cursor: str | None = None
-) -> list[tuple[str, str]]:
-    """The console pages timed; ``deep_cursor`` opens page ``PAGE_DEEP`` (``cursor_of_page``)."""
-    deep = "/admin/transactions" + (f"?{urlencode({'after': deep_cursor})}" if deep_cursor else "")
+
+@dataclass(frozen=True)
+class Fetch:
+    """One timed HTTP request: a console page (signed in) or an operator API call (bearer key)."""
+
+    name: str
+    path: str
+    method: str = "GET"
+    body: dict[str, object] | None = None
+    api: bool = False
+    status: int = 200
+    creates: bool = False
+    """Its answer's ``id`` is kept for a later fetch whose path holds ``{created}``."""
+    missing: str | None = None
+    """Why the row cannot be fetched in this phase (nothing stored to open); not a failure."""
+
+
+def _url(path: str, **params: str) -> str:
+    return f"{path}?{urlencode(params)}" if params else path
+
+
+def pages(samples: Samples | None = None) -> list[Fetch]:
+    """Every page of the console, with parameters that make it work on a grown database."""
+    s = samples or Samples()
+    day = s.day.isoformat()
+    month = (s.day - dt.timedelta(days=SETTLEMENT_DAYS - 1)).isoformat()
+    deep = _url("/admin/transactions", **({"after": s.deep_cursor} if s.deep_cursor else {}))
+    listing = "/admin/transactions"
+    sandbox = f"/admin/partners/{quote(s.sandbox_partner, safe='')}/sandbox"
+    busy_sandbox = f"/admin/partners/{quote(s.busiest_partner, safe='')}/sandbox"
+    busy_month = {"partner": s.busiest_partner, "from": month, "to": day}
+    order = (
+        Fetch("page: order", f"/admin/orders/{quote(s.order_id, safe='')}")
+        if s.order_id
+        else Fetch("page: order", "/admin/orders/-", missing="no order stored")
+    )
     return [
-        ("page: dashboard", "/admin/"),
-        ("page: transactions, page 1", "/admin/transactions"),
-        (f"page: transactions, page {PAGE_DEEP}", deep),
-        ("page: transactions by mmTransactionId", f"/admin/transactions?mm_id={sample_mm_id}"),
-        ("page: player", f"/admin/players/{sample_player}"),
-        ("page: orders", "/admin/orders"),
-        ("page: holds", "/admin/holds"),
+        Fetch("page: dashboard", "/admin/"),
+        Fetch("page: transactions, page 1", listing),
+        Fetch(f"page: transactions, page {PAGE_DEEP}", deep),
+        Fetch("page: transactions by mmTransactionId", _url(listing, mm_id=s.mm_id)),
+        Fetch("page: transactions by player", _url(listing, player=s.player)),
+        Fetch("page: transactions by partner (busiest)", _url(listing, partner=s.busiest_partner)),
+        Fetch("page: transactions of one day", _url(listing, date_from=day, date_to=day)),
+        Fetch("page: transactions by state (rolled back)", _url(listing, state="rolled_back")),
+        Fetch("page: transactions by kind (deposit)", _url(listing, kind="deposit")),
+        Fetch("page: transaction", f"/admin/transactions/{quote(s.qw_id, safe='')}"),
+        Fetch("page: players", "/admin/players"),
+        Fetch("page: players, search by nickname", _url("/admin/players", q=s.nickname)),
+        Fetch("page: player", f"/admin/players/{quote(s.player, safe='')}"),
+        Fetch("page: orders", "/admin/orders"),
+        Fetch("page: orders by state (declined)", _url("/admin/orders", state="declined")),
+        order,
+        Fetch("page: partners", "/admin/partners"),
+        Fetch("page: holds", "/admin/holds"),
+        Fetch("page: reconciliation", "/admin/reconcile"),
+        Fetch("page: audit log", "/admin/audit"),
+        Fetch("page: audit log by operator", _url("/admin/audit", operator=s.operator)),
+        Fetch("page: audit log by action", _url("/admin/audit", action="session.create")),
+        Fetch(
+            "page: settlement, every partner, one day",
+            _url("/admin/settlement", **{"from": day, "to": day}),
+        ),
+        Fetch(
+            f"page: settlement, busiest partner, {SETTLEMENT_DAYS} days",
+            _url("/admin/settlement", **busy_month),
+        ),
+        Fetch(
+            f"page: settlement CSV, busiest partner, {SETTLEMENT_DAYS} days",
+            _url("/admin/settlement.csv", **busy_month),
+        ),
+        Fetch("page: sandbox, sandbox partner", sandbox),
+        Fetch(
+            f"page: sandbox, busiest partner, {SANDBOX_WINDOW}",
+            _url(busy_sandbox, window=SANDBOX_WINDOW),
+        ),
+        Fetch(
+            f"page: sandbox report JSON, busiest partner, {SANDBOX_WINDOW}",
+            _url(f"{busy_sandbox}/report.json", window=SANDBOX_WINDOW),
+        ),
     ]
 
 
+def operator_api(samples: Samples | None = None) -> list[Fetch]:
+    """Every operator API call (``/api/*``, bearer key), as the operator's systems make them."""
+    s = samples or Samples()
+    faults = f"/api/partners/{quote(s.sandbox_partner, safe='')}/faults"
+    start = int(dt.datetime(s.day.year, s.day.month, s.day.day, tzinfo=dt.UTC).timestamp()) * 1000
+    busy_report = f"/api/partners/{quote(s.busiest_partner, safe='')}/report"
+    return [
+        Fetch(
+            "api: POST /api/sessions",
+            "/api/sessions",
+            "POST",
+            {"playerId": s.player, "partner": s.busiest_partner},
+            api=True,
+            status=201,
+        ),
+        Fetch("api: GET faults (sandbox partner)", faults, api=True),
+        Fetch(
+            "api: POST faults (sandbox partner)",
+            faults,
+            "POST",
+            SANDBOX_RULE,
+            api=True,
+            status=201,
+            creates=True,
+        ),
+        Fetch(
+            "api: DELETE faults/{id} (sandbox partner)",
+            faults + "/{created}",
+            "DELETE",
+            api=True,
+            status=204,
+        ),
+        Fetch(
+            "api: GET report (sandbox partner, last hour)",
+            f"/api/partners/{quote(s.sandbox_partner, safe='')}/report",
+            api=True,
+        ),
+        Fetch(
+            "api: GET report (busiest partner, one day)",
+            _url(busy_report, since=str(start), until=str(start + 86_400_000)),
+            api=True,
+        ),
+    ]
+
+
+def fetch_names() -> list[str]:
+    """The names of every timed HTTP row, pages first (the report's order)."""
+    return [f.name for f in pages() + operator_api()]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+    api_key: str
+
+
+def _sign_in(client: httpx.Client, credentials: Credentials) -> int:
+    form = client.get("/admin/login").text
+    match = _CSRF.search(form)
+    token = match.group(1) if match else ""
+    return client.post(
+        "/admin/login",
+        data={
+            "csrf_token": token,
+            "username": credentials.username,
+            "password": credentials.password,
+        },
+    ).status_code
+
+
 def time_pages(
-    base_url: str, username: str, password: str, named: list[tuple[str, str]], repeat: int
+    base_url: str, credentials: Credentials, named: list[Fetch], repeat: int
 ) -> list[Timing]:
-    """Sign in to the console and fetch each page ``repeat`` times (wall time per response)."""
+    """Sign in to the console and make each request ``repeat`` times (wall time per response);
+    operator API calls carry the API key instead of the session cookie."""
     timings = []
-    with httpx.Client(base_url=base_url, timeout=60, follow_redirects=False) as client:
-        form = client.get("/admin/login").text
-        match = _CSRF.search(form)
-        token = match.group(1) if match else ""
-        signed_in = client.post(
-            "/admin/login",
-            data={"csrf_token": token, "username": username, "password": password},
-        )
-        for name, path in named:
-            timing = Timing(name)
-            if signed_in.status_code != 303:
-                timing.error = f"sign-in answered {signed_in.status_code}"
-                timings.append(timing)
+    created: list[str] = []
+    # Two clients: the API is called without the console's cookie, as another system would.
+    with (
+        httpx.Client(base_url=base_url, timeout=60, follow_redirects=False) as console,
+        httpx.Client(
+            base_url=base_url,
+            timeout=60,
+            follow_redirects=False,
+            headers={"Authorization": f"Bearer {credentials.api_key}"},
+        ) as api,
+    ):
+        signed_in = _sign_in(console, credentials)
+        for fetch in named:
+            timing = Timing(fetch.name)
+            timings.append(timing)
+            if fetch.missing:
+                timing.skipped = fetch.missing
                 continue
+            if not fetch.api and signed_in != 303:
+                timing.error = f"sign-in answered {signed_in}"
+                continue
+            client = api if fetch.api else console
             for _ in range(repeat):
+                path = fetch.path
+                if "{created}" in path:
+                    if not created:
+                        timing.error = "nothing created to remove"
+                        break
+                    path = path.replace("{created}", created.pop())
                 started = time.perf_counter()
-                response = client.get(path)
+                response = client.request(fetch.method, path, json=fetch.body)
                 timing.runs_ms.append((time.perf_counter() - started) * 1000)
                 timing.status = response.status_code
-                if timing.runs_ms[-1] > SLOW_S * 1000 or response.status_code != 200:
+                if fetch.creates and response.status_code == fetch.status:
+                    created.append(str(response.json()["id"]))
+                if timing.runs_ms[-1] > SLOW_S * 1000 or response.status_code != fetch.status:
                     break
-            if timing.status != 200:
+            if timing.error is None and timing.status != fetch.status:
                 timing.error = f"HTTP {timing.status}"
-            timings.append(timing)
     return timings
 
 
 __all__ = [
     "FULL_RECONCILE",
     "INCREMENTAL_RECONCILE",
+    "Credentials",
+    "Fetch",
     "Reconciled",
     "RecordingDatabase",
+    "Samples",
     "Timing",
     "call_names",
     "calls",
+    "fetch_names",
+    "operator_api",
     "pages",
     "time_calls",
     "time_pages",

@@ -328,7 +328,7 @@ def render(report: BenchReport, output: Path, notes: str = "") -> Path:
             ]
     lines += _comparison(report)
     # The Growth section comes from ``qwallet bench --stored N``, a separate run: keep it.
-    from qwallet.bench.growth_report import existing
+    from qwallet.bench.growth_report import METHOD, existing
 
     kept = existing(output)
     if kept:
@@ -354,6 +354,7 @@ def render(report: BenchReport, output: Path, notes: str = "") -> Path:
         "- CPU per request is the CPU time of the server processes, the generator and the",
         "  PostgreSQL processes of the bench database (psutil), divided by the requests served.",
         "- Correctness is checked after every scenario; a scenario that fails it is void.",
+        *METHOD,
         "",
     ]
     if notes:
