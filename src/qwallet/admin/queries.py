@@ -150,9 +150,10 @@ class TransactionFilter:
     mm_id: str = ""
 
     def where(self, partner_ids: list[int] | None = None) -> Where:
-        """The filters as SQL. ``partner_ids`` (every partner's id) is used when an
-        mmTransactionId is given without a partner, so the lookup is one range of
-        ``uq_transactions_mm_id`` per partner instead of a scan."""
+        """The filters as SQL, over ``transactions t`` and, with an mmTransactionId, its key
+        ``transaction_keys k`` (``KEY_JOIN``). ``partner_ids`` (every partner's id) is used when
+        an mmTransactionId is given without a partner, so the lookup is one range of the key's
+        primary key per partner instead of a scan."""
         where = Where()
         if self.partner:
             # A scalar subquery, not a join: the partner id becomes an index bound.
@@ -162,7 +163,10 @@ class TransactionFilter:
         if self.state:
             if self.state not in TRANSACTION_STATES:
                 raise OperatorError(f"unknown state {self.state[:20]!r}")
-            where.add("t.state = ?", self.state)
+            # A literal, not a parameter (it is one of TRANSACTION_STATES): a generic plan of
+            # ``state = $n`` could not use the partial index of the pending rows
+            # (``ix_transactions_pending``), whichever state is asked for.
+            where.clauses.append(f"t.state = '{self.state}'")
         if self.kind:
             if self.kind not in KINDS:
                 raise OperatorError(f"unknown kind {self.kind[:20]!r}")
@@ -172,14 +176,32 @@ class TransactionFilter:
         if self.date_to:
             where.add("t.created_at_ms < ?", day_start_ms(self.date_to) + 86_400_000)
         if self.mm_id:
-            where.add("t.mm_transaction_id = ?", self.mm_id)
-            if not self.partner:
+            # The key's primary key (partner_id, mm_transaction_id, kind) is the one index on
+            # these columns: at most two keys (both kinds) per partner.
+            where.add("k.mm_transaction_id = ?", self.mm_id)
+            if self.partner:
+                where.add("k.partner_id = (SELECT id FROM partners WHERE name = ?)", self.partner)
+            else:
                 ids = partner_ids or [0]
                 first = len(where.args) + 1
                 where.args.extend(ids)
                 marks = ", ".join(f"${first + i}" for i in range(len(ids)))
-                where.clauses.append(f"t.partner_id IN ({marks})")
+                where.clauses.append(f"k.partner_id IN ({marks})")
         return where
+
+    @property
+    def joins(self) -> str:
+        """The key join the mmTransactionId filter needs, else nothing."""
+        return KEY_JOIN if self.mm_id else ""
+
+
+# A key leads to its live row by the partition key too, so on PostgreSQL one partition is
+# probed; an archived transaction's key has no live row and is not listed (the console lists
+# stored rows; docs/operations.md, "Archiving").
+KEY_JOIN = (
+    " JOIN transaction_keys k ON k.qw_transaction_id = t.qw_transaction_id"
+    " AND k.created_at_ms = t.created_at_ms"
+)
 
 
 async def transactions(
@@ -189,10 +211,13 @@ async def transactions(
 
     Cost of a page, by filter (every one an index range, none a function of stored rows):
     none or a date range: ``ix_transactions_created``, the page's rows; player:
-    ``ix_transactions_player``; state: ``ix_transactions_state``; partner: the partner's
-    ``(partner_id, created_at_ms)`` index; mmTransactionId: ``uq_transactions_mm_id``, at most
-    two rows per partner; kind alone: the time index, skipping the other kind's rows (half of
-    them on average).
+    ``ix_transactions_player``; pending: ``ix_transactions_pending``, at most the pending
+    backlog; confirmed or rolled back: the time index, skipping the rows of other states (the
+    pending backlog and, for rolled back, the confirmed rows in between: one in five rows is
+    rolled back in the bench mix); partner: the partner's ``(partner_id, created_at_ms)``
+    index; mmTransactionId: the primary key of ``transaction_keys``, at most two keys per
+    partner, then one primary-key lookup of ``transactions`` each; kind alone: the time index,
+    skipping the other kind's rows (half of them on average).
     """
     after = TimeCursor.parse(cursor)
     async with db.transaction() as tx:
@@ -209,7 +234,8 @@ async def transactions(
         return await tx.fetch(
             "SELECT t.qw_transaction_id, t.mm_transaction_id, t.kind, t.state, t.amount_minor,"
             " t.currency, t.player_id, t.created_at_ms, t.updated_at_ms, p.name AS partner"
-            f" FROM transactions t JOIN partners p ON p.id = t.partner_id{where.sql}"
+            f" FROM transactions t{filters.joins} JOIN partners p ON p.id = t.partner_id"
+            f"{where.sql}"
             f" ORDER BY t.created_at_ms DESC, t.qw_transaction_id DESC LIMIT {limit}",
             *where.args,
             PAGE_SIZE + 1,
