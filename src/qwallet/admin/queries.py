@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from qwallet.service.capped import capped_count
 from qwallet.service.keyset import TimeCursor, next_time_cursor
 from qwallet.service.orders_admin import counts_by_state
 from qwallet.service.partners import OperatorError
@@ -53,29 +54,40 @@ async def transaction_estimate(tx: SqlTransaction, dialect: str) -> int | None:
     return None if value < 0 else value
 
 
+# The dashboard's backlog counts (``capped.capped_count``): each a range of the partial index
+# ``ix_transactions_pending`` in time order, the kind checked in the index, stopped after
+# ``COUNT_CAP + 1`` rows. $1 is the end of the hold window.
+_PENDING_HOLDS = "FROM transactions WHERE state = 'pending' AND kind = 'withdrawal'"
+_OVERDUE_HOLDS = _PENDING_HOLDS + " AND created_at_ms <= $1"
+_OVERDUE_DEPOSITS = (
+    "FROM transactions WHERE state = 'pending' AND kind = 'deposit' AND created_at_ms <= $1"
+)
+
+
 async def dashboard(db: SqlDatabase, overdue_cutoff_ms: int) -> dict[str, Any]:
-    """Cost: the per-currency balances and the player count grow with the number of wallets
-    (one pass over ``players``); holds and overdue deposits with the pending backlog
-    (``ix_transactions_state``); order counts are capped (``orders_admin.counts_by_state``);
-    the transaction figure is an estimate (``transaction_estimate``). Nothing reads history."""
+    """Cost: the per-currency balances (held amounts included: ``players.held_minor`` is what
+    the pending withdrawals hold) and the player count grow with the number of wallets (one
+    pass over ``players``); the pending holds, the holds past the window and the deposits
+    past it are capped counts, at most ``COUNT_CAP + 1`` entries of ``ix_transactions_pending``
+    each whatever the backlog (276 ms at a backlog of 17,000 when every pending row was read);
+    order counts are capped too (``orders_admin.counts_by_state``); the transaction figure is
+    an estimate (``transaction_estimate``). Nothing reads history, nothing the whole backlog.
+    """
     async with db.transaction() as tx:
         balances = await tx.fetch(
             "SELECT currency, COUNT(*) AS players, SUM(available_minor) AS available,"
             " SUM(held_minor) AS held, SUM(pending_in_minor) AS pending_in"
             " FROM players GROUP BY currency ORDER BY currency"
         )
-        holds = await tx.fetch(
-            "SELECT currency, COUNT(*) AS n, SUM(amount_minor) AS amount,"
-            " SUM(CASE WHEN created_at_ms <= $1 THEN 1 ELSE 0 END) AS overdue"
-            " FROM transactions WHERE state = 'pending' AND kind = 'withdrawal'"
-            " GROUP BY currency ORDER BY currency",
-            overdue_cutoff_ms,
-        )
-        deposits = await tx.fetchrow(
-            "SELECT COUNT(*) AS n FROM transactions"
-            " WHERE state = 'pending' AND kind = 'deposit' AND created_at_ms <= $1",
-            overdue_cutoff_ms,
-        )
+        pending = {
+            "holds": await capped_count(tx, _PENDING_HOLDS, "created_at_ms"),
+            "overdue_holds": await capped_count(
+                tx, _OVERDUE_HOLDS, "created_at_ms", overdue_cutoff_ms
+            ),
+            "overdue_deposits": await capped_count(
+                tx, _OVERDUE_DEPOSITS, "created_at_ms", overdue_cutoff_ms
+            ),
+        }
         partners = await tx.fetchrow("SELECT COUNT(*) AS n FROM partners")
         counts: dict[str, Any] = {
             # The balances pass already counted the wallets: no second pass over players.
@@ -85,8 +97,7 @@ async def dashboard(db: SqlDatabase, overdue_cutoff_ms: int) -> dict[str, Any]:
         counts["transactions"] = await transaction_estimate(tx, db.dialect)
     return {
         "balances": balances,
-        "holds": holds,
-        "overdue_deposits": int(deposits["n"]) if deposits else 0,
+        "pending": pending,
         "orders": await counts_by_state(db),
         "counts": counts,
     }
