@@ -127,6 +127,11 @@ def test_operator_journey(
         platform.clock.advance(61_000)
         page.reload()
     expect(page.locator("svg.chart polyline").first).to_be_attached()
+    # shop-1001 holds 30.00: counted (capped counts, migration 0013) and in the Held column.
+    expect(page.get_by_role("row", name=re.compile(r"^Pending withdrawals"))).to_contain_text(
+        re.compile(r"[1-9]")
+    )
+    expect(page.get_by_role("row", name=re.compile(r"^Past the hold window"))).to_be_visible()
     shot(page, "02-dashboard")
 
     page.get_by_role("link", name="Players", exact=True).click()

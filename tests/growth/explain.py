@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -11,7 +12,22 @@ from typing import Any
 from qwallet.store.postgres import PostgresStore
 from qwallet.store.sql import Row, SqlTransaction
 
-WATCHED = ("transactions", "ledger_entries", "payment_orders", "audit_log", "hold_resolutions")
+WATCHED = (
+    "transactions",
+    "transaction_keys",
+    "ledger_entries",
+    "payment_orders",
+    "audit_log",
+    "hold_resolutions",
+)
+
+
+_PARTITION = re.compile(r"_(default|y\d{4}m\d{2})$")
+
+
+def _table_of(relation: str) -> str:
+    """``transactions_y2026m05`` and ``transactions_default`` → ``transactions``."""
+    return _PARTITION.sub("", relation)
 
 
 @dataclass
@@ -27,12 +43,20 @@ class Plan:
             yield node
             stack.extend(node.get("Plans", []))
 
-    def seq_scans(self) -> list[str]:
+    def seq_scans(self, empty: frozenset[str] = frozenset()) -> list[str]:
+        """The watched tables read whole: a partition (migration 0011) counts as its table,
+        unless it is one of ``empty`` (a month no row falls in costs nothing to read)."""
         return [
             str(node["Relation Name"])
             for node in self.nodes()
-            if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") in WATCHED
+            if node.get("Node Type") == "Seq Scan"
+            and str(node.get("Relation Name")) not in empty
+            and _table_of(str(node.get("Relation Name"))) in WATCHED
         ]
+
+    def index_names(self) -> set[str]:
+        """The indexes the plan reads, a partition's index named as its table's."""
+        return {str(node["Index Name"]) for node in self.nodes() if "Index Name" in node}
 
     def text(self) -> str:
         def walk(node: dict[str, Any], depth: int) -> list[str]:

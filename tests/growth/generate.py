@@ -33,6 +33,10 @@ def statements(transactions: int, players: int = 5_000) -> list[str]:
         f" CASE WHEN i > {transactions - pending} THEN 'pending'"
         " WHEN i % 97 = 0 THEN 'rolled_back' ELSE 'confirmed' END, 1, 1,"
         f" {BASE_MS} + i * 20, {BASE_MS} + i * 20 + 5 FROM generate_series(1, {transactions}) i",
+        # Every transaction's idempotency key (migration 0011), as the wallet functions write it.
+        "INSERT INTO transaction_keys (partner_id, mm_transaction_id, kind, qw_transaction_id,"
+        " created_at_ms) SELECT partner_id, mm_transaction_id, kind, qw_transaction_id,"
+        " created_at_ms FROM transactions",
         "INSERT INTO ledger_entries (transaction_id, phase, account, player_id, partner_id,"
         " currency, amount_minor, created_at_ms)"
         " SELECT t.qw_transaction_id, s.phase, s.account,"

@@ -23,7 +23,7 @@ from qwallet.admin.history import ErrorHistory
 from qwallet.clock import Clock
 from qwallet.domain.errors import WalletError
 from qwallet.domain.money import Currency, format_amount
-from qwallet.service import operators
+from qwallet.service import capped, operators
 from qwallet.service.keyset import parse_id_cursor
 from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
@@ -91,6 +91,7 @@ class ConsoleBase:
         )
         self.env.filters["money"] = self._money
         self.env.filters["when"] = _format_ms
+        self.env.filters["capped"] = capped.shown
         self.env.filters["pretty_json"] = _pretty_json
         self.env.filters["urlquote"] = lambda value: quote(str(value), safe="")
         self.env.globals["urlencode"] = urlencode

@@ -32,7 +32,7 @@ from qwallet.admin.pages.transactions import TransactionPages
 from qwallet.admin.sandbox import SandboxPages
 from qwallet.admin.settlement import SettlementPages
 from qwallet.admin.studio_check import studio_check_routes
-from qwallet.service import holds, operators, orders_admin
+from qwallet.service import capped, holds, operators, orders_admin
 from qwallet.web.security import csrf_token, require_csrf
 
 
@@ -146,5 +146,5 @@ class AdminConsole(
             chart=self.history.chart(),
             recent=recent,
             order_states=orders_admin.STATES,
-            order_count_cap=orders_admin.COUNT_CAP,
+            count_cap=capped.COUNT_CAP,
         )

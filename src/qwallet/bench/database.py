@@ -146,8 +146,13 @@ async def verify(
     try:
         async with store.transaction() as tx:
             rows = await tx.fetch(
-                "SELECT mm_transaction_id, qw_transaction_id, state FROM transactions"
-                " WHERE partner_id = $1 AND kind = 'withdrawal' AND mm_transaction_id LIKE $2",
+                # The partner's keys (the primary key's partner range), each row by its key.
+                "SELECT t.mm_transaction_id, t.qw_transaction_id, t.state"
+                " FROM transaction_keys k JOIN transactions t"
+                " ON t.qw_transaction_id = k.qw_transaction_id"
+                " AND t.created_at_ms = k.created_at_ms"
+                " WHERE k.partner_id = $1 AND k.kind = 'withdrawal'"
+                " AND k.mm_transaction_id LIKE $2",
                 database.partner_id,
                 tag + "%",
             )

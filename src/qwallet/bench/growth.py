@@ -182,13 +182,17 @@ async def _sizes_and_count(url: str) -> tuple[dict[str, tuple[int, int]], int]:
 async def _acked_problems(
     bench_db: database.BenchDatabase, acked: list[tuple[str, str, str]]
 ) -> list[str]:
-    """Every acknowledged withdrawal stored once, in its acknowledged state (by the unique key,
-    not by a scan: the check must stay cheap on a grown database)."""
+    """Every acknowledged withdrawal stored once, in its acknowledged state (by the unique key
+    of ``transaction_keys``, then the row by its partition key, not by a scan: the check must
+    stay cheap on a grown database)."""
     connection = await asyncpg.connect(asyncpg_dsn(bench_db.url), timeout=10)
     try:
         rows = await connection.fetch(
-            "SELECT mm_transaction_id, qw_transaction_id::text AS qw, state FROM transactions"
-            " WHERE partner_id = $1 AND kind = 'withdrawal' AND mm_transaction_id = ANY($2)",
+            "SELECT t.mm_transaction_id, t.qw_transaction_id::text AS qw, t.state"
+            " FROM transaction_keys k JOIN transactions t"
+            " ON t.qw_transaction_id = k.qw_transaction_id AND t.created_at_ms = k.created_at_ms"
+            " WHERE k.partner_id = $1 AND k.kind = 'withdrawal'"
+            " AND k.mm_transaction_id = ANY($2)",
             bench_db.partner_id,
             [mm for mm, _, _ in acked],
         )

@@ -19,8 +19,8 @@ class DatabaseGauges:
     last_reconcile: tuple[int, bool] | None
 
 
-# Cost: a range of ix_transactions_state (the pending backlog) and the newest reconcile_runs row
-# by primary key: neither grows with settled history.
+# Cost: the partial index ix_transactions_pending (the pending backlog, the kind checked in the
+# index) and the newest reconcile_runs row by primary key: neither grows with settled history.
 _PENDING = (
     "SELECT currency, COUNT(*) AS holds, SUM(amount_minor) AS held,"
     " SUM(CASE WHEN created_at_ms <= $1 THEN 1 ELSE 0 END) AS overdue"

@@ -285,9 +285,10 @@ async def _already_final(
 
 # -- finding overdue holds -------------------------------------------------------------------
 
-# Cost: a range of ix_transactions_state (state = 'pending', created_at_ms <= cutoff) and, per
-# pending hold, two lookups of ix_hold_resolutions_transaction: it grows with the backlog of
-# overdue holds and their resolution attempts, never with settled history.
+# Cost: a range of the partial index ix_transactions_pending (created_at_ms <= cutoff, the kind
+# checked in the index) and, per pending hold, two lookups of ix_hold_resolutions_transaction:
+# it grows with the backlog of overdue holds and their resolution attempts, never with settled
+# history.
 _OVERDUE = """
 SELECT t.qw_transaction_id, t.mm_transaction_id, t.kind, t.partner_id, t.player_id,
        t.amount_minor, t.currency, t.created_at_ms,

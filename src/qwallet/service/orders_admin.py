@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from qwallet.service import capped
 from qwallet.service.keyset import TimeCursor
 from qwallet.service.partners import OperatorError
 from qwallet.store.sql import Row, SqlDatabase
@@ -16,7 +17,7 @@ STATES = ("created", "paying", "paid", "delivered", "failed", "declined")
 REDELIVERABLE = ("delivered", "failed")
 
 
-COUNT_CAP = 10_000
+COUNT_CAP = capped.COUNT_CAP
 
 
 async def counts_by_state(db: SqlDatabase) -> dict[str, int]:
@@ -24,21 +25,17 @@ async def counts_by_state(db: SqlDatabase) -> dict[str, int]:
 
     ``COUNT(*) … GROUP BY state`` read every order ever made (515 ms at 1 M orders). Each count
     here is a range of ``ix_payment_orders_state_created`` stopped after ``COUNT_CAP + 1``
-    rows: exact for the backlog states, bounded for ``delivered`` however many are stored.
+    rows (``capped.capped_count``): exact for the backlog states, bounded for ``delivered``
+    however many are stored.
     """
     counts: dict[str, int] = {}
     async with db.transaction() as tx:
         for state in STATES:
-            row = await tx.fetchrow(
-                # The ORDER BY makes the capped range an index walk for a common state too
-                # (without it PostgreSQL may read the table until it has the cap).
-                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM payment_orders WHERE state = $1"
-                " ORDER BY created_at_ms LIMIT $2) capped",
-                state,
-                COUNT_CAP + 1,
+            n = await capped.capped_count(
+                tx, "FROM payment_orders WHERE state = $1", "created_at_ms", state
             )
-            if row is not None and int(row["n"]):
-                counts[state] = int(row["n"])
+            if n:
+                counts[state] = n
     return counts
 
 

@@ -155,7 +155,7 @@ WHERE x.entries <> COALESCE(x.expected, -1)
 """
 
 # Pending transactions created since the checkpoint ($1, with a margin for clocks): a pending
-# one without any entry has no entry to be found by (ix_transactions_state).
+# one without any entry has no entry to be found by (ix_transactions_pending).
 _PENDING_SINCE = """
 SELECT y.qw_transaction_id, 'pending' AS state, y.entries FROM (
     SELECT t.qw_transaction_id,

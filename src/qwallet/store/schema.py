@@ -152,12 +152,20 @@ transactions = Table(
     CheckConstraint(
         "amount_minor IS NULL OR amount_minor > 0", name="ck_transactions_amount_positive"
     ),
-    # Not unique: on PostgreSQL the table is partitioned by month (migration 0011) and a
-    # partition's index cannot see the others; ``transaction_keys`` holds the uniqueness.
-    # kind last: the console finds a transaction by partner and mmTransactionId alone.
-    Index("ix_transactions_mm_id", "partner_id", "mm_transaction_id", "kind"),
+    # No index on (partner_id, mm_transaction_id, kind): ``transaction_keys``' primary key holds
+    # that uniqueness and leads to the row by (qw_transaction_id, created_at_ms) (migration
+    # 0013 dropped the copy this table had).
     Index("ix_transactions_player", "player_id", "created_at_ms"),
-    Index("ix_transactions_state", "state", "created_at_ms"),
+    # The pending rows only (migration 0013): the hold resolver, the gauges, the dashboard, the
+    # archive's check and the console's pending filter read the backlog in time order, kind
+    # checked in the index. Settled rows, nearly all of them, are not in it.
+    Index(
+        "ix_transactions_pending",
+        "created_at_ms",
+        "kind",
+        postgresql_where=text("state = 'pending'"),
+        sqlite_where=text("state = 'pending'"),
+    ),
     Index("ix_transactions_created", "created_at_ms"),
     # Partner reports (migration 0010): the keyset-paged listing and the daily settlement.
     Index("ix_transactions_partner_created", "partner_id", "created_at_ms", "qw_transaction_id"),

@@ -119,23 +119,28 @@ class SqliteRepository:
     def get_transaction(
         self, partner_id: int, kind: Kind, mm_transaction_id: str
     ) -> TransactionRecord | None:
-        row = self._conn.execute(
-            "SELECT qw_transaction_id, player_id, amount_minor, currency, state,"
-            " begin_balance_minor, final_balance_minor FROM transactions"
-            " WHERE partner_id = ? AND kind = ? AND mm_transaction_id = ?",
-            (partner_id, kind.value, mm_transaction_id),
+        # The key (its primary key is the only index on these columns) leads to the live row;
+        # an archived transaction's key row holds its final answer (docs/operations.md), as
+        # wallet_v1_find does on PostgreSQL.
+        key = self._conn.execute(
+            "SELECT qw_transaction_id, created_at_ms, player_id, amount_minor, currency, state,"
+            " begin_balance_minor, final_balance_minor FROM transaction_keys"
+            " WHERE partner_id = ? AND mm_transaction_id = ? AND kind = ?",
+            (partner_id, mm_transaction_id, kind.value),
         ).fetchone()
-        if row is None:
-            # An archived transaction answers from its key row (docs/operations.md).
+        if key is None:
+            return None
+        if key[5] is not None:
+            row = (key[0], *key[2:])
+        else:
             row = self._conn.execute(
                 "SELECT qw_transaction_id, player_id, amount_minor, currency, state,"
-                " begin_balance_minor, final_balance_minor FROM transaction_keys"
-                " WHERE partner_id = ? AND mm_transaction_id = ? AND kind = ?"
-                " AND state IS NOT NULL",
-                (partner_id, mm_transaction_id, kind.value),
+                " begin_balance_minor, final_balance_minor FROM transactions"
+                " WHERE qw_transaction_id = ? AND created_at_ms = ?",
+                (key[0], key[1]),
             ).fetchone()
-        if row is None:
-            return None
+            if row is None:
+                return None
         return TransactionRecord(
             qw_transaction_id=row[0],
             partner_id=partner_id,

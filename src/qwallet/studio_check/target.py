@@ -194,8 +194,11 @@ async def _withdrawal(
         return None if row is None else _withdrawal_of(row)
     row = await fetch_one(
         db,
-        "SELECT t.mm_transaction_id, t.qw_transaction_id, t.state FROM transactions t"
-        " WHERE t.partner_id = $1 AND t.kind = 'withdrawal' AND t.mm_transaction_id = $2",
+        # The key's primary key finds it; the row by its partition key (one partition).
+        "SELECT t.mm_transaction_id, t.qw_transaction_id, t.state FROM transaction_keys k"
+        " JOIN transactions t ON t.qw_transaction_id = k.qw_transaction_id"
+        " AND t.created_at_ms = k.created_at_ms"
+        " WHERE k.partner_id = $1 AND k.kind = 'withdrawal' AND k.mm_transaction_id = $2",
         partner_id,
         mm_transaction_id,
     )
