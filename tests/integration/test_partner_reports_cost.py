@@ -127,7 +127,7 @@ def _fill(platform: Platform, backend: str) -> tuple[int, int]:
         else "(WITH RECURSIVE s(n) AS (SELECT $4 UNION ALL SELECT n + 1 FROM s WHERE n < $1)"
         " SELECT n FROM s)"
     )
-    uuid = "md5(n::text)" if backend == "postgres" else "printf('%032x', n)"
+    uuid = "md5(n::text)::uuid" if backend == "postgres" else "printf('%032x', n)"
     # Partner of row n: the (n mod PARTNERS)-th id, written as a CASE both dialects read.
     partner_of = (
         "CASE "
