@@ -7,7 +7,6 @@ invariants hold from the first row on.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -64,8 +63,7 @@ async def add_player(
             NOW_MS,
         )
         if available_minor:
-            # A UUID like the platform's own (a uuid column on PostgreSQL, migration 0014).
-            adjustment_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"adj-{player_id}"))
+            adjustment_id = f"adj-{player_id}"
             await tx.execute(
                 "INSERT INTO adjustments (id, player_id, amount_minor, currency, reason,"
                 " operator, created_at_ms) VALUES ($1, $2, $3, $4, 'seed', 'tests', $5)",

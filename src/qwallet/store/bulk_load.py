@@ -455,7 +455,7 @@ def derived_id(prefix: str, index: int) -> str:
 _PG_SEED = (
     """
     CREATE TEMP TABLE bench_seed ON COMMIT DROP AS
-    SELECT i, md5('p' || i)::uuid::text AS player_id, md5('a' || i)::uuid AS adjustment_id,
+    SELECT i, md5('p' || i)::uuid::text AS player_id, md5('a' || i)::uuid::text AS adjustment_id,
            md5('t' || i)::uuid::text AS token
       FROM generate_series(1, $1::integer) AS i
     """,
@@ -489,10 +489,8 @@ _PG_SEED = (
     """,
 )
 """Bulk seed in one transaction, each table in its primary key's order (sequential B-tree
-inserts). The adjustment id is a ``uuid`` value: it goes into ``uuid`` columns as it is
-(migration 0014) and into ``text`` ones by the assignment cast PostgreSQL applies to text.
-Foreign-key triggers are skipped for it (``replica`` role, when the user may): the rows are
-consistent by construction and ``reconcile`` checks them after."""
+inserts). Foreign-key triggers are skipped for it (``replica`` role, when
+the user may): the rows are consistent by construction and ``reconcile`` checks them after."""
 
 
 async def seed_wallets_postgres(

@@ -26,10 +26,11 @@ from sqlalchemy.dialects.postgresql import UUID
 metadata = MetaData()
 
 PLATFORM_ID = Text().with_variant(UUID(as_uuid=False), "postgresql")
-"""An id the platform generates as a UUID (transactions, adjustments): ``uuid`` on PostgreSQL
+"""An id the platform generates as a UUID (transactions): ``uuid`` on PostgreSQL
 (16 bytes instead of 37 of text, in the row and in every index; migration 0014), ``text`` on
 SQLite. Python sees ``str`` on both (``store/postgres.py`` registers a text codec). Ids that
-may come from outside (players, mmTransactionIds, orders) stay ``Text``."""
+may come from outside (players, mmTransactionIds, orders) stay ``Text``, and so does a ledger
+entry's ``adjustment_id`` (it may name an archived month)."""
 
 partners = Table(
     "partners",
@@ -203,7 +204,7 @@ transaction_keys = Table(
 adjustments = Table(
     "adjustments",
     metadata,
-    Column("id", PLATFORM_ID, primary_key=True),
+    Column("id", Text, primary_key=True),
     Column("player_id", Text, ForeignKey("players.id"), nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
     Column("currency", Text, nullable=False),
@@ -222,7 +223,9 @@ ledger_entries = Table(
     ),
     # Exactly one of transaction_id / adjustment_id names what the entry belongs to.
     Column("transaction_id", PLATFORM_ID, nullable=True),
-    Column("adjustment_id", PLATFORM_ID, nullable=True),
+    # Text on both: an adjustment's id, or ``archive:YYYY-MM`` for the archive's carry-forward
+    # entries (``store.ledger.carry_forward``), which is not a UUID.
+    Column("adjustment_id", Text, nullable=True),
     Column("phase", Text, nullable=False),
     Column("account", Text, nullable=False),
     Column("player_id", Text, nullable=True),

@@ -12,12 +12,15 @@ again in every index entry, where ``uuid`` takes 16. PostgreSQL only; SQLite kee
 - ``transactions.qw_transaction_id`` (primary key and ``ix_transactions_partner_created``),
   ``transaction_keys.qw_transaction_id``, ``ledger_entries.transaction_id``
   (``ix_ledger_entries_transaction``): one per transaction or entry, where the bytes are.
-- ``ledger_entries.adjustment_id`` and ``adjustments.id``: few rows, but the reconciliation
-  compares ``COALESCE(transaction_id, adjustment_id)``, which needs one type.
 - ``hold_resolutions.qw_transaction_id`` and ``payment_orders.qw_transaction_id``: joined with
   or copied from ``transactions.qw_transaction_id``; kept of the same type.
 
-Player ids (they may be supplied from outside), mmTransactionIds and order ids stay ``text``.
+Player ids (they may be supplied from outside), mmTransactionIds and order ids stay ``text``,
+and so do ``adjustments.id`` and ``ledger_entries.adjustment_id``: the archive's carry-forward
+entries are owned by ``archive:YYYY-MM``, not a UUID (a cast would fail on every database that
+archived a month), and the bytes are not there (one adjustment per funding, a NULL in every
+transaction entry). The reconciliation, which groups entries by ``COALESCE(transaction_id,
+adjustment_id)``, reads the uuid as text (``service/reconcile.py``).
 The wallet functions are re-installed (``store/sql/wallet_v1.sql``): their signatures are
 unchanged, ids still cross them as text. The asyncpg pool hands ``uuid`` values to Python as
 ``str`` (``store/postgres.py``), so the code above the store sees what it saw before.
@@ -48,8 +51,7 @@ FUNCTIONS_BEFORE_0014 = "wallet_v1_before_0014.sql"
 UUID_COLUMNS: dict[str, tuple[str, ...]] = {
     "transactions": ("qw_transaction_id",),
     "transaction_keys": ("qw_transaction_id",),
-    "ledger_entries": ("transaction_id", "adjustment_id"),
-    "adjustments": ("id",),
+    "ledger_entries": ("transaction_id",),
     "hold_resolutions": ("qw_transaction_id",),
     "payment_orders": ("qw_transaction_id",),
 }
