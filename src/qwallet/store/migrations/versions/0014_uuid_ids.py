@@ -1,12 +1,12 @@
-"""uuid ids: the platform's transaction and adjustment ids stored as ``uuid`` on PostgreSQL
+"""uuid ids: the platform's transaction ids stored as ``uuid`` on PostgreSQL
 
 Revision ID: 0014
 Revises: 0012
 Create Date: 2026-12-02
 
-The ids the platform generates itself (``gen_random_uuid()`` in the wallet functions,
-``uuid4()`` in the engine and the payments) were ``text``: 37 bytes in a row and about as much
-again in every index entry, where ``uuid`` takes 16. PostgreSQL only; SQLite keeps ``text``
+The transaction ids the platform generates itself (``gen_random_uuid()`` in the wallet
+functions, ``uuid4()`` in the engine and the payments) were ``text``: 37 bytes in a row and
+about as much again in every index entry, where ``uuid`` takes 16. PostgreSQL only; SQLite keeps ``text``
 (it has no uuid type) and this revision changes nothing there.
 
 - ``transactions.qw_transaction_id`` (primary key and ``ix_transactions_partner_created``),
@@ -19,8 +19,9 @@ Player ids (they may be supplied from outside), mmTransactionIds and order ids s
 and so do ``adjustments.id`` and ``ledger_entries.adjustment_id``: the archive's carry-forward
 entries are owned by ``archive:YYYY-MM``, not a UUID (a cast would fail on every database that
 archived a month), and the bytes are not there (one adjustment per funding, a NULL in every
-transaction entry). The reconciliation, which groups entries by ``COALESCE(transaction_id,
-adjustment_id)``, reads the uuid as text (``service/reconcile.py``).
+transaction entry). The reconciliation, which grouped entries by ``COALESCE(transaction_id,
+adjustment_id)``, now groups by the two columns (``service/reconcile.py``).
+
 The wallet functions are re-installed (``store/sql/wallet_v1.sql``): their signatures are
 unchanged, ids still cross them as text. The asyncpg pool hands ``uuid`` values to Python as
 ``str`` (``store/postgres.py``), so the code above the store sees what it saw before.
