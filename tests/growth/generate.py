@@ -60,6 +60,14 @@ def statements(transactions: int, players: int = 5_000) -> list[str]:
         "INSERT INTO hold_resolutions (qw_transaction_id, at_ms, actor, partner_status, action)"
         " SELECT md5(i::text)::uuid, i, 'resolver', 'PENDING', 'retry_later'"
         f" FROM generate_series({transactions - pending + 1}, {transactions}) i",
+        # The log of holds resolved earlier (every 20th settled one: a retry, then the outcome):
+        # it only grows, so a per-hold lookup must stay an index range even where the rows are
+        # narrow (uuid ids, migration 0014) and the backlog's rows alone would fit a few pages.
+        "INSERT INTO hold_resolutions (qw_transaction_id, at_ms, actor, partner_status, action)"
+        " SELECT md5(i::text)::uuid, i + s.n, 'resolver', s.status, s.action"
+        f" FROM generate_series(20, {transactions - pending}, 20) i"
+        " CROSS JOIN (VALUES (0, 'PENDING', 'retry_later'), (1, 'CONFIRMED', 'confirmed')) s"
+        " (n, status, action)",
         # A checkpoint a little behind the newest entry (minutes of traffic against months of
         # history): the incremental run reads the rest.
         "INSERT INTO reconcile_checkpoints (position, at_ms, full_run, entries)"

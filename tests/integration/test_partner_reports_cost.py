@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from qwallet.api.partner_reports import MAX_REPORTS_IN_FLIGHT
+from qwallet.domain.ids import NIL_ID
 from qwallet.domain.sessions import MS_PER_DAY
 from qwallet.service import archive, partner_reports
 from qwallet.settings import Settings
@@ -194,7 +195,7 @@ def test_report_queries_use_the_partner_indexes(
         (
             "ix_transactions_partner_created",
             partner_reports.LISTING_AFTER_SQL,
-            (partner_id, day_ms + MS_PER_DAY, *listing_args[2:], day_ms + MS_PER_DAY, "0"),
+            (partner_id, day_ms + MS_PER_DAY, *listing_args[2:], day_ms + MS_PER_DAY, NIL_ID),
         ),
         ("ix_transactions_partner_updated", partner_reports.SETTLEMENT_SQL, day_args),
     ]
