@@ -6,8 +6,8 @@ Create Date: 2026-12-02
 
 The transaction ids the platform generates itself (``gen_random_uuid()`` in the wallet
 functions, ``uuid4()`` in the engine and the payments) were ``text``: 37 bytes in a row and
-about as much again in every index entry, where ``uuid`` takes 16. PostgreSQL only; SQLite keeps ``text``
-(it has no uuid type) and this revision changes nothing there.
+about as much again in every index entry, where ``uuid`` takes 16. PostgreSQL only; SQLite
+keeps ``text`` (it has no uuid type) and this revision changes nothing there.
 
 - ``transactions.qw_transaction_id`` (primary key and ``ix_transactions_partner_created``),
   ``transaction_keys.qw_transaction_id``, ``ledger_entries.transaction_id``
