@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from qwallet.bench import operator_queries
+from qwallet.domain.ids import NIL_ID
 from qwallet.settings import Settings
 from qwallet.store.factory import open_store
 from tests.conftest import BACKENDS, fresh_database_url
@@ -68,8 +69,9 @@ def test_deep_page_row_fetches_that_page_only(database_url: str) -> None:
         store = await open_store(settings)
         try:
             ran: dict[str, list[str]] = {}
+            # A cursor's key is a transaction id: a UUID (a uuid column on PostgreSQL).
             for name, call in operator_queries.calls(
-                settings, operator_queries.Samples(deep_cursor="1_x")
+                settings, operator_queries.Samples(deep_cursor=f"1_{NIL_ID}")
             ):
                 if name in (first, deep):
                     recorder = operator_queries.RecordingDatabase(store)

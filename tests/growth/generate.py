@@ -27,7 +27,7 @@ def statements(transactions: int, players: int = 5_000) -> list[str]:
         "INSERT INTO transactions (qw_transaction_id, partner_id, kind, mm_transaction_id,"
         " player_id, amount_minor, currency, state, begin_balance_minor, final_balance_minor,"
         " created_at_ms, updated_at_ms)"
-        " SELECT md5(i::text)::uuid::text, 1 + i % 3,"
+        " SELECT md5(i::text)::uuid, 1 + i % 3,"
         " CASE WHEN i % 10 = 0 THEN 'deposit' ELSE 'withdrawal' END, 'mm-' || i,"
         f" 'p' || lpad((1 + i % {players})::text, 7, '0'), 100 + i % 900, 'XAG',"
         f" CASE WHEN i > {transactions - pending} THEN 'pending'"
@@ -62,8 +62,16 @@ def statements(transactions: int, players: int = 5_000) -> list[str]:
         " ELSE 'session.create' END, 'p' || lpad((1 + i % 5000)::text, 7, '0'), '{}'"
         " FROM generate_series(1, 20000) i",
         "INSERT INTO hold_resolutions (qw_transaction_id, at_ms, actor, partner_status, action)"
-        " SELECT md5(i::text)::uuid::text, i, 'resolver', 'PENDING', 'retry_later'"
+        " SELECT md5(i::text)::uuid, i, 'resolver', 'PENDING', 'retry_later'"
         f" FROM generate_series({transactions - pending + 1}, {transactions}) i",
+        # The log of holds resolved earlier (every 20th settled one: a retry, then the outcome):
+        # it only grows, so a per-hold lookup must stay an index range even where the rows are
+        # narrow (uuid ids, migration 0014) and the backlog's rows alone would fit a few pages.
+        "INSERT INTO hold_resolutions (qw_transaction_id, at_ms, actor, partner_status, action)"
+        " SELECT md5(i::text)::uuid, i + s.n, 'resolver', s.status, s.action"
+        f" FROM generate_series(20, {transactions - pending}, 20) i"
+        " CROSS JOIN (VALUES (0, 'PENDING', 'retry_later'), (1, 'CONFIRMED', 'confirmed')) s"
+        " (n, status, action)",
         # A checkpoint a little behind the newest entry (minutes of traffic against months of
         # history): the incremental run reads the rest.
         "INSERT INTO reconcile_checkpoints (position, at_ms, full_run, entries)"

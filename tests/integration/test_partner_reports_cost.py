@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from qwallet.api.partner_reports import MAX_REPORTS_IN_FLIGHT
+from qwallet.domain.ids import NIL_ID
 from qwallet.domain.sessions import MS_PER_DAY
 from qwallet.service import archive, partner_reports
 from qwallet.settings import Settings
@@ -127,7 +128,7 @@ def _fill(platform: Platform, backend: str) -> tuple[int, int]:
         else "(WITH RECURSIVE s(n) AS (SELECT $4 UNION ALL SELECT n + 1 FROM s WHERE n < $1)"
         " SELECT n FROM s)"
     )
-    uuid = "md5(n::text)" if backend == "postgres" else "printf('%032x', n)"
+    uuid = "md5(n::text)::uuid" if backend == "postgres" else "printf('%032x', n)"
     # Partner of row n: the (n mod PARTNERS)-th id, written as a CASE both dialects read.
     partner_of = (
         "CASE "
@@ -194,7 +195,7 @@ def test_report_queries_use_the_partner_indexes(
         (
             "ix_transactions_partner_created",
             partner_reports.LISTING_AFTER_SQL,
-            (partner_id, day_ms + MS_PER_DAY, *listing_args[2:], day_ms + MS_PER_DAY, "0"),
+            (partner_id, day_ms + MS_PER_DAY, *listing_args[2:], day_ms + MS_PER_DAY, NIL_ID),
         ),
         ("ix_transactions_partner_updated", partner_reports.SETTLEMENT_SQL, day_args),
     ]

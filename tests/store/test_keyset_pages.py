@@ -101,7 +101,7 @@ async def orders_audit_and_resolutions(store: SqlDatabase) -> None:
             await audit.record(tx, f"op{i % 2}", "player.adjust", "p1", None, NOW_MS + i)
             await tx.execute(
                 "INSERT INTO hold_resolutions (qw_transaction_id, at_ms, actor, action)"
-                " VALUES ('x', $1, 'resolver', 'retry_later')",
+                " VALUES ('00000000-0000-4000-8000-000000000001', $1, 'resolver', 'retry_later')",
                 NOW_MS + i,
             )
 

@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from qwallet.domain.ids import is_platform_id
 from qwallet.service.capped import capped_count
 from qwallet.service.keyset import TimeCursor, next_time_cursor
 from qwallet.service.orders_admin import counts_by_state
@@ -231,6 +232,9 @@ async def transactions(
     skipping the other kind's rows (half of them on average).
     """
     after = TimeCursor.parse(cursor)
+    if after is not None and not is_platform_id(after.key):
+        # Its key is compared with qw_transaction_id, a uuid column on PostgreSQL.
+        raise OperatorError(f"not a page cursor: {str(cursor)[:40]!r}")
     async with db.transaction() as tx:
         partner_ids = None
         if filters.mm_id and not filters.partner:
@@ -259,6 +263,8 @@ def next_cursor(rows: list[Row], key_field: str, time_field: str = "created_at_m
 
 
 async def transaction_detail(db: SqlDatabase, qw_transaction_id: str) -> tuple[Row, list[Row]]:
+    if not is_platform_id(qw_transaction_id):
+        raise OperatorError(f"no transaction {qw_transaction_id[:60]}")
     async with db.transaction() as tx:
         row = await tx.fetchrow(
             "SELECT t.*, p.name AS partner FROM transactions t"
@@ -289,13 +295,20 @@ _EXISTS = {
 
 
 async def exists(db: SqlDatabase, what: str, key: str) -> bool:
-    """Whether the player, transaction or payment order ``key`` exists (the pages' 404)."""
+    """Whether the player, transaction or payment order ``key`` exists (the pages' 404).
+
+    A transaction id that is not a UUID exists nowhere: it is not sent to a uuid column
+    (PostgreSQL, migration 0014), which would refuse it with an error instead of a 404."""
+    if what == "transaction" and not is_platform_id(key):
+        return False
     async with db.transaction() as tx:
         return await tx.fetchrow(_EXISTS[what], key) is not None
 
 
 async def transaction_partner_id(db: SqlDatabase, qw_transaction_id: str) -> int | None:
     """The partner of one transaction (its primary key: one index lookup), None if unknown."""
+    if not is_platform_id(qw_transaction_id):
+        return None
     async with db.transaction() as tx:
         row = await tx.fetchrow(
             "SELECT partner_id FROM transactions WHERE qw_transaction_id = $1", qw_transaction_id

@@ -31,6 +31,7 @@ from qwallet.api.ratelimit import TokenBuckets
 from qwallet.api.responses import amount_object, plain_error
 from qwallet.api.wallet import HttpError, rate_limited, request_id_from
 from qwallet.domain.errors import ErrorCode
+from qwallet.domain.ids import is_platform_id
 from qwallet.domain.money import CurrencyRegistry
 from qwallet.service import partner_reports as reports
 from qwallet.settings import Settings
@@ -77,7 +78,9 @@ def decode_cursor(cursor: str) -> reports.Position:
     except (binascii.Error, ValueError):
         raise BadRequest("cursor is not a cursor this API returned.") from None
     match = _CURSOR_POSITION.fullmatch(text)
-    if match is None:
+    # The id is compared with a uuid column (PostgreSQL, migration 0014): a forged one that is
+    # not a UUID is refused here, as on SQLite, instead of failing in the database.
+    if match is None or not is_platform_id(match.group(2)):
         raise BadRequest("cursor is not a cursor this API returned.")
     return reports.Position(int(match.group(1)), match.group(2))
 

@@ -23,6 +23,7 @@ import httpx
 
 from qwallet.admin import queries
 from qwallet.clock import SystemClock
+from qwallet.domain.ids import NIL_ID
 from qwallet.domain.transactions import Kind
 from qwallet.payments.delivery import Deliverer, DeliveryPolicy
 from qwallet.payments.providers import SandboxCardProvider
@@ -71,7 +72,7 @@ class Samples:
     its UTC day, an order in the middle of the orders, the partner with the most traffic."""
 
     mm_id: str = "x"
-    qw_id: str = "x"
+    qw_id: str = NIL_ID
     player: str = "x"
     nickname: str = "x"
     day: dt.date = dt.date(2026, 1, 1)

@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from qwallet.domain.ids import NIL_ID
 from qwallet.service import audit, reconcile
 from qwallet.service.partners import OperatorError
 from qwallet.store import ledger as money
@@ -327,7 +328,8 @@ async def _export(
         f" WHERE created_at_ms >= $1 AND created_at_ms < $2 AND {key} > $3"
         f" ORDER BY {key} LIMIT {EXPORT_BATCH}"
     )
-    after: object = "" if key == "qw_transaction_id" else 0
+    # The first key below every id: a uuid column (migration 0014) refuses the empty string.
+    after: object = NIL_ID if key == "qw_transaction_id" else 0
     rows = 0
     partial = path.with_suffix(path.suffix + ".partial")
     with gzip.open(partial, "wb", compresslevel=6) as sink:

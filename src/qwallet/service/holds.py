@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 from qwallet.domain import ledger
+from qwallet.domain.ids import is_platform_id
 from qwallet.domain.ledger import WalletBalances
 from qwallet.domain.transactions import Kind, Phase
 from qwallet.service import audit
@@ -194,6 +195,8 @@ async def _resolve_in(
 ) -> Resolution:
     lock = " FOR UPDATE" if dialect == "postgresql" else ""
     phase = Phase.CONFIRM if decision == "confirm" else Phase.ROLLBACK
+    if not is_platform_id(qw_transaction_id):  # an operator's typing: unknown, not a 500
+        raise OperatorError(f"no transaction {qw_transaction_id[:60]}")
     found = await tx.fetchrow(
         "SELECT player_id FROM transactions WHERE qw_transaction_id = $1", qw_transaction_id
     )
@@ -326,6 +329,8 @@ async def resolutions(
     for one transaction) plus a primary-key lookup per row, whatever the log's length."""
     where = Where()
     if qw_transaction_id is not None:
+        if not is_platform_id(qw_transaction_id):
+            return []  # no resolution names it (and a uuid column refuses the comparison)
         where.add("r.qw_transaction_id = ?", qw_transaction_id)
     if action is not None:
         where.add("r.action = ?", action)

@@ -121,11 +121,13 @@ _EXPECTED_ENTRIES = (
 
 # -- incremental: entry ranges ($1, $2] by primary key, then batches of the wallets they moved --
 
+# A step's owner is its transaction or its adjustment (exactly one is set, ck_ledger_entries_owner):
+# grouped by both columns, not by COALESCE of them, since the transaction id is a uuid and the
+# adjustment id text on PostgreSQL (migration 0014). ``_owner`` joins them again.
 _NEW_UNBALANCED = """
-SELECT COALESCE(transaction_id, adjustment_id) AS owner, phase, currency,
-       SUM(amount_minor) AS total
+SELECT transaction_id, adjustment_id, phase, currency, SUM(amount_minor) AS total
 FROM ledger_entries WHERE id > $1 AND id <= $2
-GROUP BY COALESCE(transaction_id, adjustment_id), phase, currency
+GROUP BY transaction_id, adjustment_id, phase, currency
 HAVING SUM(amount_minor) <> 0
 """
 
@@ -133,7 +135,7 @@ HAVING SUM(amount_minor) <> 0
 # Entries of a step within the run's entries ($4, $5] (ix_ledger_entries_transaction / _adjustment).
 _STEP_TOTAL_SINCE = """
 SELECT COALESCE(SUM(amount_minor), 0) AS total FROM ledger_entries
-WHERE (transaction_id = $1 OR adjustment_id = $1) AND phase = $2 AND currency = $3
+WHERE (transaction_id = $1 OR adjustment_id = $6) AND phase = $2 AND currency = $3
   AND id > $4 AND id <= $5
 """
 
@@ -277,10 +279,9 @@ WHERE checkpoint_balances.position <= excluded.position
 # -- full: entry batches ($1, $2] of ids ----------------------------------------------------------
 
 _CHUNK_STEPS = """
-SELECT COALESCE(transaction_id, adjustment_id) AS owner, phase, currency,
-       SUM(amount_minor) AS total
+SELECT transaction_id, adjustment_id, phase, currency, SUM(amount_minor) AS total
 FROM ledger_entries WHERE id > $1 AND id <= $2
-GROUP BY COALESCE(transaction_id, adjustment_id), phase, currency
+GROUP BY transaction_id, adjustment_id, phase, currency
 HAVING SUM(amount_minor) <> 0
 """
 
@@ -295,7 +296,7 @@ _CHUNK_COUNT = "SELECT COUNT(*) AS n FROM ledger_entries WHERE id > $1 AND id <=
 # A step cut by a batch boundary: summed whole (ix_ledger_entries_transaction / _adjustment).
 _STEP_TOTAL = """
 SELECT COALESCE(SUM(amount_minor), 0) AS total FROM ledger_entries
-WHERE (transaction_id = $1 OR adjustment_id = $1) AND phase = $2 AND currency = $3 AND id <= $4
+WHERE (transaction_id = $1 OR adjustment_id = $5) AND phase = $2 AND currency = $3 AND id <= $4
 """
 
 
@@ -348,6 +349,11 @@ class ReconciliationReport:
     def _add(self, target: list[dict[str, Any]], rows: list[Row]) -> None:
         room = MAX_LISTED - len(target)
         target.extend({key: _plain(value) for key, value in row.items()} for row in rows[:room])
+
+
+def _owner(row: Row) -> str:
+    """The step's owner as reported: its transaction id, else its adjustment id."""
+    return str(row["transaction_id"] if row["transaction_id"] is not None else row["adjustment_id"])
 
 
 @asynccontextmanager
@@ -511,10 +517,18 @@ async def _advance_range(
     transaction, so none lies beyond a safe position when one lies below it).
     """
     for row in await tx.fetch(_NEW_UNBALANCED, start, end):
-        key = (row["owner"], row["phase"], row["currency"])
+        key = (_owner(row), row["phase"], row["currency"])
         if key in tracker.listed:
             continue
-        whole = await tx.fetchrow(_STEP_TOTAL_SINCE, *key, tracker.since, bound)
+        whole = await tx.fetchrow(
+            _STEP_TOTAL_SINCE,
+            row["transaction_id"],
+            row["phase"],
+            row["currency"],
+            tracker.since,
+            bound,
+            row["adjustment_id"],
+        )
         total = int(whole["total"]) if whole is not None else 0
         if total != 0 and len(report.unbalanced) < MAX_LISTED:
             tracker.listed.add(key)
@@ -748,15 +762,21 @@ async def _entry_batch(
         for row in await tx.fetch(_CHUNK_STEPS, start, end):
             # Non-zero inside the batch: a real difference, or a step cut by the boundary.
             whole = await tx.fetchrow(
-                _STEP_TOTAL, row["owner"], row["phase"], row["currency"], report.position
+                _STEP_TOTAL,
+                row["transaction_id"],
+                row["phase"],
+                row["currency"],
+                report.position,
+                row["adjustment_id"],
             )
             total = int(whole["total"]) if whole is not None else 0
-            key = (row["owner"], row["phase"], row["currency"])
+            owner = _owner(row)
+            key = (owner, row["phase"], row["currency"])
             listed = {(u["owner"], u["phase"], u["currency"]) for u in report.unbalanced}
             if total != 0 and key not in listed and len(report.unbalanced) < MAX_LISTED:
                 report.unbalanced.append(
                     {
-                        "owner": row["owner"],
+                        "owner": owner,
                         "phase": row["phase"],
                         "currency": row["currency"],
                         "total": total,

@@ -260,6 +260,22 @@ class _HostList:
         raise error
 
 
+async def register_codecs(connection: asyncpg.Connection) -> None:
+    """``uuid`` values in and out as ``str``, on every connection the store opens.
+
+    Migration 0014 stores the platform's ids as ``uuid``; asyncpg would hand them over as
+    ``uuid.UUID`` objects. With this codec the code above the store keeps seeing the canonical
+    text form (``'0fabcdc4-fe07-…'``) it sees on SQLite, and passes ids as ``str``. Text
+    format: the server parses and prints the value itself, exactly as ``uuid_in``/``uuid_out``
+    do for a cast. A string that is not a UUID is refused by the server
+    (``InvalidTextRepresentationError``): callers holding an outside string check it first
+    (``qwallet.domain.ids``).
+    """
+    await connection.set_type_codec(
+        "uuid", schema="pg_catalog", encoder=str, decoder=str, format="text"
+    )
+
+
 async def _keep_session(connection: asyncpg.Connection) -> None:
     """Pool reset hook: nothing to do (asyncpg has already rolled back any open transaction)."""
 
@@ -396,6 +412,7 @@ class PostgresStore:
             timeout=CONNECT_TIMEOUT_S,
             statement_cache_size=statement_cache_size,
             reset=_keep_session,
+            init=register_codecs,
             connection_class=_WatchedConnection,
             server_settings={
                 "application_name": "qwallet",
@@ -614,6 +631,7 @@ __all__ = [
     "asyncpg_dsn",
     "host_list",
     "read_sql",
+    "register_codecs",
     "split_sql",
     "wrappers_before_0006",
 ]

@@ -19,6 +19,11 @@
 -- The functions are VOLATILE (the default): every statement inside takes a fresh snapshot, so a
 -- re-read after waiting on a lock sees what the other transaction committed.
 --
+-- Ids. Since migration 0014 the platform's transaction ids are stored as uuid (16 bytes, not
+-- 37 of text); every function still takes and answers them as text (OUT qw_transaction_id
+-- text, p_transaction_id text), so no signature changed and the callers see the canonical
+-- lower-case text form. Inside, ids stay uuid and are cast only where they cross a signature.
+--
 -- Times are the caller's clock (p_now_ms); the database clock takes no part in any decision.
 -- Functions are versioned by name (wallet_v1_*) so that a later version can be installed beside
 -- this one while old and new server processes run side by side.
@@ -97,11 +102,11 @@ BEGIN
         (transaction_id, phase, account, player_id, partner_id, currency, amount_minor,
          created_at_ms)
     VALUES
-        (p_transaction_id, p_phase, v_from,
+        (p_transaction_id::uuid, p_phase, v_from,
          CASE WHEN v_from = 'partner' THEN NULL ELSE p_player_id END,
          CASE WHEN v_from = 'partner' THEN p_partner_id END,
          p_currency, -p_amount_minor, p_now_ms),
-        (p_transaction_id, p_phase, v_to,
+        (p_transaction_id::uuid, p_phase, v_to,
          CASE WHEN v_to = 'partner' THEN NULL ELSE p_player_id END,
          CASE WHEN v_to = 'partner' THEN p_partner_id END,
          p_currency, p_amount_minor, p_now_ms);
@@ -239,7 +244,7 @@ DECLARE
     v_limit_day integer;
     v_day_withdrawn bigint;
     v_balance bigint;
-    v_qw text;
+    v_qw uuid;
 BEGIN
     IF p_kind NOT IN ('withdrawal', 'deposit') THEN
         RAISE EXCEPTION 'unknown transaction kind %', p_kind;
@@ -336,7 +341,7 @@ BEGIN
         INSERT INTO transaction_keys
             (partner_id, mm_transaction_id, kind, qw_transaction_id, created_at_ms)
         VALUES
-            (p_partner_id, p_mm_transaction_id, p_kind, gen_random_uuid()::text, p_now_ms)
+            (p_partner_id, p_mm_transaction_id, p_kind, gen_random_uuid(), p_now_ms)
         ON CONFLICT DO NOTHING
         RETURNING qw_transaction_id INTO v_qw;
         IF v_qw IS NULL THEN
@@ -352,7 +357,7 @@ BEGIN
              p_now_ms, p_now_ms);
 
         v_balance := wallet_v1_apply_movement(
-            v_qw, p_kind, 'begin', v_player.id, p_partner_id, p_currency, p_amount_minor,
+            v_qw::text, p_kind, 'begin', v_player.id, p_partner_id, p_currency, p_amount_minor,
             p_now_ms,
             CASE WHEN p_kind = 'withdrawal' THEN v_limit_day END,
             CASE WHEN p_kind = 'withdrawal' THEN v_day_withdrawn END);
@@ -455,7 +460,7 @@ BEGIN
             CONTINUE;
         END IF;
         v_balance := wallet_v1_apply_movement(
-            v_tx.qw_transaction_id, v_tx.kind, 'confirm', v_player.id, v_tx.partner_id,
+            v_tx.qw_transaction_id::text, v_tx.kind, 'confirm', v_player.id, v_tx.partner_id,
             v_tx.currency, v_tx.amount_minor, p_now_ms);
         code := 0;
         currency := v_tx.currency;
@@ -490,7 +495,7 @@ DECLARE
     v_player players%ROWTYPE;
     v_tx transactions%ROWTYPE;
     v_balance bigint;
-    v_qw text;
+    v_qw uuid;
 BEGIN
     IF p_kind NOT IN ('withdrawal', 'deposit') THEN
         RAISE EXCEPTION 'unknown transaction kind %', p_kind;
@@ -513,7 +518,7 @@ BEGIN
             INSERT INTO transaction_keys
                 (partner_id, mm_transaction_id, kind, qw_transaction_id, created_at_ms)
             VALUES
-                (p_partner_id, p_mm_transaction_id, p_kind, gen_random_uuid()::text, p_now_ms)
+                (p_partner_id, p_mm_transaction_id, p_kind, gen_random_uuid(), p_now_ms)
             ON CONFLICT DO NOTHING
             RETURNING qw_transaction_id INTO v_qw;
             IF v_qw IS NULL THEN
@@ -564,7 +569,7 @@ BEGIN
             CONTINUE;
         END IF;
         v_balance := wallet_v1_apply_movement(
-            v_tx.qw_transaction_id, v_tx.kind, 'rollback', v_player.id, v_tx.partner_id,
+            v_tx.qw_transaction_id::text, v_tx.kind, 'rollback', v_player.id, v_tx.partner_id,
             v_tx.currency, v_tx.amount_minor, p_now_ms);
         code := 0;
         currency := v_tx.currency;
