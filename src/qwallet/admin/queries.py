@@ -105,7 +105,7 @@ async def dashboard(db: SqlDatabase, overdue_cutoff_ms: int) -> dict[str, Any]:
 
 
 async def search_players(db: SqlDatabase, query: str, cursor: str | None = None) -> list[Row]:
-    """Newest first, ``PAGE_SIZE + 1`` rows after ``cursor`` (keyset on ``ix_players_created``).
+    """Newest first, ``PAGE_SIZE + 1`` rows after ``cursor`` (keyset on ``ix_players_created_id``).
 
     Cost: a page walks the time index until it has a page of matches, so it grows with the
     number of players skipped by the search text (a substring match cannot use an index), not

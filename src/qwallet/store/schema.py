@@ -108,7 +108,8 @@ players = Table(
     CheckConstraint("held_minor >= 0", name="ck_players_held_not_negative"),
     CheckConstraint("pending_in_minor >= 0", name="ck_players_pending_in_not_negative"),
     CheckConstraint("status IN ('active', 'blocked')", name="ck_players_status"),
-    Index("ix_players_created", "created_at_ms"),
+    # The players list pages by (created_at_ms, id) (migration 0015).
+    Index("ix_players_created_id", "created_at_ms", "id"),
 )
 
 sessions = Table(
