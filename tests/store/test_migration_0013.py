@@ -14,6 +14,7 @@ import asyncio
 import secrets
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,10 +43,10 @@ ROWS = [
         " player_id, amount_minor, currency, state, created_at_ms, updated_at_ms)"
         f" VALUES ('{qw}', 1, '{kind}', '{mm}', 'p1', 5, 'XAG', '{state}', {at}, {at})"
         for qw, kind, mm, state, at in (
-            ("q1", "withdrawal", "mm-1", "pending", NOW_MS - 4),
-            ("q2", "deposit", "mm-2", "pending", NOW_MS - 3),
-            ("q3", "withdrawal", "mm-3", "confirmed", NOW_MS - 2),
-            ("q4", "deposit", "mm-4", "rolled_back", NOW_MS - 1),
+            ("00000000-0000-4000-8000-000000000001", "withdrawal", "mm-1", "pending", NOW_MS - 4),
+            ("00000000-0000-4000-8000-000000000002", "deposit", "mm-2", "pending", NOW_MS - 3),
+            ("00000000-0000-4000-8000-000000000003", "withdrawal", "mm-3", "confirmed", NOW_MS - 2),
+            ("00000000-0000-4000-8000-000000000004", "deposit", "mm-4", "rolled_back", NOW_MS - 1),
         )
     ),
     "INSERT INTO transaction_keys (partner_id, mm_transaction_id, kind, qw_transaction_id,"
@@ -221,7 +222,7 @@ async def prebuild_while_writing(url: str) -> dict[str, int]:
                     " mm_transaction_id, player_id, amount_minor, currency, state,"
                     " created_at_ms, updated_at_ms)"
                     " VALUES ($1, 1, 'withdrawal', $1, 'p1', 1, 'XAG', 'pending', $2, $2)",
-                    f"w{written}",
+                    str(uuid.UUID(int=1000 + written)),  # a uuid column from 0014 on
                     NOW_MS + written,
                 )
             await asyncio.sleep(0)
