@@ -66,11 +66,14 @@ within 25 s even on a black-holed route, and the history checker finds every ack
 assertions. |
 | `test_failover.py` | PostgreSQL failover (Patroni) | etcd and three Patroni-managed \
 PostgreSQL 15 nodes on loopback (`synchronous_mode_strict`, `use_pg_rewind`, ttl 5 s, loop_wait \
-1 s, retry_timeout 2 s); two `qwallet serve` processes on the multi-host URL, never restarted, \
+1 s, retry_timeout 2 s, no replication slots, `watchdog: mode: required` on an emulated device \
+that resets a node whose Patroni stopped renewing the leader key, 3 s after the last renewal); \
+two `qwallet serve` processes on the multi-host URL, never restarted, \
 under retrying withdraw → confirm / rollback flows, their hold resolver and payment worker on \
 short intervals. Faults in random order at random moments (CI: each once, ≥ 3 failovers; long: \
 ≥ 30 failovers): the primary's PostgreSQL SIGKILLed, its Patroni SIGKILLed (PostgreSQL \
-orphaned, Patroni back once another node leads), `patronictl switchover` and `failover`, the \
+orphaned until the watchdog resets its node, Patroni back once another node leads), \
+`patronictl switchover` and `failover`, the \
 synchronous standby's machine lost, the primary's machine lost and rejoining through \
 `pg_rewind`, and the cancel hazard: standbys frozen, every backend waiting on `SyncRep` \
 cancelled with `pg_cancel_backend`, then the primary lost — no success may be answered while \
