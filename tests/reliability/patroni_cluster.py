@@ -18,6 +18,18 @@ committing rather than committing alone); ``use_pg_rewind`` so a failed primary 
 replica; ``wal_retrieve_retry_interval`` 200 ms so that a standby whose primary went away
 reconnects to the new one without PostgreSQL's 5 s pause (the new primary's commits wait for it).
 
+``use_slots`` is off, with ``wal_keep_size`` keeping the WAL a standby may need: with Patroni's
+replication slots the remaining standby reattached to a new primary at once but could not
+stream until that primary's Patroni had created its slot, which Patroni 3.0 does only once it
+has seen the promotion complete (its promote step looks at ``pg_controldata`` once, then waits
+for its next loop): 2 s in which strict mode lets no commit return.
+
+The watchdog is on, ``mode: required`` as docs/high-availability.md prescribes for production,
+with ``safety_margin`` 2 s (a 3 s timeout; Patroni refuses one shorter than ``loop_wait``, so
+its default margin of 5 s cannot be used with ``ttl`` 5). The device is emulated
+(``watchdog_device.py``): a primary whose Patroni stopped renewing the leader key is reset —
+Patroni and PostgreSQL SIGKILLed — 3 s after the last renewal, before the key expires.
+
 Every process is stopped by its PID when the cluster is closed, also after a failure: Patroni
 with SIGTERM (it stops its PostgreSQL), then anything left with SIGKILL.
 """
@@ -38,18 +50,23 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from tests.reliability.harness import free_port
+from tests.reliability.watchdog_device import EmulatedWatchdog
 
 PG_BIN = Path(os.environ.get("QWALLET_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 TTL_S = 5
 LOOP_WAIT_S = 1
 RETRY_TIMEOUT_S = 2
+# Seconds between the watchdog resetting a primary whose Patroni went silent and its leader key
+# expiring: the watchdog's timeout is TTL_S - WATCHDOG_SAFETY_MARGIN_S.
+WATCHDOG_SAFETY_MARGIN_S = 2
+WATCHDOG_TIMEOUT_S = TTL_S - WATCHDOG_SAFETY_MARGIN_S
 NODES = 3
 SCOPE = "qwallet-test"
 
@@ -175,6 +192,9 @@ class PatroniNode:
     process: subprocess.Popen[bytes] | None = None
     patroni_kills: int = 0
     postgres_kills: int = 0
+    watchdog: EmulatedWatchdog | None = None
+    # start() may be called by the fault injector and by the watchdog's "boot" at once.
+    _start_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def config_path(self) -> Path:
@@ -188,8 +208,22 @@ class PatroniNode:
     def api(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
+    @property
+    def watchdog_path(self) -> Path:
+        return self.directory / "watchdog"
+
     def start(self) -> None:
-        assert self.process is None or self.process.poll() is not None, "already running"
+        with self._start_lock:
+            assert self.process is None or self.process.poll() is not None, "already running"
+            self._start()
+
+    def start_if_stopped(self) -> None:
+        """Start Patroni unless it runs (a service manager's restart, a machine's boot)."""
+        with self._start_lock:
+            if not self.patroni_alive():
+                self._start()
+
+    def _start(self) -> None:
         uid, gid = _postgres_ids()
         with open(self.directory / "patroni.log", "ab") as log:
             self.process = subprocess.Popen(
@@ -233,10 +267,17 @@ class PatroniNode:
             self.process.wait(10)
             self.patroni_kills += 1
 
-    def crash(self) -> None:
-        """The machine dies: Patroni and PostgreSQL SIGKILLed together."""
+    def crash(self) -> bool:
+        """The machine dies: Patroni and PostgreSQL SIGKILLed together. False when neither was
+        running (the machine was already down)."""
+        running = self.patroni_alive() or self.postmaster_pid() is not None
         self.kill_patroni()
         self.kill_postgres()
+        return running
+
+    @property
+    def watchdog_resets(self) -> list[float]:
+        return [] if self.watchdog is None else self.watchdog.resets
 
     def freeze(self, on: bool) -> None:
         """SIGSTOP / SIGCONT Patroni and PostgreSQL: a node that hangs without closing anything."""
@@ -319,6 +360,15 @@ class PatroniCluster:
             node.config_path.write_text(self._config(node))
             os.chown(node.directory, uid, gid)
             os.chown(node.config_path, uid, gid)
+            # A reset machine boots again once its leader key can have expired.
+            node.watchdog = EmulatedWatchdog(
+                node.watchdog_path,
+                reset=node.crash,
+                boot=node.start_if_stopped,
+                boot_after_s=TTL_S + 3,
+                uid=uid,
+                gid=gid,
+            )
         # The first node bootstraps the cluster; the others are cloned from it.
         first = self.nodes[0]
         first.start()
@@ -334,18 +384,38 @@ class PatroniCluster:
 
     def close(self) -> None:
         for node in self.nodes:
+            if node.watchdog is not None:
+                node.watchdog.stop()  # no reset or boot while the cluster is taken down
+        for node in self.nodes:
             with contextlib.suppress(Exception):
                 node.stop()
+            if node.watchdog is not None:
+                node.watchdog.close()
         with contextlib.suppress(Exception):
             self.etcd.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def keep_logs(self, directory: Path) -> None:
+        """Copy etcd's and every node's Patroni log to ``directory`` (to read after a run)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            shutil.copy(self.etcd.directory / "etcd.log", directory / "etcd.log")
+        for node in self.nodes:
+            with contextlib.suppress(OSError):
+                shutil.copy(node.directory / "patroni.log", directory / f"{node.name}.log")
 
     def _config(self, node: PatroniNode) -> str:
         # JSON is YAML: written with json.dumps so no quoting can go wrong.
         config = {
             "scope": SCOPE,
             "name": node.name,
-            "log": {"level": "INFO"},  # to stderr, which start() sends to patroni.log
+            # To stderr, which start() sends to patroni.log; milliseconds, to set beside the
+            # Timeline.
+            "log": {
+                "level": "INFO",
+                "format": "%(asctime)s.%(msecs)03d %(levelname)s: %(message)s",
+                "dateformat": "%Y-%m-%d %H:%M:%S",
+            },
             "restapi": {
                 "listen": f"127.0.0.1:{node.api_port}",
                 "connect_address": f"127.0.0.1:{node.api_port}",
@@ -361,11 +431,15 @@ class PatroniCluster:
                     "synchronous_mode_strict": True,
                     "postgresql": {
                         "use_pg_rewind": True,
-                        "use_slots": True,
+                        # See the module's docstring: a slot on the new primary came 2 s after
+                        # the promotion, and strict mode waited for it.
+                        "use_slots": False,
                         "parameters": {
                             "max_connections": 100,
                             "wal_log_hints": "on",
-                            "wal_keep_size": "128MB",
+                            # Without slots this is what a standby or a rewound primary
+                            # catches up from: far more than a test writes while one is down.
+                            "wal_keep_size": "512MB",
                             "shared_buffers": "32MB",
                             "max_wal_senders": 10,
                             "max_replication_slots": 10,
@@ -401,6 +475,13 @@ class PatroniCluster:
                 ],
             },
             "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False},
+            # Patroni's own test driver writes to the emulated device's pipe (watchdog_device.py).
+            "watchdog": {
+                "mode": "required",
+                "driver": "testing",
+                "device": str(node.watchdog_path),
+                "safety_margin": WATCHDOG_SAFETY_MARGIN_S,
+            },
         }
         return json.dumps(config, indent=2)
 
@@ -434,12 +515,15 @@ class PatroniCluster:
         return next(node for node in self.nodes if node.name == name)
 
     def healthy(self) -> bool:
-        """A leader, a synchronous standby, and every node running and streaming."""
+        """A leader, a synchronous standby, and every node running and streaming on the
+        leader's timeline (a rejoining old primary reports a small lag from its own, older
+        timeline before Patroni notices the fork and rewinds it)."""
         members = self.members()
         if len(members) != NODES:
             return False
         roles = [m.get("role") for m in members]
         states = {m.get("state") for m in members}
+        timelines = {m.get("timeline") for m in members}
         # A replica's lag is bytes behind the leader, or the text "unknown" while it starts.
         lags_ok = all(
             m.get("role") == "leader" or (isinstance(m.get("lag"), int) and m["lag"] < 1 << 20)
@@ -450,6 +534,8 @@ class PatroniCluster:
             and "sync_standby" in roles
             and states <= {"running", "streaming"}
             and lags_ok
+            and len(timelines) == 1
+            and None not in timelines
         )
 
     def wait_for(self, condition: Any, timeout_s: float, what: str) -> None:
@@ -651,6 +737,8 @@ __all__ = [
     "LOOP_WAIT_S",
     "RETRY_TIMEOUT_S",
     "TTL_S",
+    "WATCHDOG_SAFETY_MARGIN_S",
+    "WATCHDOG_TIMEOUT_S",
     "PatroniCluster",
     "PatroniNode",
     "Timeline",

@@ -11,9 +11,13 @@ answer is rolled back (or retried), confirm and rollback are retried until ackno
 Faults, in random order at random moments (CI: each once; long: repeated up to 30 failovers):
 
 - the primary's PostgreSQL SIGKILLed, backends and all (Patroni restarts it or fails over);
-- the primary's Patroni SIGKILLed, PostgreSQL left running, orphaned; Patroni comes back as a
-  service manager would restart it, once another node holds the leader key (sooner it would
-  find its own key and simply lead on), and demotes its node;
+- the primary's Patroni SIGKILLed, PostgreSQL left running, orphaned. The cluster runs with
+  ``watchdog: mode: required``, as docs/high-availability.md prescribes for production, on an
+  *emulated* device (``watchdog_device.py``: a test cannot reset its own machine): when the
+  keepalives stop, the emulated timer resets the node — its PostgreSQL SIGKILLed —
+  ``ttl - safety_margin`` (3 s) after the last leader-key renewal, before the key expires.
+  Patroni comes back as a service manager would restart it, once another node holds the leader
+  key (sooner it would find its own key and simply lead on);
 - ``patronictl switchover`` and ``patronictl failover`` to the synchronous standby;
 - the synchronous standby's machine lost (Patroni and PostgreSQL SIGKILLed), restarted later;
 - the primary's machine lost, restarted later: it rejoins as a replica through ``pg_rewind``;
@@ -33,7 +37,10 @@ hold is in the state its partner decided, with exactly one resolution that moved
 order is delivered, the studio's hook ran once per order, and no two callbacks for one order were
 ever in flight at once.
 
-Recovery time: from the fault to the first successful withdraw through a server. Beside the load
+Recovery time: from the fault — the moment the injector acts (the kill, the patronictl command,
+the freeze), after its own look at the cluster — to the first successful withdraw through a
+server; for the cancel hazard the primary is destroyed 2.5 s after the freeze (every reset by
+the emulated watchdog is counted, and one outside a Patroni fault is reported as unplanned). Beside the load
 a ``Timeline`` notes Patroni's leader and synchronous standby and writes directly on the primary,
 so each recovery is split into the cluster's part (up to the first commit a synchronous standby
 confirmed again) and the rest (qwallet's pool finding the new primary, the probe's next try).
@@ -48,6 +55,7 @@ import asyncio
 import random
 import secrets
 import statistics
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -93,6 +101,8 @@ from tests.reliability.patroni_cluster import (
     LOOP_WAIT_S,
     RETRY_TIMEOUT_S,
     TTL_S,
+    WATCHDOG_SAFETY_MARGIN_S,
+    WATCHDOG_TIMEOUT_S,
     PatroniCluster,
     PatroniNode,
     Timeline,
@@ -119,12 +129,15 @@ SETTLE_BOUND_S = 90.0  # after the load: every abandoned hold resolved, every or
 
 
 @pytest.fixture
-def cluster() -> Iterator[PatroniCluster]:
+def cluster(tmp_path: Path) -> Iterator[PatroniCluster]:
     reason = cluster_unavailable()
     if reason:
         skip_or_fail(reason)
     with PatroniCluster() as made:
-        yield made
+        try:
+            yield made
+        finally:
+            made.keep_logs(tmp_path / "cluster-logs")  # the cluster's directory goes with it
 
 
 @dataclass
@@ -137,9 +150,14 @@ class Fault:
     # (sent after the fault s, answered after s, HTTP status, errorCode) of each probe
     trace: list[tuple[float, float, int | None, Any]] = field(default_factory=list)
     detail: str = ""
+    # The fault's moment (monotonic): the kill, the patronictl command, the standbys frozen;
+    # set by the injector right before it acts, after its own look at the cluster.
     started: float = 0.0
+    kill_s: float | None = None  # cancel hazard: the primary destroyed, s after the freeze
+    injected: threading.Event = field(default_factory=threading.Event)  # started is set
     split: dict[str, float | None] = field(default_factory=dict)
     command_s: float | None = None  # how long patronictl ran (switchover, failover)
+    watchdog_reset_s: float | None = None  # the emulated watchdog reset a node, after s
 
 
 class TimedCaller(Caller):
@@ -200,8 +218,7 @@ class Injector:
             replaced = node.name in self.when_replaced and leader not in (None, node)
             if force or now >= due or replaced:
                 self.when_replaced.discard(node.name)
-                if not node.patroni_alive():
-                    node.start()
+                node.start_if_stopped()  # the emulated watchdog's boot may have been first
                 self.to_restart.remove((due, node))
 
     def inject(self, fault: Fault) -> None:
@@ -211,12 +228,15 @@ class Injector:
         # Patroni may be re-assigning the synchronous standby just now: wait for it.
         cluster.wait_for(lambda: cluster.sync_standby() is not None, 60, "synchronous standby")
         sync = cluster.sync_standby()
+        fault.started = time.monotonic()  # recovery times count from here, not from the look
+        fault.injected.set()
         if kind == "primary postgres SIGKILL":
             leader.kill_postgres()
         elif kind == "primary patroni SIGKILL":
             leader.kill_patroni()
-            # A service manager restarts it; here once another node holds the leader key (a
-            # restart before the ttl would find its own key and simply carry on leading).
+            # The emulated watchdog resets the node WATCHDOG_TIMEOUT_S after Patroni's last
+            # keepalive. A service manager restarts Patroni; here once another node holds the
+            # leader key (a restart before the ttl would find its own key and lead on).
             self.when_replaced.add(leader.name)
             self.to_restart.append((time.monotonic() + TTL_S + 10, leader))
         elif kind in ("switchover", "failover"):
@@ -234,11 +254,11 @@ class Injector:
             leader.crash()
             self.to_restart.append((time.monotonic() + TTL_S + 3, leader))
         elif kind == "cancel hazard + primary lost":
-            self._cancel_hazard(leader)
+            self._cancel_hazard(leader, fault)
         else:
             raise AssertionError(kind)
 
-    def _cancel_hazard(self, leader: PatroniNode) -> None:
+    def _cancel_hazard(self, leader: PatroniNode, fault: Fault) -> None:
         standbys = _other_replicas(self.cluster, leader)
         for node in standbys:
             node.freeze(True)
@@ -251,6 +271,7 @@ class Injector:
                 self.freeze.cancelled += _cancel_sync_waiters(self.cluster, leader)
                 time.sleep(0.1)
             leader.crash()  # the commits that exist on the primary only die with it
+            fault.kill_s = round(time.monotonic() - fault.started, 2)
         finally:
             thawed_at = time.monotonic()
             for node in standbys:
@@ -293,12 +314,13 @@ async def _probe(
     probe_player: Player,
     flows: list[Flow],
     fault: Fault,
-    started: float,
     settled: asyncio.Event,
 ) -> None:
     """Fresh withdrawals through alternate servers, from the fault until the cluster is whole
     again and one succeeded after the last failure. The recovery time is when that success was
-    answered: for a Patroni that died, the outage starts only when its leader key expires."""
+    answered, counted from the moment the injector acted."""
+    await asyncio.to_thread(fault.injected.wait)
+    started = fault.started or time.monotonic()
     index = 0
     finalizers: list[asyncio.Task[None]] = []
     recovered_at: float | None = None
@@ -391,8 +413,6 @@ def _run(
                 fault = Fault(kind, leader.name)
                 faults.append(fault)
                 settled = asyncio.Event()
-                started = time.monotonic()
-                fault.started = started
 
                 async def settle(fault: Fault, settled: asyncio.Event) -> None:
                     try:
@@ -406,11 +426,12 @@ def _run(
                         after = cluster.leader()
                         fault.leader_after = after.name if after else "?"
                     finally:
+                        fault.injected.set()  # also when the injection failed
                         settled.set()
 
                 await asyncio.gather(
                     settle(fault, settled),
-                    _probe(clients, caller_for, probe_player, flows, fault, started, settled),
+                    _probe(clients, caller_for, probe_player, flows, fault, settled),
                 )
             await asyncio.sleep(1.5)
         finally:
@@ -440,6 +461,8 @@ def _fault_record(fault: Fault) -> dict[str, Any]:
         "clusterS": durable if failed is not None else 0.0,
         "outageS": outage,
         "commandS": fault.command_s,
+        "watchdogResetS": fault.watchdog_reset_s,
+        "killS": fault.kill_s,
         **split,
     }
 
@@ -533,8 +556,18 @@ def test_failover_under_load(cluster: PatroniCluster, tmp_path: Path) -> None:
                 server.stop()
         workers = check_workers(url, holds_world, abandoned, orders, partner.callback_log)
     ends = [fault.started for fault in faults[1:]] + [time.monotonic()]
+    resets = sorted(t for node in cluster.nodes for t in node.watchdog_resets)
     for fault, end in zip(faults, ends, strict=True):
         fault.split = timeline.after(fault.started, end)
+        during = [t for t in resets if fault.started <= t < end]
+        if during:
+            fault.watchdog_reset_s = round(during[0] - fault.started, 2)
+    unplanned_resets = sum(
+        1
+        for fault, end in zip(faults, ends, strict=True)
+        for t in resets
+        if fault.started <= t < end and fault.kind != "primary patroni SIGKILL"
+    ) + sum(1 for t in resets if not faults or t < faults[0].started)
     cluster.wait_healthy(120)
     verdict = check_history(url, world, flows)
     holds_verdict = check_history(
@@ -576,11 +609,18 @@ def test_failover_under_load(cluster: PatroniCluster, tmp_path: Path) -> None:
         recoveriesS=[round(value, 2) for value in recoveries],
         recoveryByFault={f.kind: round(f.recovery_s or -1, 2) for f in faults},
         faultList=[_fault_record(f) for f in faults],
-        settings=f"ttl {TTL_S} s, loop_wait {LOOP_WAIT_S} s, retry_timeout {RETRY_TIMEOUT_S} s",
+        settings=(
+            f"ttl {TTL_S} s, loop_wait {LOOP_WAIT_S} s, retry_timeout {RETRY_TIMEOUT_S} s,"
+            f" use_slots off, watchdog required (emulated, safety_margin"
+            f" {WATCHDOG_SAFETY_MARGIN_S} s)"
+        ),
         syncWaitsCancelled=freeze.cancelled,
         ttlS=TTL_S,
         loopWaitS=LOOP_WAIT_S,
         retryTimeoutS=RETRY_TIMEOUT_S,
+        watchdogTimeoutS=WATCHDOG_TIMEOUT_S,
+        watchdogResets=len(resets),
+        watchdogResetsUnplanned=unplanned_resets,
         http500=stats.http_500,
         workersSettledS=round(settle_s, 1),
         **workers.figures,
@@ -601,7 +641,8 @@ def test_failover_under_load(cluster: PatroniCluster, tmp_path: Path) -> None:
             f"[failover] {fault.kind}: {len(fault.trace)} probes, {len(failed)} failed"
             f" (first answered {failed[0][1] if failed else '-'} s, last"
             f" {failed[-1][1] if failed else '-'} s); recovered at {fault.recovery_s} s;"
-            f" cluster: {fault.split}; patronictl {fault.command_s} s"
+            f" cluster: {fault.split}; patronictl {fault.command_s} s;"
+            f" watchdog reset {fault.watchdog_reset_s} s"
         )
         print(f"[failover]   probes (sent s, answered s, status, code): {fault.trace}")
     assert not verdict.problems, "\n".join(verdict.problems)

@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from qwallet.verify import aggregate, render, update_page
 from tests.reliability.harness import QWALLET
 
@@ -92,6 +94,24 @@ def test_failover_table_is_rendered_with_recovery_median_and_max() -> None:
     ]  # fmt: skip
     page = render(aggregate(records), mode="CI-sized", exit_code=0, seconds=3, command="x")
     assert "| failover | postgres | 9 | 0 | 0 | 3.0 s | 12.5 s | ttl 5 s |" in page
+
+
+def test_failover_records_with_different_settings_are_not_mixed() -> None:
+    """An appended run under new cluster settings must not be summed with an older one as if
+    both had the new settings; records with the same settings add up, watchdog resets too."""
+
+    def record(settings: str, resets: int) -> dict[str, object]:
+        return {"suite": "failover", "backend": "postgres", "runs": 1, "operations": 100,
+                "faults": 7, "failures": 0, "invariantChecks": 50, "failovers": 5,
+                "acknowledgedLost": 0, "doubleApplied": 0, "recoveriesS": [5.0],
+                "settings": settings, "watchdogResets": resets, "watchdogResetsUnplanned": 0}  # fmt: skip
+
+    with pytest.raises(ValueError, match="different settings"):
+        aggregate([record("ttl 5 s", 0), record("ttl 5 s, use_slots off", 1)])
+    rows = aggregate([record("ttl 5 s, watchdog", 2), record("ttl 5 s, watchdog", 3)])
+    assert rows[0]["watchdogResets"] == 5
+    page = render(rows, mode="long", exit_code=0, seconds=3, command="x")
+    assert "5 nodes reset because their Patroni stopped renewing the leader key, 0 of" in page
 
 
 def test_update_replaces_only_the_suites_that_ran() -> None:

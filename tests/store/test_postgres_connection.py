@@ -2,7 +2,8 @@
 
 - a multi-host URL with ``target_session_attrs`` connects past a host that refuses, for the
   store and for the migrations, and past a host that accepts the connection and never answers
-  (where asyncpg alone spends its whole connect timeout on the first host);
+  (where asyncpg alone spends its whole connect timeout on the first host), for the store and
+  for ``qwallet db upgrade`` on an empty database;
 - the statement timeout closes the connection instead of sending a cancel request: the server
   finishes the statement (and would finish a commit wait) on its own;
 - a WARNING sent with a statement — what PostgreSQL sends when a wait for the synchronous
@@ -14,7 +15,11 @@ The failover suite (tests/reliability/test_failover.py) proves the same on a Pat
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +35,7 @@ from qwallet.store.postgres import (
     PostgresStore,
     host_list,
 )
-from tests.conftest import fresh_database_url
+from tests.conftest import _pg_admin, _pg_url_for, fresh_database_url, require_postgres
 from tests.reliability.harness import free_port
 
 pytestmark = pytest.mark.postgres
@@ -96,6 +101,46 @@ def test_a_host_that_never_answers_does_not_hide_the_hosts_after_it(pg_url: str)
     # One wait on the silent host for the pool's first connection; the host that accepted
     # is tried first from then on.
     assert took < HOST_CONNECT_TIMEOUT_S + 2, took
+
+
+def test_db_upgrade_connects_past_a_host_that_never_answers(tmp_path: Path) -> None:
+    """``qwallet db upgrade`` with a multi-host URL whose first host is a listening socket
+    nobody reads: it migrates an empty database through the next host, in about one host
+    timeout (asyncpg's own multi-host connect, which it used before, timed out on the first
+    host and tried no other)."""
+    require_postgres()
+    name = f"qwallet_test_{secrets.token_hex(6)}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    url = _multi_host(_pg_url_for(name), silent.getsockname()[1])
+    try:
+        started = time.monotonic()
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("qwallet")), "db", "upgrade"],
+            env={**os.environ, "QWALLET_DATABASE_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        took = time.monotonic() - started
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "database is up to date" in done.stdout
+
+        async def version() -> str | None:
+            connection = await asyncpg.connect(_pg_url_for(name), timeout=10)
+            try:
+                return await connection.fetchval("SELECT version_num FROM alembic_version")
+            finally:
+                await connection.close()
+
+        assert asyncio.run(version()), "the empty database was not migrated"
+        print(f"qwallet db upgrade past a silent host: {took:.1f} s")
+    finally:
+        silent.close()
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def test_host_list_reads_every_host_of_the_authority() -> None:

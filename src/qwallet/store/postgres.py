@@ -20,7 +20,8 @@ next calls connect afresh and find the new primary; the failed call answers 100 
 which the partner retries. asyncpg's own connect timeout covers the whole host list, so a host
 that hangs (a frozen machine, a route that drops packets) would use it all and the hosts after
 it would never be tried; the pool therefore tries the hosts one at a time, each with its own
-timeout, the host that last accepted first (``_HostList``).
+timeout, the host that last accepted first (``_HostList``); the migrations connect the same
+way (``connect``).
 
 No commit wait is ever cancelled from here. With synchronous replication a cancelled wait leaves
 a commit visible on the primary that the standby may never receive; so the statement timeout
@@ -274,6 +275,18 @@ async def register_codecs(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec(
         "uuid", schema="pg_catalog", encoder=str, decoder=str, format="text"
     )
+
+
+async def connect(url: str, *, timeout_s: float = CONNECT_TIMEOUT_S) -> asyncpg.Connection:
+    """One connection to ``url`` as the pool makes them: a multi-host URL's hosts one at a time,
+    each with ``HOST_CONNECT_TIMEOUT_S`` (a host that hangs costs that long and never hides the
+    hosts after it); a single host with ``timeout_s``. For the migrations, which connect on
+    their own (``qwallet db upgrade``)."""
+    dsn = asyncpg_dsn(url)
+    hosts = host_list(dsn)
+    if len(hosts) > 1:
+        return await _HostList(hosts, HOST_CONNECT_TIMEOUT_S)(dsn)
+    return await asyncpg.connect(dsn, timeout=timeout_s)
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
@@ -629,6 +642,7 @@ __all__ = [
     "CommitNotDurableError",
     "PostgresStore",
     "asyncpg_dsn",
+    "connect",
     "host_list",
     "read_sql",
     "register_codecs",

@@ -31,6 +31,7 @@ HOLD_COLUMNS = (
 )
 
 FAILOVER_COLUMNS = ("failovers", "acknowledgedLost", "doubleApplied")
+WATCHDOG_COLUMNS = ("watchdogResets", "watchdogResetsUnplanned")
 WORKER_COLUMNS = (
     "holdsAbandoned",
     "holdsResolvedByResolver",
@@ -65,11 +66,14 @@ within 25 s even on a black-holed route, and the history checker finds every ack
 assertions. |
 | `test_failover.py` | PostgreSQL failover (Patroni) | etcd and three Patroni-managed \
 PostgreSQL 15 nodes on loopback (`synchronous_mode_strict`, `use_pg_rewind`, ttl 5 s, loop_wait \
-1 s, retry_timeout 2 s); two `qwallet serve` processes on the multi-host URL, never restarted, \
+1 s, retry_timeout 2 s, no replication slots, `watchdog: mode: required` on an emulated device \
+that resets a node whose Patroni stopped renewing the leader key, 3 s after the last renewal); \
+two `qwallet serve` processes on the multi-host URL, never restarted, \
 under retrying withdraw → confirm / rollback flows, their hold resolver and payment worker on \
 short intervals. Faults in random order at random moments (CI: each once, ≥ 3 failovers; long: \
 ≥ 30 failovers): the primary's PostgreSQL SIGKILLed, its Patroni SIGKILLed (PostgreSQL \
-orphaned, Patroni back once another node leads), `patronictl switchover` and `failover`, the \
+orphaned until the watchdog resets its node, Patroni back once another node leads), \
+`patronictl switchover` and `failover`, the \
 synchronous standby's machine lost, the primary's machine lost and rejoining through \
 `pg_rewind`, and the cancel hazard: standbys frozen, every backend waiting on `SyncRep` \
 cancelled with `pg_cancel_backend`, then the primary lost — no success may be answered while \
@@ -124,7 +128,11 @@ attack is refused and changes nothing. |
 
 
 def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Sum the records per (suite, backend), in the order suites first appear."""
+    """Sum the records per (suite, backend), in the order suites first appear.
+
+    Failover records measured with different cluster settings are not summed: their recovery
+    times answer different questions, and one page showing both under the last one's settings
+    would be wrong. That is a ``ValueError`` (remove the older records from ``--results``)."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for record in records:
         key = (str(record["suite"]), str(record["backend"]))
@@ -142,7 +150,17 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 row[extra] = int(row.get(extra, 0)) + int(record.get(extra, 0))
             row["recoveriesS"] = [*row.get("recoveriesS", []), *record.get("recoveriesS", [])]
             row["faultList"] = [*row.get("faultList", []), *record.get("faultList", [])]
-            row["settings"] = record.get("settings", row.get("settings", ""))
+            settings = str(record.get("settings", ""))
+            if row.get("settings") not in (None, "", settings):
+                raise ValueError(
+                    f"{key[0]} ({key[1]}): records measured with different settings"
+                    f" ({row['settings']!r} and {settings!r}); remove the older ones"
+                    " from the results file"
+                )
+            row["settings"] = settings or row.get("settings", "")
+            for extra in WATCHDOG_COLUMNS:
+                if extra in record:
+                    row[extra] = int(row.get(extra, 0)) + int(record[extra])
             for extra in WORKER_COLUMNS:
                 if extra in record:
                     row[extra] = int(row.get(extra, 0)) + int(record[extra])
@@ -367,6 +385,15 @@ def failover_table(rows: list[dict[str, Any]]) -> list[str]:
                 f" | {_seconds(values('recoveryS'))} | {_seconds(values('clusterS'))}"
                 f" | {_seconds(values('outageS'))} |"
             )
+    for row in failover_rows:
+        if row.get("watchdogResets") is not None:
+            lines += [
+                "",
+                f"Watchdog ({row['suite']}; emulated, see `tests/reliability/watchdog_device.py`):"
+                f" {row['watchdogResets']:,} nodes reset because their Patroni stopped renewing"
+                f" the leader key, {row.get('watchdogResetsUnplanned', 0):,} of them outside a"
+                f" fault that killed a primary's Patroni.",
+            ]
     workers = [row for row in failover_rows if row.get("holdsAbandoned") is not None]
     for row in workers:
         lines += [

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from qwallet.store.postgres import asyncpg_dsn
+from qwallet.store.postgres import connect
 from qwallet.store.schema import metadata
 
 config = context.config
@@ -32,13 +31,14 @@ def run_with(connection: Connection) -> None:
 
 
 async def run_async() -> None:
-    # asyncpg reads the URL itself: SQLAlchemy's URL parser cannot hold a multi-host URL
-    # (postgresql://h1:5432,h2:5432/qwallet?target_session_attrs=read-write).
-    dsn = asyncpg_dsn(url)
+    # The store connects, not SQLAlchemy: its URL parser cannot hold a multi-host URL
+    # (postgresql://h1:5432,h2:5432/qwallet?target_session_attrs=read-write), and asyncpg's
+    # own multi-host connect spends its one timeout on a first host that hangs; the store's
+    # tries the hosts one at a time, as the server's pool does.
     engine = create_async_engine(
         "postgresql+asyncpg://",
         poolclass=pool.NullPool,
-        async_creator=lambda: asyncpg.connect(dsn, timeout=10),
+        async_creator=lambda: connect(url, timeout_s=10),
     )
     async with engine.connect() as connection:
         await connection.run_sync(run_with)
