@@ -11,40 +11,27 @@ from __future__ import annotations
 import asyncio
 import importlib
 import re
-import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from qwallet.store.migrate import upgrade
-from tests.conftest import _pg_admin, _pg_url_for, require_postgres
+from tests.store.migration_db import documented_lines, postgres_databases
 
 pytestmark = pytest.mark.postgres
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 MARKER = "-- qwallet 0008 prebuilt indexes"
 
 
 def documented_statements() -> list[str]:
-    text = DOCS.read_text()
-    block = text[text.index(MARKER) :]
-    block = block[: block.index("```")]
-    return [line for line in block.splitlines()[1:] if line.strip()]
+    return documented_lines(MARKER)
 
 
 @pytest.fixture
 def databases() -> Iterator[tuple[str, str]]:
-    require_postgres()
-    names = [f"qwallet_test_{secrets.token_hex(6)}" for _ in range(2)]
-    for name in names:
-        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield _pg_url_for(names[0]), _pg_url_for(names[1])
-    finally:
-        for name in names:
-            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with postgres_databases(2) as (first, second):
+        yield first, second
 
 
 async def schema(url: str) -> dict[str, object]:

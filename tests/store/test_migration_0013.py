@@ -11,8 +11,6 @@ build is replaced; an ``ix_transactions_pending`` of other columns stops the upg
 from __future__ import annotations
 
 import asyncio
-import secrets
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,9 +21,8 @@ import pytest
 from alembic import command
 
 from qwallet.store.migrate import alembic_config, upgrade
-from tests.conftest import _pg_admin, _pg_url_for, require_postgres
+from tests.store.migration_db import documented_lines, empty_database, postgres_databases, run
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 MARKER = "-- qwallet 0013 prebuilt indexes"
 OLD = {"ix_transactions_state", "ix_transactions_mm_id"}
 NEW = "ix_transactions_pending"
@@ -56,10 +53,7 @@ ROWS = [
 
 
 def documented_query() -> str:
-    text = DOCS.read_text()
-    block = text[text.index(MARKER) :]
-    block = block[: block.index("```")]
-    lines = [line for line in block.splitlines()[1:] if line.strip()]
+    lines = documented_lines(MARKER)
     assert lines[-1] == "\\gexec"  # psql runs each generated statement on its own
     return "\n".join(lines[:-1])
 
@@ -70,40 +64,8 @@ def documented_query() -> str:
 @pytest.fixture(params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database of either kind (not migrated)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'qwallet.db'}"
-        return
-    require_postgres()
-    name = f"qwallet_test_{secrets.token_hex(6)}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield _pg_url_for(name)
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def _sqlite(url: str, statements: list[str]) -> list[list[tuple[object, ...]]]:
-    connection = sqlite3.connect(url.removeprefix("sqlite:///"))
-    try:
-        results = [connection.execute(sql).fetchall() for sql in statements]
-        connection.commit()
-        return results
-    finally:
-        connection.close()
-
-
-async def _pg(url: str, statements: list[str]) -> list[list[tuple[object, ...]]]:
-    connection = await asyncpg.connect(url)
-    try:
-        return [[tuple(row) for row in await connection.fetch(sql)] for sql in statements]
-    finally:
-        await connection.close()
-
-
-def run(url: str, *statements: str) -> list[list[tuple[object, ...]]]:
-    if url.startswith("sqlite"):
-        return _sqlite(url, list(statements))
-    return asyncio.run(_pg(url, list(statements)))
+    with empty_database(request.param, tmp_path) as url:
+        yield url
 
 
 def indexes(url: str) -> dict[str, str]:
@@ -165,15 +127,8 @@ def test_upgrade_and_downgrade_over_stored_rows(database: str) -> None:
 
 @pytest.fixture
 def databases() -> Iterator[tuple[str, str]]:
-    require_postgres()
-    names = [f"qwallet_test_{secrets.token_hex(6)}" for _ in range(2)]
-    for name in names:
-        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield _pg_url_for(names[0]), _pg_url_for(names[1])
-    finally:
-        for name in names:
-            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with postgres_databases(2) as (first, second):
+        yield first, second
 
 
 async def schema(url: str) -> dict[str, object]:

@@ -9,20 +9,15 @@ not a second build), one left invalid is built again, one on other columns stops
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from alembic import command
 
 from qwallet.store.migrate import alembic_config, upgrade
-from tests.conftest import _pg_admin, _pg_url_for, require_postgres
+from tests.store.migration_db import documented_lines, empty_database, postgres_databases, run
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 MARKER = "-- qwallet 0015 prebuilt index"
 NEW = "ix_players_created_id"
 WALLETS = 3000
@@ -43,41 +38,8 @@ FILL_PG = (
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of either kind (not migrated)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'qwallet.db'}"
-        return
-    require_postgres()
-    name = f"qwallet_test_{secrets.token_hex(6)}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield _pg_url_for(name)
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def _sqlite(url: str, statements: list[str]) -> list[list[tuple[object, ...]]]:
-    connection = sqlite3.connect(url.removeprefix("sqlite:///"))
-    try:
-        results = [connection.execute(sql).fetchall() for sql in statements]
-        connection.commit()
-        return results
-    finally:
-        connection.close()
-
-
-async def _pg(url: str, statements: list[str]) -> list[list[tuple[object, ...]]]:
-    connection = await asyncpg.connect(url)
-    try:
-        return [[tuple(row) for row in await connection.fetch(sql)] for sql in statements]
-    finally:
-        await connection.close()
-
-
-def run(url: str, *statements: str) -> list[list[tuple[object, ...]]]:
-    if url.startswith("sqlite"):
-        return _sqlite(url, list(statements))
-    return asyncio.run(_pg(url, list(statements)))
+    with empty_database(request.param, tmp_path) as url:
+        yield url
 
 
 def fill(url: str) -> None:
@@ -131,10 +93,7 @@ def test_the_players_page_is_a_range_of_the_index_up_down_and_up(database: str) 
 
 
 def documented_statement() -> str:
-    text = DOCS.read_text()
-    block = text[text.index(MARKER) :]
-    lines = block[: block.index("```")].splitlines()[1:]
-    (statement,) = [line for line in lines if line.strip()]
+    (statement,) = documented_lines(MARKER)
     return statement
 
 
@@ -146,16 +105,10 @@ def index_oid(url: str) -> int:
 
 @pytest.fixture
 def postgres() -> Iterator[str]:
-    require_postgres()
-    name = f"qwallet_test_{secrets.token_hex(6)}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        url = _pg_url_for(name)
+    with postgres_databases(1) as (url,):
         upgrade(url, "0014")
         fill(url)
         yield url
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def test_a_prebuilt_index_is_kept(postgres: str) -> None:
