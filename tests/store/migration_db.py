@@ -72,3 +72,38 @@ def documented_lines(marker: str) -> list[str]:
     block = text[text.index(marker) :]
     block = block[: block.index("```")]
     return [line for line in block.splitlines()[1:] if line.strip()]
+
+
+async def schema(url: str, *, partitions_of: str | None = None) -> dict[str, object]:
+    """The application schema's indexes and constraints and how many indexes are invalid;
+    with ``partitions_of``, also the definitions (names left out) of the indexes of that
+    table's partitions, which PostgreSQL names after the partition."""
+    connection = await asyncpg.connect(url)
+    try:
+        indexes = await connection.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+            " ORDER BY indexname"
+        )
+        constraints = await connection.fetch(
+            "SELECT conname, pg_get_constraintdef(oid) AS definition FROM pg_constraint"
+            " WHERE connamespace = 'public'::regnamespace ORDER BY conname"
+        )
+        partitions = []
+        if partitions_of is not None:
+            partitions = await connection.fetch(
+                "SELECT tablename, replace(indexdef, indexname, '') AS definition"
+                " FROM pg_indexes WHERE schemaname = 'qwallet_partitions'"
+                " AND tablename LIKE $1 ORDER BY 1, 2",
+                f"{partitions_of}%",
+            )
+        invalid = await connection.fetchval("SELECT COUNT(*) FROM pg_index WHERE NOT indisvalid")
+    finally:
+        await connection.close()
+    found: dict[str, object] = {
+        "indexes": [(r["indexname"], r["indexdef"]) for r in indexes],
+        "constraints": [(r["conname"], r["definition"]) for r in constraints],
+        "invalid": invalid,
+    }
+    if partitions_of is not None:
+        found["partition indexes"] = [(r["tablename"], r["definition"]) for r in partitions]
+    return found

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from qwallet.store.migrate import upgrade
-from tests.store.migration_db import documented_lines, postgres_databases
+from tests.store.migration_db import documented_lines, postgres_databases, schema
 
 pytestmark = pytest.mark.postgres
 
@@ -32,27 +32,6 @@ def documented_statements() -> list[str]:
 def databases() -> Iterator[tuple[str, str]]:
     with postgres_databases(2) as (first, second):
         yield first, second
-
-
-async def schema(url: str) -> dict[str, object]:
-    connection = await asyncpg.connect(url)
-    try:
-        indexes = await connection.fetch(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
-            " ORDER BY indexname"
-        )
-        constraints = await connection.fetch(
-            "SELECT conname, pg_get_constraintdef(oid) AS definition FROM pg_constraint"
-            " WHERE connamespace = 'public'::regnamespace ORDER BY conname"
-        )
-        invalid = await connection.fetchval("SELECT COUNT(*) FROM pg_index WHERE NOT indisvalid")
-    finally:
-        await connection.close()
-    return {
-        "indexes": [(r["indexname"], r["indexdef"]) for r in indexes],
-        "constraints": [(r["conname"], r["definition"]) for r in constraints],
-        "invalid": invalid,
-    }
 
 
 async def prebuild_while_writing(url: str, statements: list[str]) -> None:

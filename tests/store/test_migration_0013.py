@@ -21,6 +21,7 @@ import pytest
 from alembic import command
 
 from qwallet.store.migrate import alembic_config, upgrade
+from tests.store import migration_db
 from tests.store.migration_db import documented_lines, empty_database, postgres_databases, run
 
 MARKER = "-- qwallet 0013 prebuilt indexes"
@@ -132,32 +133,9 @@ def databases() -> Iterator[tuple[str, str]]:
 
 
 async def schema(url: str) -> dict[str, object]:
-    """The application schema's indexes and constraints, and what the partitions' indexes are
-    (definitions without their names, which PostgreSQL chooses for the ones it builds)."""
-    connection = await asyncpg.connect(url)
-    try:
-        public = await connection.fetch(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
-            " ORDER BY indexname"
-        )
-        constraints = await connection.fetch(
-            "SELECT conname, pg_get_constraintdef(oid) AS definition FROM pg_constraint"
-            " WHERE connamespace = 'public'::regnamespace ORDER BY conname"
-        )
-        partitions = await connection.fetch(
-            "SELECT tablename, replace(indexdef, indexname, '') AS definition"
-            " FROM pg_indexes WHERE schemaname = 'qwallet_partitions'"
-            " AND tablename LIKE 'transactions%' ORDER BY 1, 2"
-        )
-        invalid = await connection.fetchval("SELECT COUNT(*) FROM pg_index WHERE NOT indisvalid")
-    finally:
-        await connection.close()
-    return {
-        "indexes": [(r["indexname"], r["indexdef"]) for r in public],
-        "constraints": [(r["conname"], r["definition"]) for r in constraints],
-        "partition indexes": [(r["tablename"], r["definition"]) for r in partitions],
-        "invalid": invalid,
-    }
+    """The application schema, and the definitions of the partitions' indexes (without their
+    names, which PostgreSQL chooses for the ones it builds)."""
+    return await migration_db.schema(url, partitions_of="transactions")
 
 
 async def prebuild_while_writing(url: str) -> dict[str, int]:
