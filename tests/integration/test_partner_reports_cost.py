@@ -334,7 +334,13 @@ def _hold_transactions_lock(backend: str, database_url: str, platform: Platform)
     import asyncpg
 
     pg = platform.run(asyncpg.connect(database_url))
-    platform.run(pg.execute("BEGIN; LOCK TABLE transactions IN ACCESS EXCLUSIVE MODE"))
+    # Closed days are read from their stored summaries (migration 0016): lock those too.
+    platform.run(
+        pg.execute(
+            "BEGIN; LOCK TABLE transactions, settlement_days, settlement_days_done"
+            " IN ACCESS EXCLUSIVE MODE"
+        )
+    )
 
     def release_postgres() -> None:
         platform.run(pg.execute("ROLLBACK"))

@@ -30,6 +30,8 @@ PG_URL = os.environ.get("QWALLET_TEST_PG_URL", "postgresql://postgres@127.0.0.1:
 
 # Children first, so foreign keys never object.
 TABLES = (
+    "settlement_days",
+    "settlement_days_done",
     "checkpoint_balances",
     "reconcile_checkpoints",
     "ledger_entries",

@@ -69,7 +69,9 @@ class SettlementPages:
         lines = [
             (name, entry)
             for name, partner_id in found
-            for entry in await reports.settlement(self.console.db, partner_id, first, last)
+            for entry in await reports.settlement(
+                self.console.db, partner_id, first, last, self.console.clock.now_ms()
+            )
         ]
         return partner, first, last, lines
 

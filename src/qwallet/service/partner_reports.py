@@ -14,7 +14,19 @@ step: the confirm or the rollback, whoever made it (the partner, the hold resolv
 operator). ``updated_at_ms`` is written by that step and never again, because terminal states
 never change. Pending transactions belong to no day yet.
 
-Settlement is computed on demand rather than kept in a daily table. A table maintained in the
+**Closed days are summarized once** (migration 0016). A day is closed once it ended
+``SETTLE_AFTER_MS`` (10 minutes) ago by the caller's clock: ``updated_at_ms`` is stamped by the
+server before its transaction commits, so a step stamped 23:59:59.999 can become visible a little
+after midnight (a slow commit, another server's clock a little ahead); ten minutes is far beyond
+any money call and any clock skew the servers tolerate. The first report that asks for a closed
+day computes its groups in one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` into
+``settlement_days`` and marks it in ``settlement_days_done`` in the same transaction; later reports
+read the stored rows: a few rows per day and currency, whatever the traffic was. Concurrent
+reports write the same rows and the primary keys keep one of each. Days not closed (today) are
+summed from ``transactions`` as before. Summaries outlive ``qwallet db archive``: the
+settlement of an archived day keeps the totals it had when it was summarized.
+
+Live totals are computed on demand rather than kept in a table. A table maintained in the
 money call's transaction would add one UPDATE of the row (partner, day, currency) to every
 confirm and rollback: all of a partner's players would queue on that one row lock, which is the
 hot row ``docs/architecture.md`` rules out; the index costs the money path one index entry per
@@ -60,6 +72,44 @@ SETTLEMENT_SQL = (
     " AND state IN ('confirmed', 'rolled_back') AND amount_minor IS NOT NULL"
     f" GROUP BY updated_at_ms / {MS_PER_DAY}, currency, kind, state"
 )
+
+# A day is closed, and summarized once, when it ended this long ago (see the module docstring).
+SETTLE_AFTER_MS = 10 * 60_000
+SUMMARIZE_SQL = (
+    "INSERT INTO settlement_days (partner_id, day_number, currency, kind, state, n, total_minor)"
+    f" SELECT partner_id, updated_at_ms / {MS_PER_DAY}, currency, kind, state,"
+    " COUNT(*), SUM(amount_minor) FROM transactions"
+    " WHERE partner_id = $1 AND updated_at_ms >= $2 AND updated_at_ms < $3"
+    " AND state IN ('confirmed', 'rolled_back') AND amount_minor IS NOT NULL"
+    f" GROUP BY partner_id, updated_at_ms / {MS_PER_DAY}, currency, kind, state"
+    " ON CONFLICT DO NOTHING"
+)
+MARK_DONE_SQL = (
+    "INSERT INTO settlement_days_done (partner_id, day_number) VALUES ($1, $2)"
+    " ON CONFLICT DO NOTHING"
+)
+DONE_SQL = (
+    "SELECT day_number FROM settlement_days_done"
+    " WHERE partner_id = $1 AND day_number >= $2 AND day_number < $3"
+)
+STORED_SQL = (
+    "SELECT day_number, currency, kind, state, n, total_minor FROM settlement_days"
+    " WHERE partner_id = $1 AND day_number >= $2 AND day_number < $3"
+)
+
+
+def closed_before(now_ms: int) -> int:
+    """The first day number that is not closed at ``now_ms``: days before it are summarized."""
+    return (now_ms - SETTLE_AFTER_MS) // MS_PER_DAY
+
+
+async def summarize_day(db: SqlDatabase, partner_id: int, day_number: int) -> None:
+    """Store the settlement groups of one closed day, once: a second call changes nothing."""
+    async with db.transaction() as tx:
+        await tx.execute(
+            SUMMARIZE_SQL, partner_id, day_number * MS_PER_DAY, (day_number + 1) * MS_PER_DAY
+        )
+        await tx.execute(MARK_DONE_SQL, partner_id, day_number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +186,11 @@ def day_bounds_ms(first_day: dt.date, last_day: dt.date) -> tuple[int, int]:
 
 
 async def settlement(
-    db: SqlDatabase, partner_id: int, first_day: dt.date, last_day: dt.date
+    db: SqlDatabase,
+    partner_id: int,
+    first_day: dt.date,
+    last_day: dt.date,
+    now_ms: int | None = None,
 ) -> list[DayTotals]:
     """Per UTC day and currency, from ``first_day`` to ``last_day`` inclusive: the counts and
     sums of the partner's transactions confirmed and rolled back that day, by kind.
@@ -144,12 +198,37 @@ async def settlement(
     Days and currencies without any finished transaction are left out. A rollback that arrived
     before its original (recorded to block the late original, no amount) moved no money and is
     not counted; the transactions listing shows it with a null amount.
+
+    With ``now_ms`` (the server's clock), the days closed at that time are summarized once and
+    read from ``settlement_days``; the others are summed from ``transactions``. The result is
+    the same either way.
     """
     assert first_day <= last_day, (first_day, last_day)
     assert (last_day - first_day).days < MAX_SETTLEMENT_DAYS, (first_day, last_day)
     start_ms, end_ms = day_bounds_ms(first_day, last_day)
-    async with db.transaction() as tx:
-        rows = await tx.fetch(SETTLEMENT_SQL, partner_id, start_ms, end_ms)
+    first_n, end_n = start_ms // MS_PER_DAY, end_ms // MS_PER_DAY
+    stored: set[int] = set()
+    rows: list[Row] = []
+    if now_ms is not None:
+        async with db.transaction() as tx:
+            done = {
+                int(r["day_number"]) for r in await tx.fetch(DONE_SQL, partner_id, first_n, end_n)
+            }
+        for day_number in range(first_n, min(end_n, closed_before(now_ms))):
+            if day_number not in done:
+                await summarize_day(db, partner_id, day_number)
+            stored.add(day_number)
+    if stored:
+        async with db.transaction() as tx:
+            rows = await tx.fetch(STORED_SQL, partner_id, min(stored), max(stored) + 1)
+        rows = [row for row in rows if int(row["day_number"]) in stored]
+    live = [n for n in range(first_n, end_n) if n not in stored]
+    if live:
+        async with db.transaction() as tx:
+            found = await tx.fetch(
+                SETTLEMENT_SQL, partner_id, live[0] * MS_PER_DAY, (live[-1] + 1) * MS_PER_DAY
+            )
+        rows += [row for row in found if int(row["day_number"]) not in stored]
     totals: dict[tuple[int, str], DayTotals] = {}
     epoch = dt.date(1970, 1, 1)
     for row in rows:

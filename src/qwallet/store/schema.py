@@ -552,3 +552,27 @@ sandbox_calls = Table(
     Index("ix_sandbox_calls_partner", "partner_id", "at_ms"),
     Index("ix_sandbox_calls_at", "at_ms"),
 )
+
+settlement_days = Table(
+    "settlement_days",
+    metadata,
+    # The settlement of closed UTC days, stored once (``qwallet.service.partner_reports``): per
+    # partner, day, currency, kind and terminal state, the count and sum that the report would
+    # compute from ``transactions``. Written with INSERT ... ON CONFLICT DO NOTHING, never updated.
+    Column("partner_id", Integer, ForeignKey("partners.id"), primary_key=True),
+    Column("day_number", Integer, primary_key=True),
+    Column("currency", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("state", Text, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+    Column("total_minor", BigInteger, nullable=False),
+)
+
+settlement_days_done = Table(
+    "settlement_days_done",
+    metadata,
+    # Which (partner, day) are summarized in ``settlement_days``: a day without any finished
+    # transaction has no row there, and must not be computed again on every report.
+    Column("partner_id", Integer, ForeignKey("partners.id"), primary_key=True),
+    Column("day_number", Integer, primary_key=True),
+)
