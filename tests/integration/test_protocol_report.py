@@ -186,3 +186,32 @@ def test_a_studio_that_breaks_each_rule_fails_it(
     )  # fmt: skip
     assert cli.returncode == 1 and "verdict: FAIL" in cli.stdout, cli.stdout + cli.stderr
     wallet.close()
+
+
+def test_the_report_examines_at_most_the_cap_newest_withdrawals(
+    server: LiveServer, platform: Platform
+) -> None:
+    since = platform.clock.now_ms()
+    name, wallet = sandbox_wallet(server, platform)
+    # The oldest withdrawal stays pending: it shows in the counts only when it is examined.
+    assert wallet.money("withdraw", "cap-old", "1.00")[0] == 200
+    platform.clock.advance(1_000)
+    oldest_kept = platform.clock.now_ms()
+    for mm in ("cap-1", "cap-2"):
+        assert wallet.money("withdraw", mm, "1.00")[0] == 200
+        assert wallet.money("confirmWithdrawal", mm, "1.00")[0] == 200
+        platform.clock.advance(1_000)
+    wallet.close()
+    now = platform.clock.now_ms()
+
+    whole = platform.run(protocol_report.report(platform.store, name, since, now + 1, now, cap=10))
+    assert whole["coverage"] == {"capped": False, "withdrawalsCap": 10, "coveredSinceMs": since}
+    assert (whole["summary"]["withdrawals"], whole["summary"]["pending"]) == (3, 1)
+
+    capped = platform.run(protocol_report.report(platform.store, name, since, now + 1, now, cap=2))
+    summary, coverage = capped["summary"], capped["coverage"]
+    assert (coverage["capped"], coverage["withdrawalsCap"]) == (True, 2)
+    assert (summary["withdrawals"], summary["confirmed"], summary["pending"]) == (2, 2, 0)
+    # The cap's oldest withdrawal starts the covered range: the pending one was not read.
+    assert oldest_kept <= coverage["coveredSinceMs"] < now
+    assert capped["rules"][3]["checked"] == 2

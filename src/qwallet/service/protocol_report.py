@@ -66,6 +66,8 @@ RETRY_SCHEDULE = RetrySchedule()
 EARLY_SLACK_MIN_S = 1.0
 LATE_SLACK_MIN_S = 5.0
 MAX_EXAMPLES = 20
+MAX_WITHDRAWALS = 50_000
+"""The newest withdrawals of the window a report examines, at most (see :func:`report`)."""
 NOT_THIS_WITHDRAWALS_FAILURE = {131, 132, 134}
 """Answers to a withdraw that mean its id belongs to another call: no rollback is owed for it."""
 
@@ -97,6 +99,93 @@ class _Verdict:
 
     def fail(self, **example: Any) -> None:
         self.failures.append(example)
+
+
+@dataclass(frozen=True, slots=True)
+class _Withdrawals:
+    count: int
+    confirmed: int
+    rolled_back: int
+    pending: int
+    unfinished: int
+    late: int
+    oldest_ms: int
+    examples: list[dict[str, Any]]
+
+
+_NEWEST = (
+    "SELECT mm_transaction_id, state, created_at_ms, updated_at_ms FROM transactions"
+    " WHERE partner_id = $1 AND kind = 'withdrawal'"
+    " AND created_at_ms >= $2 AND created_at_ms < $3 ORDER BY created_at_ms DESC LIMIT $4"
+)
+# Pending past the retry window ($5 = now - window), or finished later than the window ($6).
+_FAILING = (
+    "(state = 'pending' AND created_at_ms < $5)"
+    " OR (state <> 'pending' AND updated_at_ms - created_at_ms > $6)"
+)
+
+
+async def _withdrawals(
+    db: SqlDatabase,
+    partner_id: int,
+    since_ms: int,
+    until_ms: int,
+    now_ms: int,
+    schedule: RetrySchedule,
+    cap: int,
+) -> _Withdrawals:
+    """The counts of the newest ``cap`` withdrawals of the window, and the first failures.
+
+    Counted in SQL over one bounded index range: the rows never travel to Python."""
+    window_ms = int(schedule.window_s * 1000)
+    args = (partner_id, since_ms, until_ms, cap, now_ms - window_ms, window_ms)
+    async with db.transaction() as tx:
+        counts = await tx.fetchrow(
+            "SELECT count(*) AS n,"
+            " coalesce(sum(CASE WHEN state = 'confirmed' THEN 1 ELSE 0 END), 0) AS confirmed,"
+            " coalesce(sum(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0) AS pending,"
+            " coalesce(sum(CASE WHEN state = 'pending' AND created_at_ms < $5"
+            " THEN 1 ELSE 0 END), 0) AS unfinished,"
+            " coalesce(sum(CASE WHEN state <> 'pending' AND updated_at_ms - created_at_ms > $6"
+            " THEN 1 ELSE 0 END), 0) AS late,"
+            f" coalesce(min(created_at_ms), 0) AS oldest FROM ({_NEWEST}) AS w",
+            *args,
+        )
+        rows = await tx.fetch(
+            f"SELECT * FROM ({_NEWEST}) AS w WHERE {_FAILING}"
+            f" ORDER BY created_at_ms LIMIT {MAX_EXAMPLES}",
+            *args,
+        )
+    assert counts is not None
+    examples: list[dict[str, Any]] = []
+    for row in rows:
+        state = str(row["state"])
+        if state == "pending":
+            examples.append(
+                {
+                    "mmTransactionId": row["mm_transaction_id"],
+                    "problem": "never confirmed or rolled back",
+                }
+            )
+        else:
+            age_ms = int(row["updated_at_ms"]) - int(row["created_at_ms"])
+            examples.append(
+                {
+                    "mmTransactionId": row["mm_transaction_id"],
+                    "problem": f"{state.replace('_', ' ')} {age_ms // 1000} s after the withdraw",
+                }
+            )
+    count, confirmed, pending = int(counts["n"]), int(counts["confirmed"]), int(counts["pending"])
+    return _Withdrawals(
+        count=count,
+        confirmed=confirmed,
+        rolled_back=count - confirmed - pending,
+        pending=pending,
+        unfinished=int(counts["unfinished"]),
+        late=int(counts["late"]),
+        oldest_ms=int(counts["oldest"]),
+        examples=examples,
+    )
 
 
 def _ok(call: Row) -> bool:
@@ -161,28 +250,23 @@ async def report(
     now_ms: int,
     *,
     schedule: RetrySchedule = RETRY_SCHEDULE,
+    cap: int = MAX_WITHDRAWALS,
 ) -> dict[str, Any]:
-    """The report as one JSON-ready object (camelCase keys)."""
+    """The report as one JSON-ready object (camelCase keys).
+
+    At most ``cap`` withdrawals are examined, the newest of the window: a production partner's
+    day can hold millions, and neither the console nor an operator key may make the server read
+    an unbounded range. A capped report says so (``coverage``: ``capped``, ``coveredSinceMs``)."""
     partner_id, sandbox = await sandbox_faults.partner_id_of(db, partner)
     calls = await sandbox_faults.calls(db, partner_id, since_ms, until_ms)
     injected = await sandbox_faults.faults(db, partner_id, since_ms, until_ms)
-    async with db.transaction() as tx:
-        withdrawals = await tx.fetch(
-            "SELECT qw_transaction_id, mm_transaction_id, state, amount_minor, currency,"
-            " created_at_ms, updated_at_ms FROM transactions"
-            " WHERE partner_id = $1 AND kind = 'withdrawal'"
-            " AND created_at_ms >= $2 AND created_at_ms < $3 ORDER BY created_at_ms",
-            partner_id,
-            since_ms,
-            until_ms,
-        )
+    withdrawals = await _withdrawals(db, partner_id, since_ms, until_ms, now_ms, schedule, cap)
     by_id: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for call in calls:
         if call["mm_transaction_id"] is not None:
             by_id[(str(call["endpoint"]), str(call["mm_transaction_id"]))].append(call)
 
     verdicts = {name: _Verdict() for name, _ in RULES}
-    window_ms = int(schedule.window_s * 1000)
 
     # withdraw-once
     withdraw_ids = sorted({mm for (endpoint, mm) in by_id if endpoint == "withdraw"})
@@ -219,29 +303,16 @@ async def report(
                 mmTransactionId=mm, withdrawAnswer=_answer(call), atMs=call["at_ms"]
             )
 
-    # confirm-or-rollback: from the platform's transaction records
-    summary = {"withdrawals": len(withdrawals), "confirmed": 0, "rolledBack": 0, "pending": 0}
-    late: list[dict[str, Any]] = []
-    verdicts["confirm-or-rollback"].checked = len(withdrawals)
-    for row in withdrawals:
-        state = str(row["state"])
-        age_ms = int(row["updated_at_ms"]) - int(row["created_at_ms"])
-        if state == "pending":
-            summary["pending"] += 1
-            if now_ms - int(row["created_at_ms"]) > window_ms:
-                verdicts["confirm-or-rollback"].fail(
-                    mmTransactionId=row["mm_transaction_id"],
-                    problem="never confirmed or rolled back",
-                )
-            continue
-        summary["confirmed" if state == "confirmed" else "rolledBack"] += 1
-        if age_ms > window_ms:
-            entry = {
-                "mmTransactionId": row["mm_transaction_id"],
-                "problem": f"{state.replace('_', ' ')} {age_ms // 1000} s after the withdraw",
-            }
-            late.append(entry)
-            verdicts["confirm-or-rollback"].fail(**entry)
+    # confirm-or-rollback: from the platform's transaction records, counted by the database
+    summary = {
+        "withdrawals": withdrawals.count,
+        "confirmed": withdrawals.confirmed,
+        "rolledBack": withdrawals.rolled_back,
+        "pending": withdrawals.pending,
+    }
+    verdicts["confirm-or-rollback"].checked = withdrawals.count
+    verdicts["confirm-or-rollback"].failures.extend(withdrawals.examples)
+    failures_beyond_examples = withdrawals.unfinished + withdrawals.late - len(withdrawals.examples)
 
     # retry-schedule
     for endpoint in ("confirmWithdrawal", "rollbackWithdrawal"):
@@ -279,7 +350,8 @@ async def report(
                 "text": text,
                 "verdict": "fail" if verdict.failures else "pass",
                 "checked": verdict.checked,
-                "failures": len(verdict.failures),
+                "failures": len(verdict.failures)
+                + (failures_beyond_examples if name == "confirm-or-rollback" else 0),
                 "examples": verdict.failures[:MAX_EXAMPLES],
             }
         )
@@ -290,7 +362,16 @@ async def report(
         "untilMs": until_ms,
         "generatedAtMs": now_ms,
         "calls": len(calls),
-        "summary": {**summary, "late": len(late), "faultsInjected": len(injected)},
+        "summary": {
+            **summary,
+            "late": withdrawals.late,
+            "faultsInjected": len(injected),
+        },
+        "coverage": {
+            "capped": withdrawals.count >= cap,
+            "withdrawalsCap": cap,
+            "coveredSinceMs": withdrawals.oldest_ms if withdrawals.count >= cap else since_ms,
+        },
         "verdict": "fail" if any(r["verdict"] == "fail" for r in rules) else "pass",
         "rules": rules,
         "faults": reactions,
@@ -367,4 +448,4 @@ def _reaction(
     }
 
 
-__all__ = ["RETRY_SCHEDULE", "RULES", "RetrySchedule", "report"]
+__all__ = ["MAX_WITHDRAWALS", "RETRY_SCHEDULE", "RULES", "RetrySchedule", "report"]
