@@ -7,6 +7,7 @@ contract's answer (spec 1.4) from ``transaction_keys``, and reconciliation stays
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 import time
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from qwallet.clock import ManualClock
-from qwallet.service import archive, reconcile
+from qwallet.service import archive, partner_reports, reconcile
 from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
 from qwallet.store.sql import fetch_all, fetch_one
@@ -80,6 +81,14 @@ def test_archive_and_replay_of_archived_ids(
     assert wallet.money("rollbackWithdrawal", "p-1", rollbackReason="late")[0] == 200
 
     transactions_before = count(platform, "SELECT COUNT(*) AS n FROM transactions")
+    # The settlement of the archived day, as the live rows give it (not stored yet).
+    old_day = dt.datetime.fromtimestamp(OLD_MS / 1000, dt.UTC).date()
+    ids = platform.run(partner_reports.partner_ids(platform.store, wallet.username))
+    partner_id = ids[0][1]
+    live = platform.run(partner_reports.settlement(platform.store, partner_id, old_day, old_day))
+    assert [(t.withdrawals_confirmed_minor, t.withdrawals_rolled_back_minor) for t in live] == [
+        (1_000, 500)
+    ]
     report = run_archive(platform, out)
     assert [m.month for m in report.months] == [archive.Month.of(OLD_MS).label]
     archived = report.months[0]
@@ -105,6 +114,16 @@ def test_archive_and_replay_of_archived_ids(
         if row["player_id"] == wallet.player_id
     } == {("available", 10_000 - 1_000 - 100 + 700), ("held", 100)}
     assert count(platform, "SELECT COUNT(*) AS n FROM transaction_keys WHERE state IS NULL") == 0
+    # The archive stored that day's settlement before its rows left (they are gone: only the
+    # stored day can give it), and every closed day up to p-1's rollback today.
+    stored = platform.run(
+        partner_reports.settlement(platform.store, partner_id, old_day, old_day, now_ms=NOW_MS)
+    )
+    assert stored == live
+    old_n = OLD_MS // DAY_MS
+    assert count(platform, "SELECT COUNT(*) AS n FROM settlement_days_done") == (
+        partner_reports.closed_before(NOW_MS) - old_n
+    )
     if platform.store.dialect == "postgresql":
         gone = platform.run(
             fetch_one(

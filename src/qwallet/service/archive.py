@@ -22,6 +22,12 @@ A month is archived whole, oldest first, only when every month before the cut-of
    (``store.ledger.carry_forward``, step ``archive:YYYY-MM`` / ``carry``), so balances still
    equal the sums of the entries and ``qwallet reconcile --full`` stays clean.
 
+Before a month leaves, the settlement of every closed day its transactions finished on is
+stored (``partner_reports.summarize_day``): settlement is by the day of the terminal step, which
+can fall in a later month than the row's partition, and a stored day no longer needs the rows.
+A day not closed yet when the archive runs (a transaction of the month finished today) cannot
+be stored; its live settlement then lacks the archived rows (docs/operator-guide.md).
+
 ``ensure_partitions`` creates the monthly partitions ahead (PostgreSQL; nothing on SQLite).
 """
 
@@ -41,7 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from qwallet.domain.ids import NIL_ID
-from qwallet.service import audit, reconcile
+from qwallet.domain.sessions import MS_PER_DAY
+from qwallet.service import audit, partner_reports, reconcile
 from qwallet.service.partners import OperatorError
 from qwallet.store import ledger as money
 from qwallet.store.sql import Row, SqlDatabase
@@ -254,6 +261,7 @@ async def archive(
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     for month in await _months_before(db, cutoff):
         if await _holds_rows(db, month):
+            await _settle_days(db, month, now_ms)
             report.months.append(await _archive_month(db, out, month, checkpoint, cutoff))
     async with db.transaction() as tx:
         await audit.record(tx, operator, "db.archive", before.label, report.as_json(), now_ms)
@@ -378,6 +386,34 @@ def verify_manifest(manifest_path: Path) -> dict[str, Any]:
     for entry in manifest["files"]:
         verify_file(manifest_path.parent / entry["name"], entry["sha256"], entry["rows"])
     return manifest
+
+
+async def _settle_days(db: SqlDatabase, month: Month, now_ms: int) -> None:
+    """Store the settlement of each closed day a transaction of ``month`` finished on, for each
+    partner, unless it is stored already (one indexed range per day and partner)."""
+    async with db.transaction() as tx:
+        spans = await tx.fetch(
+            "SELECT partner_id, MIN(updated_at_ms) AS first_ms, MAX(updated_at_ms) AS last_ms"
+            " FROM transactions WHERE created_at_ms >= $1 AND created_at_ms < $2"
+            " AND state <> 'pending' GROUP BY partner_id",
+            month.lower_ms,
+            month.upper_ms,
+        )
+    closed = partner_reports.closed_before(now_ms)
+    for span in spans:
+        partner_id = int(span["partner_id"])
+        first = int(span["first_ms"]) // MS_PER_DAY
+        end = min(int(span["last_ms"]) // MS_PER_DAY + 1, closed)
+        if first >= end:
+            continue
+        async with db.transaction() as tx:
+            done = {
+                int(row["day_number"])
+                for row in await tx.fetch(partner_reports.DONE_SQL, partner_id, first, end)
+            }
+        for day_number in range(first, end):
+            if day_number not in done:
+                await partner_reports.summarize_day(db, partner_id, day_number)
 
 
 async def _archive_month(
