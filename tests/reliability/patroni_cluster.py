@@ -467,6 +467,11 @@ class PatroniCluster:
                 "parameters": {
                     "unix_socket_directories": str(node.directory),
                     "fsync": "off",  # a test cluster: durability comes from the sync standby
+                    # Evidence for a slow recovery (evidence.py): PostgreSQL writes into
+                    # patroni.log; with milliseconds and the client's name, and each standby's
+                    # START_REPLICATION, it can be set beside Patroni's lines and the timeline.
+                    "log_line_prefix": "%m [%p] %a: ",
+                    "log_replication_commands": "on",
                 },
                 "pg_hba": [
                     "local all all trust",
