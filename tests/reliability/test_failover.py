@@ -158,7 +158,7 @@ class Fault:
     started: float = 0.0
     kill_s: float | None = None  # cancel hazard: the primary destroyed, s after the freeze
     injected: threading.Event = field(default_factory=threading.Event)  # started is set
-    split: dict[str, float | None] = field(default_factory=dict)
+    split: dict[str, Any] = field(default_factory=dict)
     command_s: float | None = None  # how long patronictl ran (switchover, failover)
     watchdog_reset_s: float | None = None  # the emulated watchdog reset a node, after s
 
