@@ -467,6 +467,11 @@ class PatroniCluster:
                 "parameters": {
                     "unix_socket_directories": str(node.directory),
                     "fsync": "off",  # a test cluster: durability comes from the sync standby
+                    # Evidence for a slow recovery (evidence.py): PostgreSQL writes into
+                    # patroni.log; with milliseconds and the client's name, and each standby's
+                    # START_REPLICATION, it can be set beside Patroni's lines and the timeline.
+                    "log_line_prefix": "%m [%p] %a: ",
+                    "log_replication_commands": "on",
                 },
                 "pg_hba": [
                     "local all all trust",
@@ -703,10 +708,11 @@ class Timeline:
         finally:
             timer.cancel()
 
-    def after(self, start: float, end: float) -> dict[str, float | None]:
+    def after(self, start: float, end: float) -> dict[str, Any]:
         """Seconds from ``start`` (a fault) to: the leader lost or changed, a leader running
         again, a synchronous standby named for it, durable direct writes failing first, and
-        succeeding again after that (before ``end``, the next fault)."""
+        succeeding again after that (before ``end``, the next fault); and every outage of the
+        direct writes in that window, [failed, writing again] (None: not again before ``end``)."""
 
         def since(moment: float | None) -> float | None:
             return None if moment is None else round(moment - start, 2)
@@ -724,12 +730,21 @@ class Timeline:
         writable = None
         if failed:  # the end of the first outage after the fault
             writable = next((t for t, ok, _ in writes if t > failed[0] and ok), None)
+        # Every outage, not only the first: writes may fail again after they came back (a
+        # synchronous standby named that then goes away), which "durableWriteS" cannot show.
+        outages: list[list[float | None]] = []
+        for t, ok, _ in writes:
+            if not ok and (not outages or outages[-1][1] is not None):
+                outages.append([since(t), None])
+            elif ok and outages and outages[-1][1] is None:
+                outages[-1][1] = since(t)
         return {
             "leaderLostS": since(lost),
             "leaderRunningS": since(back),
             "syncStandbyS": since(sync),
             "writesFailedS": since(failed[0] if failed else None),
             "durableWriteS": since(writable),
+            "writeOutagesS": outages,
         }
 
 

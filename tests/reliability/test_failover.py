@@ -69,6 +69,7 @@ from qwallet.settings import Settings
 from qwallet.store import migrate
 from qwallet.store.factory import open_store
 from tests.conftest import skip_or_fail
+from tests.reliability.evidence import cluster_logs, keep_evidence, timeline_entries
 from tests.reliability.failover_partners import (
     QUERY_PASSWORD,
     QUERY_USER,
@@ -123,6 +124,8 @@ KINDS = (
 LONG_FAILOVERS = 30
 CONCURRENCY = 8
 RECOVERY_BOUND_S = 45.0
+# docs/high-availability.md's target; a slower recovery keeps its logs (evidence.py).
+RECOVERY_TARGET_S = TTL_S + 2 * LOOP_WAIT_S
 MONEY_ENDPOINTS = {"withdraw", "confirmWithdrawal", "rollbackWithdrawal", "deposit"}
 SERVER_ENV = {"QWALLET_PG_POOL_MIN": "2", "QWALLET_PG_POOL_MAX": "8", **WORKER_ENV}
 SETTLE_BOUND_S = 90.0  # after the load: every abandoned hold resolved, every order delivered
@@ -155,7 +158,7 @@ class Fault:
     started: float = 0.0
     kill_s: float | None = None  # cancel hazard: the primary destroyed, s after the freeze
     injected: threading.Event = field(default_factory=threading.Event)  # started is set
-    split: dict[str, float | None] = field(default_factory=dict)
+    split: dict[str, Any] = field(default_factory=dict)
     command_s: float | None = None  # how long patronictl ran (switchover, failover)
     watchdog_reset_s: float | None = None  # the emulated watchdog reset a node, after s
 
@@ -467,6 +470,47 @@ def _fault_record(fault: Fault) -> dict[str, Any]:
     }
 
 
+def _keep_slow_evidence(
+    cluster: PatroniCluster,
+    timeline: Timeline,
+    faults: list[Fault],
+    servers: list[ServerProcess],
+    say: Callable[[str], None],
+) -> None:
+    """Copy the logs that can explain a recovery slower than the target (evidence.py)."""
+    offset = time.time() - time.monotonic()
+    logs = cluster_logs(cluster.directory, [node.name for node in cluster.nodes])
+    logs += [(f"qwallet-{server.log_path.name}", server.log_path) for server in servers]
+    kept = keep_evidence(
+        [_fault_record(fault) for fault in faults],
+        [fault.started for fault in faults],
+        RECOVERY_TARGET_S,
+        logs,
+        {
+            "faults": [
+                {
+                    **_fault_record(fault),
+                    "leaderBefore": fault.leader_before,
+                    "leaderAfter": fault.leader_after,
+                    "startedMonotonic": fault.started,
+                    "probes (sent s, answered s, status, code)": fault.trace,
+                    "readyz": fault.readyz,
+                    "detail": fault.detail,
+                }
+                for fault in faults
+            ],
+            "leaders (wall, monotonic, leader, sync standby)": timeline_entries(
+                timeline.leaders, offset
+            ),
+            "directWrites (wall, monotonic, ok, node)": timeline_entries(timeline.writes, offset),
+            "watchdogResets": {n.name: n.watchdog_resets for n in cluster.nodes},
+        },
+        offset_s=offset,
+    )
+    if kept is not None:
+        say(f"[failover] recoveries over {RECOVERY_TARGET_S} s: evidence kept in {kept}")
+
+
 async def _set_partner(url: str, partner_id: int, **columns: object) -> None:
     store = await open_store(Settings(database_url=url))
     try:
@@ -492,7 +536,22 @@ async def _callback_secret(url: str, partner_id: int) -> str:
         await store.close()
 
 
-def test_failover_under_load(cluster: PatroniCluster, tmp_path: Path) -> None:
+def _say(config: pytest.Config) -> Callable[[str], None]:
+    """Write a line to the terminal past pytest's output capture (and to the captured output,
+    which a failure report shows)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(line: str) -> None:
+        print(line)
+        if reporter is not None:
+            reporter.write_line(line)
+
+    return say
+
+
+def test_failover_under_load(
+    cluster: PatroniCluster, tmp_path: Path, pytestconfig: pytest.Config
+) -> None:
     rng = random.Random()
     started = time.monotonic()
     url = cluster.url()
@@ -568,6 +627,7 @@ def test_failover_under_load(cluster: PatroniCluster, tmp_path: Path) -> None:
         for t in resets
         if fault.started <= t < end and fault.kind != "primary patroni SIGKILL"
     ) + sum(1 for t in resets if not faults or t < faults[0].started)
+    _keep_slow_evidence(cluster, timeline, faults, servers, _say(pytestconfig))
     cluster.wait_healthy(120)
     verdict = check_history(url, world, flows)
     holds_verdict = check_history(
