@@ -198,6 +198,28 @@ def test_the_backlog_is_read_through_the_pending_index_and_ids_through_their_key
         assert plan.index_names() & keys, f"{label}\n{plan.sql}\n{plan.text()}"
 
 
+def test_the_reconciles_hold_checks_probe_the_pending_backlog_by_player(
+    grown: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Migration 0017: not ix_transactions_player, which holds every transaction of a wallet.
+    monkeypatch.setattr(reconcile, "WALLET_BATCH", 20)
+
+    def calls(_newest: dict[str, Any]) -> dict[str, Call]:
+        return {
+            "reconcile --full": lambda db: reconcile.reconcile(db, lambda d, t: None),
+            "reconcile (incremental)": lambda db: reconcile.incremental(db, NOW_MS),
+        }
+
+    plans = _plans(grown, calls)
+    by_player = asyncio.run(_catalogue(grown, _index_tree("ix_transactions_pending_player")))
+    history = asyncio.run(_catalogue(grown, _index_tree("ix_transactions_player")))
+    checks = [p for p in plans if "t.player_id = p.id AND t.state = 'pending'" in p.sql]
+    assert {p.label for p in checks} == {"reconcile --full", "reconcile (incremental)"}
+    for plan in checks:
+        assert plan.index_names() & by_player, f"{plan.label}\n{plan.sql}\n{plan.text()}"
+        assert not plan.index_names() & history, f"{plan.label}\n{plan.text()}"
+
+
 def test_full_reconcile_batches_use_indexes(
     grown: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -175,6 +175,14 @@ transactions = Table(
         postgresql_where=text("state = 'pending'"),
         sqlite_where=text("state = 'pending'"),
     ),
+    # A wallet's pending transactions (migration 0017): the reconcile's hold check probes it
+    # per wallet instead of reading the wallet's whole history through ix_transactions_player.
+    Index(
+        "ix_transactions_pending_player",
+        "player_id",
+        postgresql_where=text("state = 'pending'"),
+        sqlite_where=text("state = 'pending'"),
+    ),
     Index("ix_transactions_created", "created_at_ms"),
     # Partner reports (migration 0010): the keyset-paged listing and the daily settlement.
     Index("ix_transactions_partner_created", "partner_id", "created_at_ms", "qw_transaction_id"),

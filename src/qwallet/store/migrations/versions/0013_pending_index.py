@@ -31,6 +31,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from qwallet.store.partitioned_index import create_partial_index
+
 revision = "0013"
 down_revision = "0012"
 branch_labels = None
@@ -47,49 +49,16 @@ _DROPPED = (
     ("ix_transactions_mm_id", ["partner_id", "mm_transaction_id", "kind"]),
 )
 
-# Indexes of transactions' partitions that are invalid (an interrupted CREATE INDEX
-# CONCURRENTLY), not attached to a parent index, and of the pending predicate.
-_INVALID_PREBUILT = """
-SELECT n.nspname AS schema, c.relname AS name
-  FROM pg_inherits p
-  JOIN pg_index i ON i.indrelid = p.inhrelid
-  JOIN pg_class c ON c.oid = i.indexrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE p.inhparent = 'transactions'::regclass
-   AND NOT i.indisvalid
-   AND NOT EXISTS (SELECT 1 FROM pg_inherits a WHERE a.inhrelid = i.indexrelid)
-   AND pg_get_expr(i.indpred, i.indrelid) = :predicate
-"""
-
-_PARENT_INDEX = """
-SELECT i.indisvalid AS valid, pg_get_expr(i.indpred, i.indrelid) AS predicate,
-       ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-             ORDER BY k.n) AS columns
-  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
- WHERE c.relname = :name AND pg_table_is_visible(c.oid)
-"""
-
 
 def _create_pending_postgres(bind: sa.Connection) -> None:
-    existing = bind.execute(sa.text(_PARENT_INDEX), {"name": PENDING_INDEX}).first()
-    if existing is not None:
-        if (
-            existing.valid
-            and list(existing.columns) == PENDING_COLUMNS
-            and existing.predicate == PENDING_PRINTED
-        ):
-            return
-        raise RuntimeError(
-            f"index {PENDING_INDEX} exists but is not ({', '.join(PENDING_COLUMNS)})"
-            f" WHERE {PENDING} on every partition: drop it and upgrade again"
-            " (docs/operations.md, 'Upgrading a large database to 0013')"
-        )
-    for row in bind.execute(sa.text(_INVALID_PREBUILT), {"predicate": PENDING_PRINTED}):
-        bind.exec_driver_sql(f'DROP INDEX "{row.schema}"."{row.name}"')
-    # On the parent: attaches every valid matching partition index, builds the missing ones.
-    op.create_index(
-        PENDING_INDEX, "transactions", PENDING_COLUMNS, postgresql_where=sa.text(PENDING)
+    create_partial_index(
+        bind,
+        name=PENDING_INDEX,
+        table="transactions",
+        columns=PENDING_COLUMNS,
+        predicate=PENDING,
+        printed=PENDING_PRINTED,
+        section="Upgrading a large database to 0013",
     )
 
 
