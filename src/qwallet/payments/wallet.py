@@ -18,9 +18,8 @@ so two payments cannot overdraw it. Either refusal rolls the whole transaction b
 
 from __future__ import annotations
 
-import uuid
-
 from qwallet.domain import ledger
+from qwallet.domain.ids import new_transaction_id
 from qwallet.domain.payment_methods import WALLET
 from qwallet.domain.sessions import utc_day
 from qwallet.domain.transactions import Kind, Phase
@@ -39,7 +38,7 @@ def mm_transaction_id(order_id: str) -> str:
 
 async def pay_with_wallet(db: SqlDatabase, order_id: str, player_id: str, now_ms: int) -> Order:
     """Pay the order from the wallet; paying an order already paid this way is a no-op."""
-    qw_transaction_id = str(uuid.uuid4())
+    qw_transaction_id = new_transaction_id(now_ms)
     async with db.transaction() as tx:
         order = await payable_order(tx, db.dialect, order_id, player_id, METHOD)
         if order.method == METHOD and order.state in ("paid", "delivered", "failed"):

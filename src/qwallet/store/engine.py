@@ -10,12 +10,12 @@ there identical: session → currency → state machine → limits → funds.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from qwallet.domain import ledger
 from qwallet.domain.errors import ErrorCode, WalletError
+from qwallet.domain.ids import new_transaction_id
 from qwallet.domain.ledger import WalletBalances
 from qwallet.domain.sessions import SessionRecord, utc_day
 from qwallet.domain.transactions import (
@@ -166,7 +166,7 @@ def begin(repo: Repository, call: BeginCall) -> MoneyResult:
     entries = ledger.movement(call.kind, Phase.BEGIN, call.amount_minor)
     balances = balances.apply(entries)
     record = TransactionRecord(
-        qw_transaction_id=str(uuid.uuid4()),
+        qw_transaction_id=new_transaction_id(call.now_ms),
         partner_id=call.partner_id,
         kind=call.kind,
         mm_transaction_id=call.mm_transaction_id,
@@ -225,7 +225,7 @@ def rollback(repo: Repository, call: RollbackCall) -> MoneyResult:
         # The original never arrived (or is still on its way): record the rollback so that a
         # late original is refused with 132 instead of holding funds nobody will release.
         blocker = TransactionRecord(
-            qw_transaction_id=str(uuid.uuid4()),
+            qw_transaction_id=new_transaction_id(call.now_ms),
             partner_id=call.partner_id,
             kind=call.kind,
             mm_transaction_id=call.mm_transaction_id,

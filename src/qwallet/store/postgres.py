@@ -65,6 +65,10 @@ log = logging.getLogger("qwallet.store.postgres")
 _T = TypeVar("_T")
 
 WALLET_FUNCTIONS_SCRIPT = "wallet_v1.sql"
+ID_FUNCTIONS_SCRIPT = "ids_v1.sql"
+ID_FUNCTIONS = ("qwallet_uuid_v7(bigint)",)
+"""What ``ids_v1.sql`` installs (migration 0018): the time-ordered ids the wallet functions
+create. Not named ``wallet_v1_*``: it is no use case, and a later ``wallet_v2`` would share it."""
 _SESSION_SIGNATURE_BEFORE_0006 = "wallet_v1_session(integer, text, bigint)"
 _BEGIN_SIGNATURE_BEFORE_0006 = (
     "wallet_v1_begin(integer, text, text, text, bigint, text, text, bigint, bigint)"
@@ -133,6 +137,17 @@ _DOLLAR_TAG = re.compile(r"\$[A-Za-z_]?[A-Za-z0-9_]*\$")
 def read_sql(name: str) -> str:
     """The text of ``store/sql/<name>``, shipped as package data."""
     return resources.files("qwallet.store").joinpath("sql", name).read_text(encoding="utf-8")
+
+
+def wallet_function_statements() -> list[str]:
+    """The statements that install the current wallet functions: ``ids_v1.sql`` first (the
+    functions call ``qwallet_uuid_v7``; a SQL function must exist before a caller runs, and
+    every migration that installs the current functions may be the last one applied), then
+    ``wallet_v1.sql``."""
+    return [
+        *split_sql(read_sql(ID_FUNCTIONS_SCRIPT)),
+        *split_sql(read_sql(WALLET_FUNCTIONS_SCRIPT)),
+    ]
 
 
 def split_sql(script: str) -> list[str]:
@@ -637,6 +652,8 @@ def _ip_list(text: str | None) -> tuple[str, ...]:
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "HOST_CONNECT_TIMEOUT_S",
+    "ID_FUNCTIONS",
+    "ID_FUNCTIONS_SCRIPT",
     "WALLET_FUNCTIONS",
     "WALLET_FUNCTIONS_SCRIPT",
     "CommitNotDurableError",
@@ -647,5 +664,6 @@ __all__ = [
     "read_sql",
     "register_codecs",
     "split_sql",
+    "wallet_function_statements",
     "wrappers_before_0006",
 ]

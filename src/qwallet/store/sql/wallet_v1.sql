@@ -23,6 +23,9 @@
 -- 37 of text); every function still takes and answers them as text (OUT qw_transaction_id
 -- text, p_transaction_id text), so no signature changed and the callers see the canonical
 -- lower-case text form. Inside, ids stay uuid and are cast only where they cross a signature.
+-- Since migration 0018 a new id is a time-ordered UUID (version 7) of the call's p_now_ms,
+-- qwallet_uuid_v7 of ids_v1.sql, installed before this script: new ids land at the right edge
+-- of the indexes on them, not on a random page (docs/benchmarks.md).
 --
 -- Times are the caller's clock (p_now_ms); the database clock takes no part in any decision.
 -- Functions are versioned by name (wallet_v1_*) so that a later version can be installed beside
@@ -341,7 +344,7 @@ BEGIN
         INSERT INTO transaction_keys
             (partner_id, mm_transaction_id, kind, qw_transaction_id, created_at_ms)
         VALUES
-            (p_partner_id, p_mm_transaction_id, p_kind, gen_random_uuid(), p_now_ms)
+            (p_partner_id, p_mm_transaction_id, p_kind, qwallet_uuid_v7(p_now_ms), p_now_ms)
         ON CONFLICT DO NOTHING
         RETURNING qw_transaction_id INTO v_qw;
         IF v_qw IS NULL THEN
@@ -518,7 +521,7 @@ BEGIN
             INSERT INTO transaction_keys
                 (partner_id, mm_transaction_id, kind, qw_transaction_id, created_at_ms)
             VALUES
-                (p_partner_id, p_mm_transaction_id, p_kind, gen_random_uuid(), p_now_ms)
+                (p_partner_id, p_mm_transaction_id, p_kind, qwallet_uuid_v7(p_now_ms), p_now_ms)
             ON CONFLICT DO NOTHING
             RETURNING qw_transaction_id INTO v_qw;
             IF v_qw IS NULL THEN

@@ -4,15 +4,16 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-24
 
-Installs ``store/sql/wallet_v1.sql`` on PostgreSQL. SQLite runs the same use cases in Python
-(``qwallet.store.engine``), so there is nothing to do there.
+Installs ``store/sql/wallet_v1.sql`` on PostgreSQL (the current functions, and since migration
+0018 ``store/sql/ids_v1.sql`` before them, which they call). SQLite runs the same use cases in
+Python (``qwallet.store.engine``), so there is nothing to do there.
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-from qwallet.store.postgres import WALLET_FUNCTIONS, WALLET_FUNCTIONS_SCRIPT, read_sql, split_sql
+from qwallet.store.postgres import ID_FUNCTIONS, WALLET_FUNCTIONS, wallet_function_statements
 
 revision = "0002"
 down_revision = "0001"
@@ -25,7 +26,7 @@ def upgrade() -> None:
     if bind.dialect.name != "postgresql":
         return
     # pgcrypto is not needed: gen_random_uuid() is built in since PostgreSQL 13.
-    for statement in split_sql(read_sql(WALLET_FUNCTIONS_SCRIPT)):
+    for statement in wallet_function_statements():
         bind.exec_driver_sql(statement)
 
 
@@ -33,5 +34,6 @@ def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
-    for signature in WALLET_FUNCTIONS:
+    # The id function too: the current script installs it with the functions (migration 0018).
+    for signature in (*WALLET_FUNCTIONS, *ID_FUNCTIONS):
         bind.exec_driver_sql(f"DROP FUNCTION IF EXISTS {signature}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from qwallet.store.postgres import WALLET_FUNCTIONS_SCRIPT, read_sql, split_sql
+from qwallet.store.postgres import wallet_function_statements
 
 revision = "0005"
 down_revision = "0004"
@@ -27,7 +27,7 @@ def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
-    for statement in split_sql(read_sql(WALLET_FUNCTIONS_SCRIPT)):
+    for statement in wallet_function_statements():
         bind.exec_driver_sql(statement)
 
 

@@ -18,12 +18,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from qwallet.store.postgres import (
-    WALLET_FUNCTIONS_SCRIPT,
-    read_sql,
-    split_sql,
-    wrappers_before_0006,
-)
+from qwallet.store.postgres import wallet_function_statements, wrappers_before_0006
 
 revision = "0006"
 down_revision = "0005"
@@ -35,7 +30,7 @@ def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
-    for statement in split_sql(read_sql(WALLET_FUNCTIONS_SCRIPT)):
+    for statement in wallet_function_statements():
         bind.exec_driver_sql(statement)
     # CREATE OR REPLACE keeps the functions' identity, so nothing that refers to them breaks.
     for statement in wrappers_before_0006():

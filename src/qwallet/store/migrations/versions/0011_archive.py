@@ -28,7 +28,7 @@ import time
 import sqlalchemy as sa
 from alembic import op
 
-from qwallet.store.postgres import WALLET_FUNCTIONS_SCRIPT, read_sql, split_sql
+from qwallet.store.postgres import read_sql, split_sql, wallet_function_statements
 
 revision = "0011"
 down_revision = "0010"
@@ -218,7 +218,8 @@ def _partition_postgres() -> None:
     bind.exec_driver_sql("ALTER SEQUENCE ledger_entries_id_seq OWNED BY ledger_entries.id")
     bind.exec_driver_sql("DROP TABLE transactions_v10")
     bind.exec_driver_sql("DROP TABLE ledger_entries_v10")
-    _run_script(WALLET_FUNCTIONS_SCRIPT)
+    for statement in wallet_function_statements():
+        bind.exec_driver_sql(statement)
 
 
 def _unpartition_postgres() -> None:

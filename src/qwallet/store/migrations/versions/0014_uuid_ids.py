@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from qwallet.store.postgres import WALLET_FUNCTIONS_SCRIPT, read_sql, split_sql
+from qwallet.store.postgres import read_sql, split_sql, wallet_function_statements
 
 revision = "0014"
 down_revision = "0013"
@@ -82,7 +82,8 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     _alter("uuid")
-    _run_script(WALLET_FUNCTIONS_SCRIPT)
+    for statement in wallet_function_statements():
+        op.get_bind().exec_driver_sql(statement)
 
 
 def downgrade() -> None:
