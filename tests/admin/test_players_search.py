@@ -160,3 +160,16 @@ def test_prefix_end_is_the_least_string_after_the_prefix() -> None:
     assert queries.prefix_end("a\ud7ff") == "a\ue000"  # over the surrogates
     with pytest.raises(OperatorError):
         queries._search_text("\x7f")
+
+
+def test_a_nickname_as_stored_is_found_whatever_its_letters(
+    console: Console, platform: Platform
+) -> None:
+    # The text is lowered by the database, as the index's nicknames are (SQLite folds A-Z only,
+    # PostgreSQL every letter its locale knows): lowered in Python instead, "ÉVA" would become
+    # "éva" and miss SQLite's "Éva".
+    tag = secrets.token_hex(3)
+    add_players(platform, [(f"{tag}-e", f"ÉVA{tag} Straße"), (f"{tag}-k", f"カタ{tag}")])
+    assert pages(console, f"ÉVA{tag} Str") == [[f"{tag}-e"]]
+    assert pages(console, f"Éva{tag} STRASSE") == [[]]  # folding, not German spelling rules
+    assert pages(console, f"カタ{tag}") == [[f"{tag}-k"]]
