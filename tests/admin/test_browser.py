@@ -135,7 +135,7 @@ def test_operator_journey(
     shot(page, "02-dashboard")
 
     page.get_by_role("link", name="Players", exact=True).click()
-    page.get_by_label("Player id or nickname").fill(nickname)
+    page.get_by_label("Player id or start of nickname").fill(nickname)
     page.get_by_role("button", name="Search").click()
     page.get_by_role("link", name=wallet.player_id).click()
     expect(page.get_by_test_id("available")).to_have_text("208.00 XAG")

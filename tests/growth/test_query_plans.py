@@ -6,7 +6,8 @@ resolver's scan, the payment worker's scan, the metrics gauges, the dashboard an
 reconciliation run through a wrapper that records ``EXPLAIN`` of every statement. None may
 read ``transactions``, ``ledger_entries``, ``payment_orders``, ``audit_log`` or
 ``hold_resolutions`` with a sequential scan. (``players`` may be: the dashboard sums the
-wallets, and a nickname search scans them; both grow with wallets, not with history.)
+wallets, which grows with wallets, not with history. The players search does not: it is a
+range of ``ix_players_nickname``, checked here and by ``tests/store/test_migration_0019.py``.)
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def _calls(newest: dict[str, Any]) -> dict[str, Call]:
         "players page": lambda db: queries.search_players(db, ""),
         "players page 2": lambda db: queries.search_players(db, "", f"{BASE_MS + 2500}_p0002500"),
         "player by id": lambda db: queries.search_players(db, "p0000042"),
+        # Nicknames "nick <n>": every wallet matches "nick", a page is still one of the index.
+        "players search": lambda db: queries.search_players(db, "NICK 4"),
+        "players search page 2": lambda db: queries.search_players(db, "nick", "p0002500"),
         "player activity": lambda db: queries.player_activity(db, "p0000042"),
         "transactions": lambda db: queries.transactions(db, f()),
         "transactions page 2": lambda db: queries.transactions(db, f(), tx_cursor),
@@ -177,6 +181,15 @@ _PENDING_READERS = (
     "metrics gauges, backlog overdue",
 )
 _KEY_LOOKUPS = ("transactions by mm id", "transactions by partner and mm id")
+
+
+def test_the_players_search_is_a_range_of_its_index(grown: str) -> None:
+    plans = _plans(grown, _calls)
+    for label in ("players search", "players search page 2"):
+        (page,) = [p for p in plans if p.label == label and "ORDER BY" in p.sql]
+        assert "ix_players_nickname" in page.index_names(), f"{label}\n{page.text()}"
+        types = {str(node["Node Type"]) for node in page.nodes()}
+        assert not types & {"Sort", "Seq Scan", "Incremental Sort"}, f"{label}\n{page.text()}"
 
 
 def test_the_backlog_is_read_through_the_pending_index_and_ids_through_their_keys(

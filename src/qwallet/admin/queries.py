@@ -8,6 +8,7 @@ checks the PostgreSQL plans.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,32 +105,127 @@ async def dashboard(db: SqlDatabase, overdue_cutoff_ms: int) -> dict[str, Any]:
     }
 
 
-async def search_players(db: SqlDatabase, query: str, cursor: str | None = None) -> list[Row]:
-    """Newest first, ``PAGE_SIZE + 1`` rows after ``cursor`` (keyset on ``ix_players_created_id``).
+MAX_SEARCH_CHARS = 200
+"""Longer than any player id or nickname the console shows (nicknames hold 64 characters)."""
 
-    Cost: a page walks the time index until it has a page of matches, so it grows with the
-    number of players skipped by the search text (a substring match cannot use an index), not
-    with transactions; an exact player id is a primary-key lookup.
+
+def _search_text(query: str) -> str:
+    """The search text, stripped; refused (a clear error, never a query) when too long or
+    holding control characters, which no nickname or player id the console shows contains."""
+    text = query.strip()
+    if len(text) > MAX_SEARCH_CHARS:
+        raise OperatorError(f"a search is at most {MAX_SEARCH_CHARS} characters")
+    if any(unicodedata.category(char) == "Cc" for char in text):
+        raise OperatorError("a search cannot hold control characters")
+    return text
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least string after every string that starts with ``prefix``, in code point order
+    (PostgreSQL's ``COLLATE "C"`` on UTF-8 and SQLite's BINARY compare UTF-8 bytes, which sort
+    as the code points do): its last character raised by one. A last character that cannot be
+    raised (U+10FFFF) is dropped and the one before it raised; None when nothing is after.
+
+    ``key >= prefix AND key < prefix_end(prefix)`` is then exactly "starts with prefix", a
+    range of an index on ``key`` whatever the characters: ``%``, ``_`` and ``\\`` are
+    characters like any other here, not LIKE's wildcards (LIKE on an expression index is an
+    index range only under settings neither database has by default)."""
+    chars = list(prefix)
+    while chars:
+        point = ord(chars.pop()) + 1
+        if point == 0xD800:  # the surrogates are not characters: UTF-8 has no bytes for them
+            point = 0xE000
+        if point <= 0x10FFFF:
+            return "".join(chars) + chr(point)
+    return None
+
+
+def _nickname_key(dialect: str) -> str:
+    """The order of a nickname search: the nickname lowered, compared by code point
+    (``ix_players_nickname``, migration 0019). PostgreSQL's default collation may be a
+    language's, where strings that start alike need not sort together; ``COLLATE "C"`` after
+    ``LOWER`` keeps the database's case folding and compares the result's bytes."""
+    return 'LOWER(nickname) COLLATE "C"' if dialect == "postgresql" else "LOWER(nickname)"
+
+
+_PLAYER_COLUMNS = (
+    "id, nickname, currency, status, available_minor, held_minor, pending_in_minor, created_at_ms"
+)
+
+
+async def search_players(db: SqlDatabase, query: str, cursor: str | None = None) -> list[Row]:
+    """Up to ``PAGE_SIZE + 1`` players: without a search text the newest first after
+    ``cursor`` (a ``TimeCursor``, keyset on ``ix_players_created_id``); with one, the player
+    whose id is exactly the text (first page only, a primary-key lookup) and then the players
+    whose nickname starts with the text, case-insensitively, by (lowered nickname, id) after
+    ``cursor`` (the id of the last player shown, ``next_players_cursor``).
+
+    Cost: a page is one index range of about a page, whatever the number of players: the
+    nickname search reads ``ix_players_nickname`` from the text (or the cursor) on and stops
+    after a page of rows, every one a match. Nothing reads transactions.
     """
+    text = _search_text(query)
+    if not text:
+        return await _newest_players(db, cursor)
+    key_sql = _nickname_key(db.dialect)
+    async with db.transaction() as tx:
+        # The database lowers the text as it lowers the nicknames in the index (SQLite folds
+        # ASCII only, PostgreSQL by its locale): Python's str.lower could disagree.
+        lowered = await tx.fetchrow("SELECT LOWER($1) AS k", text)
+        assert lowered is not None
+        prefix = str(lowered["k"])
+        exact: list[Row] = []
+        where = Where()
+        if cursor is None:
+            exact = await tx.fetch(f"SELECT {_PLAYER_COLUMNS} FROM players WHERE id = $1", text)
+        else:
+            after = await tx.fetchrow(
+                f"SELECT {key_sql} AS k, id FROM players WHERE id = $1", cursor[:MAX_SEARCH_CHARS]
+            )
+            if after is None:
+                raise OperatorError(f"not a page cursor: {cursor[:40]!r}")
+            where.args.extend([after["k"], after["id"]])
+            where.clauses.append(f"{key_sql} >= $1 AND ({key_sql} > $1 OR id > $2)")
+        where.add(f"{key_sql} >= ?", prefix)
+        end = prefix_end(prefix)
+        if end is not None:
+            where.add(f"{key_sql} < ?", end)
+        # The exact id is shown first on the first page: never again among the nicknames.
+        where.add("id <> ?", text)
+        limit = where.next_placeholder(1)
+        matches = await tx.fetch(
+            f"SELECT {_PLAYER_COLUMNS} FROM players{where.sql}"
+            f" ORDER BY {key_sql}, id LIMIT {limit}",
+            *where.args,
+            PAGE_SIZE + 1 - len(exact),
+        )
+    return exact + matches
+
+
+async def _newest_players(db: SqlDatabase, cursor: str | None) -> list[Row]:
     where = Where()
-    query = query.strip()
-    if query:
-        pattern = "%" + query.lower().replace("%", "").replace("_", "") + "%"
-        where.args.extend([query, pattern])
-        where.clauses.append("(id = $1 OR LOWER(nickname) LIKE $2 OR LOWER(id) LIKE $2)")
     after = TimeCursor.parse(cursor)
     if after is not None:
-        where.clauses.append(after.where("created_at_ms", "id", len(where.args) + 1))
+        where.clauses.append(after.where("created_at_ms", "id", 1))
         where.args.extend([after.at_ms, after.key])
     limit = where.next_placeholder(1)
     async with db.transaction() as tx:
         return await tx.fetch(
-            "SELECT id, nickname, currency, status, available_minor, held_minor,"
-            f" pending_in_minor, created_at_ms FROM players{where.sql}"
+            f"SELECT {_PLAYER_COLUMNS} FROM players{where.sql}"
             f" ORDER BY created_at_ms DESC, id DESC LIMIT {limit}",
             *where.args,
             PAGE_SIZE + 1,
         )
+
+
+def next_players_cursor(rows: list[Row], query: str) -> str | None:
+    """The ``after`` of the next page of ``search_players(query)`` (None on the last page): a
+    ``TimeCursor`` for the newest-first list, the last player's id for a search."""
+    if not query.strip():
+        return next_cursor(rows, "id")
+    if len(rows) <= PAGE_SIZE:
+        return None
+    return str(rows[PAGE_SIZE - 1]["id"])
 
 
 async def player_activity(db: SqlDatabase, player_id: str) -> tuple[list[Row], list[Row]]:

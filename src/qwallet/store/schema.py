@@ -110,6 +110,10 @@ players = Table(
     CheckConstraint("status IN ('active', 'blocked')", name="ck_players_status"),
     # The players list pages by (created_at_ms, id) (migration 0015).
     Index("ix_players_created_id", "created_at_ms", "id"),
+    # The players search pages by (lowered nickname, id) (migration 0019). On PostgreSQL the
+    # lowered nickname is COLLATE "C", compared by code point: the migration writes the SQL of
+    # each dialect, as reflection shows no collation of an expression (its test checks it).
+    Index("ix_players_nickname", text("lower(nickname)"), "id"),
 )
 
 sessions = Table(

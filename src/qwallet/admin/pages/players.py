@@ -17,17 +17,19 @@ from qwallet.service.partners import OperatorError
 
 class PlayerPages(ConsoleBase):
     async def players(self, request: Request) -> Response:
-        query = request.query_params.get("q", "")[:100]
+        # Not cut short: a search longer than any id or nickname is refused with its reason
+        # (queries.MAX_SEARCH_CHARS), not silently searched for as its first characters.
+        query = request.query_params.get("q", "")
         after = self._cursor(request)
         rows = await queries.search_players(self.db, query, after)
         return self.render(
             request,
             "players.html",
-            q=query,
+            q=query.strip(),
             rows=rows[: queries.PAGE_SIZE],
             after=after,
-            next_cursor=queries.next_cursor(rows, "id"),
-            query={"q": query} if query else {},
+            next_cursor=queries.next_players_cursor(rows, query),
+            query={"q": query.strip()} if query.strip() else {},
         )
 
     async def player(self, request: Request) -> Response:
