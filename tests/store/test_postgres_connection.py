@@ -6,6 +6,8 @@
   for ``qwallet db upgrade`` on an empty database;
 - the statement timeout closes the connection instead of sending a cancel request: the server
   finishes the statement (and would finish a commit wait) on its own;
+- a call whose pool has no free connection answers at the acquire bound (``PoolTimeoutError``,
+  100 / HTTP 500 through the API) instead of waiting until a busy connection comes free;
 - a WARNING sent with a statement — what PostgreSQL sends when a wait for the synchronous
   standby is cancelled — turns the call into an error, never a success.
 
@@ -32,6 +34,7 @@ from qwallet.store import migrate
 from qwallet.store.postgres import (
     HOST_CONNECT_TIMEOUT_S,
     CommitNotDurableError,
+    PoolTimeoutError,
     PostgresStore,
     host_list,
 )
@@ -171,6 +174,47 @@ def test_timeout_closes_the_connection_and_never_cancels_the_statement(pg_url: s
             assert rows == [{"x": 1}]
             await store.ping()  # the pool replaced the closed connection
         finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_call_waits_for_a_pooled_connection_only_up_to_the_acquire_bound(pg_url: str) -> None:
+    """The pool's only connection is held (a transaction left open, as a statement waiting on
+    its bound or a commit wait would hold it); another call must be answered at the acquire
+    bound, not when the connection comes free — asyncpg's acquire() alone waits without limit.
+    The held connection stays usable and nothing is expired: the pool was busy, not broken."""
+
+    async def scenario() -> None:
+        store = await PostgresStore.open(pg_url, pool_min=1, pool_max=1, acquire_timeout_s=0.5)
+        release = asyncio.Event()
+        try:
+            holder_pid: list[int] = []
+            held = asyncio.Event()
+
+            async def hold(release: asyncio.Event) -> None:
+                async with store.transaction() as tx:
+                    row = await tx.fetchrow("SELECT pg_backend_pid() AS pid")
+                    assert row is not None
+                    holder_pid.append(row["pid"])
+                    held.set()
+                    await release.wait()
+
+            holding = asyncio.create_task(hold(release))
+            await held.wait()
+            started = time.monotonic()
+            with pytest.raises(PoolTimeoutError):
+                # Bounded here too, so that without the store's bound the test fails, not hangs.
+                await asyncio.wait_for(store._call("SELECT 1 AS one"), 3.0)
+            waited = time.monotonic() - started
+            assert 0.4 < waited < 1.5, waited
+            release.set()
+            await holding
+            # The same connection (not expired) serves the next call.
+            row = await store._call("SELECT pg_backend_pid() AS pid")
+            assert row is not None and row["pid"] == holder_pid[0]
+        finally:
+            release.set()  # a failed check must not leave close() waiting for the holder
             await store.close()
 
     asyncio.run(scenario())

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -133,9 +131,11 @@ class _FlakyPool:
         self.calls = 0
         self.warnings = 0  # the adapter counts the server's WARNINGs per connection
 
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[_FlakyPool]:
-        yield self
+    async def acquire(self) -> _FlakyPool:
+        return self
+
+    async def release(self, connection: _FlakyPool) -> None:
+        pass
 
     async def expire_connections(self) -> None:
         pass

@@ -126,6 +126,12 @@ CONNECT_TIMEOUT_S = 5.0
 route)."""
 HOST_CONNECT_TIMEOUT_S = 2.0
 """Each host of a multi-host URL gets this long to connect (and show it accepts writes)."""
+ACQUIRE_TIMEOUT_S = 10.0
+"""How long a call waits for a pooled connection (a free one, or a new one connected through
+the host list) before it answers 100 / HTTP 500: more than the host list needs
+(``HOST_CONNECT_TIMEOUT_S`` per host), and the statement bound's length, so a call queued
+behind connections busy up to that bound is answered instead of waiting behind them, one
+bound after another, without limit."""
 
 _STATUS_COUNT = re.compile(r"(\d+)$")
 _DOLLAR_TAG = re.compile(r"\$[A-Za-z_]?[A-Za-z0-9_]*\$")
@@ -308,6 +314,13 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     """Pool reset hook: nothing to do (asyncpg has already rolled back any open transaction)."""
 
 
+class PoolTimeoutError(Exception):
+    """No pooled connection within ``ACQUIRE_TIMEOUT_S``: every connection busy (statements
+    waiting on their bound, a commit wait) or being connected. Answered as 100 / HTTP 500
+    (retry-safe: nothing was sent to the server). The pool is not expired: its connections may
+    be healthy and merely all in use."""
+
+
 class CommitNotDurableError(Exception):
     """The server answered a call with a WARNING, such as PostgreSQL's "canceling wait for
     synchronous replication": the commit may exist on this server only. Answered as 100 / HTTP
@@ -403,10 +416,12 @@ class PostgresStore:
         *,
         max_attempts: int = MAX_ATTEMPTS,
         command_timeout_s: float = 10.0,
+        acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
     ) -> None:
         self._pool = pool
         self._max_attempts = max_attempts
         self._command_timeout_s = command_timeout_s
+        self._acquire_timeout_s = acquire_timeout_s
         self._closed = False
 
     @classmethod
@@ -419,13 +434,15 @@ class PostgresStore:
         command_timeout_s: float = 10.0,
         statement_cache_size: int = 256,
         max_attempts: int = MAX_ATTEMPTS,
+        acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
     ) -> PostgresStore:
         """Connect a pool to ``url`` (one host, or several with ``target_session_attrs``).
 
         ``statement_cache_size=0`` is for poolers that cannot keep prepared statements
         (pgbouncer before 1.21 in transaction mode); it costs one more round trip per call.
         ``command_timeout_s`` bounds each statement by closing its connection, never by a
-        cancel request (see the module docstring).
+        cancel request (see the module docstring); ``acquire_timeout_s`` bounds the wait for a
+        pooled connection (``PoolTimeoutError``).
         """
         assert 0 < pool_min <= pool_max, (pool_min, pool_max)
         dsn = asyncpg_dsn(url)
@@ -449,7 +466,12 @@ class PostgresStore:
                 "client_min_messages": "warning",
             },
         )
-        return cls(pool, max_attempts=max_attempts, command_timeout_s=command_timeout_s)
+        return cls(
+            pool,
+            max_attempts=max_attempts,
+            command_timeout_s=command_timeout_s,
+            acquire_timeout_s=acquire_timeout_s,
+        )
 
     async def _guarded(self, connection: Any, operation: Awaitable[_T]) -> _T:
         """Await one statement on ``connection`` without ever cancelling it on the server.
@@ -484,13 +506,33 @@ class PostgresStore:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
-        """A pooled connection; failing to get one expires the pool (the primary moved)."""
+        """A pooled connection; failing to connect one expires the pool (the primary moved).
+
+        The wait is bounded (``PoolTimeoutError``): asyncpg's own ``acquire()`` waits without
+        limit for a connection to come free, so without the bound a call queued behind busy
+        connections would answer only when they do — one bound after another.
+        """
         try:
-            async with self._pool.acquire() as connection:
-                yield connection
+            async with asyncio.timeout(self._acquire_timeout_s) as deadline:
+                connection = await self._pool.acquire()
+        except TimeoutError:
+            if not deadline.expired():
+                # A connect that timed out on its own (every host hung): the primary moved.
+                await self._pool.expire_connections()
+                raise
+            raise PoolTimeoutError(
+                f"no database connection within {self._acquire_timeout_s} s"
+            ) from None
         except _CONNECTION_LOST:
             await self._pool.expire_connections()
             raise
+        try:
+            yield connection
+        except _CONNECTION_LOST:
+            await self._pool.expire_connections()
+            raise
+        finally:
+            await self._pool.release(connection)
 
     # -- wallet hot path ------------------------------------------------------------------
 
@@ -650,6 +692,7 @@ def _ip_list(text: str | None) -> tuple[str, ...]:
 
 
 __all__ = [
+    "ACQUIRE_TIMEOUT_S",
     "CONNECT_TIMEOUT_S",
     "HOST_CONNECT_TIMEOUT_S",
     "ID_FUNCTIONS",
@@ -657,6 +700,7 @@ __all__ = [
     "WALLET_FUNCTIONS",
     "WALLET_FUNCTIONS_SCRIPT",
     "CommitNotDurableError",
+    "PoolTimeoutError",
     "PostgresStore",
     "asyncpg_dsn",
     "connect",
