@@ -18,17 +18,25 @@ _TOKEN = "md5('t' || :i)::uuid::text"  # noqa: S105 - SQL, not a secret
 _REPLAY_TOKEN = "md5('t' || :d)::uuid::text"  # noqa: S105 - SQL, not a secret
 _MM = "'pg' || :client_id || '.' || :r"
 _PICK = "\\set i random(1, :players)\n\\set r random(1, 1000000000000000)\n"
+# The call's clock, as a server passes its own: each transaction gets its own creation time (a
+# fixed time for the whole run would give every row of the run the same ``created_at_ms``,
+# which no real traffic does, and which makes the lookups by creation time degenerate).
+_NOW = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS bigint)"
 _BEGIN = (
     "SELECT code FROM wallet_v1_begin(:partner, 'withdrawal', {token}, {mm}, 1, 'XAG', NULL,"
-    " 100000000000, :now);\n"
+    " 100000000000, " + _NOW + ");\n"
 )
 _CONFIRM = (
-    "SELECT code FROM wallet_v1_confirm(:partner, 'withdrawal', {token}, {mm}, 1, 'XAG', :now);\n"
+    "SELECT code FROM wallet_v1_confirm(:partner, 'withdrawal', {token}, {mm}, 1, 'XAG', "
+    + _NOW
+    + ");\n"
 )
 _ROLLBACK = (
-    "SELECT code FROM wallet_v1_rollback(:partner, 'withdrawal', {token}, {mm}, 'bench', :now);\n"
+    "SELECT code FROM wallet_v1_rollback(:partner, 'withdrawal', {token}, {mm}, 'bench', "
+    + _NOW
+    + ");\n"
 )
-_SESSION = "SELECT code FROM wallet_v1_session(:partner, {token}, :now);\n"
+_SESSION = "SELECT code FROM wallet_v1_session(:partner, {token}, " + _NOW + ");\n"
 
 
 def _fill(template: str, token: str = _TOKEN, mm: str = _MM) -> str:
@@ -96,7 +104,6 @@ def run(
     duration_s: int,
     players: int,
     partner_id: int,
-    now_ms: int,
     rate: float | None = None,
 ) -> PgbenchResult:
     """Closed loop by default; with ``rate``, open loop (``-R``): transactions are scheduled at
@@ -123,8 +130,6 @@ def run(
             f"players={players}",
             "-D",
             f"partner={partner_id}",
-            "-D",
-            f"now={now_ms}",
             *(
                 ["-R", f"{rate:.0f}", "-l", "--log-prefix", str(Path(directory) / "tx")]
                 if rate

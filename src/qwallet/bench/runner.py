@@ -490,7 +490,6 @@ class _Bench:
             duration_s=max(1, round(duration_s)),
             players=bench_db.players,
             partner_id=bench_db.partner_id,
-            now_ms=int(time.time() * 1000),
             rate=rate,
         )
 
