@@ -289,7 +289,7 @@ def test_newcomer_journey(demo: Demo, browser: Any) -> None:
     expect(admin.get_by_role("heading", name="Dashboard")).to_be_visible()
 
     admin.get_by_role("link", name="Players", exact=True).click()
-    admin.get_by_label("Player id or nickname").fill(nickname)
+    admin.get_by_label("Player id or start of nickname").fill(nickname)
     admin.get_by_role("button", name="Search").click()
     admin.locator("a[href^='/admin/players/']").filter(has_not_text="Players").first.click()
     expect(admin.get_by_role("heading", name=re.compile(re.escape(nickname)))).to_be_visible()
