@@ -39,6 +39,7 @@ import json
 import logging
 import random
 import re
+import socket
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -132,6 +133,19 @@ the host list) before it answers 100 / HTTP 500: more than the host list needs
 (``HOST_CONNECT_TIMEOUT_S`` per host), and the statement bound's length, so a call queued
 behind connections busy up to that bound is answered instead of waiting behind them, one
 bound after another, without limit."""
+
+TCP_KEEPALIVE_IDLE_S = 5
+"""Seconds a pooled connection may sit idle before the kernel probes its peer."""
+TCP_KEEPALIVE_INTERVAL_S = 1
+TCP_KEEPALIVE_COUNT = 3
+TCP_USER_TIMEOUT_MS = 5_000
+"""How long sent data (a statement, a keepalive probe) may stay unacknowledged before the
+kernel closes the connection. A server machine that vanishes from the network (power lost, a
+partition) sends no reset; without this bound a call on a connection to it would wait for the
+10 s statement bound and idle pooled connections to it would be found out only when used.
+The peer's *kernel* acknowledges, however busy PostgreSQL is, so a slow statement or a long
+commit wait is never cut by it. Closing the connection is never a cancel: the server finishes
+(or rolls back) on its own, as with the statement bound."""
 
 _STATUS_COUNT = re.compile(r"(\d+)$")
 _DOLLAR_TAG = re.compile(r"\$[A-Za-z_]?[A-Za-z0-9_]*\$")
@@ -348,12 +362,26 @@ class _WatchedConnection(asyncpg.Connection):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.warnings = 0
+        _bound_dead_peer(self._transport.get_extra_info("socket"))
 
     def _process_log_message(self, fields: dict[str, str], last_query: str) -> None:
         # "V" is the severity never translated, whatever the server's lc_messages.
         if fields.get("V", fields.get("S")) == "WARNING":
             self.warnings += 1
         super()._process_log_message(fields, last_query)
+
+
+def _bound_dead_peer(sock: Any) -> None:
+    """TCP keepalives and ``TCP_USER_TIMEOUT`` on a TCP connection (asyncpg sets neither), so
+    that a peer gone without a reset is found out in seconds, busy or idle. Unix sockets have
+    no peer machine to lose and are left alone."""
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, TCP_KEEPALIVE_IDLE_S)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, TCP_KEEPALIVE_INTERVAL_S)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, TCP_KEEPALIVE_COUNT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_MS)
 
 
 def _raise_for(row: asyncpg.Record) -> None:

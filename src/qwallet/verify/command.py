@@ -64,6 +64,11 @@ within 25 s even on a black-holed route, and the history checker finds every ack
 | `test_database_faults.py` | PostgreSQL crash and restart | a private cluster (its own \
 `initdb`, port and directory) is stopped with `-m immediate` under load and restarted; same \
 assertions. |
+| `test_dead_peer.py` | a database machine gone silent | a private cluster in a private \
+network namespace (its own loopback and firewall) has every packet of its port dropped, as a \
+machine that vanished without a reset: a statement of the store fails in about 5 s \
+(`TCP_USER_TIMEOUT`), before the 10 s statement bound, and an idle connection is closed by its \
+keepalive probes without being used; a plain connection without the options still waits. |
 | `test_failover.py` | PostgreSQL failover (Patroni) | etcd and three Patroni-managed \
 PostgreSQL 15 nodes on loopback (`synchronous_mode_strict`, `use_pg_rewind`, ttl 5 s, loop_wait \
 1 s, retry_timeout 2 s, no replication slots, `watchdog: mode: required` on an emulated device \
