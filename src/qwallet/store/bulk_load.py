@@ -136,7 +136,10 @@ async def _id_cast(connection: asyncpg.Connection, table: str, column: str) -> s
 # One chunk: the transactions and their ledger entries in one statement (data-modifying CTEs),
 # so a chunk is all there or not at all. No ORDER BY: the rows come out of generate_series in
 # order, and a sort would only cost time.
-_CHUNK_SQL = """
+# The leading comment names the statement in pg_stat_activity, whose copy of a query stops at
+# track_activity_query_size (1 kB by default): both INSERTs come after that.
+CHUNK_MARK = "qwallet bench preload chunk"
+_CHUNK_SQL = """-- qwallet bench preload chunk
 WITH src AS (
     SELECT i,
            md5('q' || i){tx_id} AS qw_id,
