@@ -85,7 +85,7 @@ class QWalletApp:
         self.player_web = PlayerWeb(
             settings, self.clock, provider_registry(settings.payment_sandbox_delay_s)
         )
-        self.partner_reports = PartnerReports(settings, self.clock)
+        self.partner_reports = PartnerReports(settings)
         self.web = Starlette(
             routes=self._routes(),
             lifespan=self._lifespan,
