@@ -175,19 +175,11 @@ def calls(settings: Settings, samples: Samples | None = None) -> list[tuple[str,
         # the "Older" cursors as an operator would; each timed run fetches that page only.
         return await queries.transactions(db, nothing, s.deep_cursor)
 
-    settled: set[tuple[str | None, int]] = set()
-
     async def settlement(db: SqlDatabase, partner: str | None, days: int) -> object:
-        # As the settlement page does on a server whose settlement job has run: each partner's
-        # closed days read back from their summaries, today summed live. The first timed run
-        # summarizes the closed days as the job would (the median is the rest).
+        # As the settlement page does on a server whose settlement job has run (``settle``,
+        # before the timings): each partner's closed days read back from their summaries,
+        # today summed live.
         first = s.day - dt.timedelta(days=days - 1)
-        if (partner, days) not in settled:
-            settled.add((partner, days))
-            now_ms = SystemClock().now_ms()
-            for item in await settlement_days.backlog(db, now_ms, since=first, partner=partner):
-                for number in item.days:
-                    await partner_reports.summarize_day(db, item.partner_id, number)
         return [
             await partner_reports.settlement(db, partner_id, first, s.day)
             for _, partner_id in await partner_reports.partner_ids(db, partner)
@@ -255,6 +247,19 @@ async def cursor_of_page(db: SqlDatabase, page: int) -> str | None:
 
 def call_names() -> list[str]:
     return [name for name, _ in calls(Settings())]
+
+
+async def settle(db: SqlDatabase, samples: Samples) -> int:
+    """Store the closed settlement days the timed settlement rows and pages read, as the
+    server's periodic job has by the time an operator asks (a bulk-loaded database was never
+    seen by it). Returns the days stored."""
+    since = samples.day - dt.timedelta(days=SETTLEMENT_DAYS - 1)
+    stored = 0
+    for item in await settlement_days.backlog(db, SystemClock().now_ms(), since=since):
+        for number in item.days:
+            await partner_reports.summarize_day(db, item.partner_id, number)
+            stored += 1
+    return stored
 
 
 async def time_calls(
@@ -554,6 +559,7 @@ __all__ = [
     "fetch_names",
     "operator_api",
     "pages",
+    "settle",
     "time_calls",
     "time_pages",
     "time_reconcile",
