@@ -3,8 +3,8 @@
 This is the one module that knows every part: it builds the store (in the lifespan, so each
 server process has its own connections), the limiters, the Wallet API, the operator API, the
 player pages (``qwallet.web``), the admin console (``qwallet.admin``) and the background workers
-(the hold resolver, the payment worker), and mounts them. Nothing below imports it
-(``docs/architecture.md``, "Layers").
+(the hold resolver, the payment worker, the settlement days' summarizer), and mounts them.
+Nothing below imports it (``docs/architecture.md``, "Layers").
 
 ``/wallet/*`` goes straight to the raw ASGI Wallet API (the hot path); everything else — operator
 API, health, metrics, the OpenAPI document and its page, the player pages and the admin console —
@@ -44,7 +44,7 @@ from qwallet.clock import Clock, SystemClock
 from qwallet.payments import DeliveryPolicy, PaymentProvider, PaymentWorker, provider_registry
 from qwallet.resolver import HoldResolver
 from qwallet.resolver import running as running_resolver
-from qwallet.service import archive, holds
+from qwallet.service import archive, holds, settlement_days
 from qwallet.settings import Settings
 from qwallet.store.factory import Store, open_store
 from qwallet.store.sql import SqlDatabase
@@ -85,7 +85,7 @@ class QWalletApp:
         self.player_web = PlayerWeb(
             settings, self.clock, provider_registry(settings.payment_sandbox_delay_s)
         )
-        self.partner_reports = PartnerReports(settings, self.clock)
+        self.partner_reports = PartnerReports(settings)
         self.web = Starlette(
             routes=self._routes(),
             lifespan=self._lifespan,
@@ -130,6 +130,11 @@ class QWalletApp:
                 running_resolver(store, self.settings, self.clock),
                 self.admin.sampling(),
                 archive.partition_keeper(store, self.clock.now_ms),
+                # Closed settlement days, summarized here so that no report writes
+                # (every process; a day is one idempotent transaction, see the module).
+                settlement_days.running(
+                    store, self.clock.now_ms, self.settings.settlement_interval_s
+                ),
             ):
                 if self._freeze_heap:
                     gc.collect()

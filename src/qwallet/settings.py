@@ -43,6 +43,9 @@ class Settings:
     hold_retry_max_s: int = 6 * 60 * 60
     # Timeout of one Query Withdrawal call (connect, read, write, pool).
     hold_query_timeout_s: float = 10.0
+    # How often ``serve`` summarizes the closed settlement days not stored yet (every process;
+    # idempotent, docs/operations.md "Settlement days"); 0 switches the in-process job off.
+    settlement_interval_s: float = 300.0
     # Player payments (docs/payments.md). The worker runs in every server process; 0 turns it off.
     payment_worker_interval_s: float = 1.0
     # Delay before each retry of a failed payment callback (the last one repeats), and the cap.
@@ -123,6 +126,9 @@ class Settings:
             hold_retry_s=int(get("HOLD_RETRY_S", str(5 * 60))),
             hold_retry_max_s=int(get("HOLD_RETRY_MAX_S", str(6 * 60 * 60))),
             hold_query_timeout_s=float(get("HOLD_QUERY_TIMEOUT_S", "10")),
+            settlement_interval_s=_not_negative_s(
+                float(get("SETTLEMENT_INTERVAL_S", "300")), "SETTLEMENT_INTERVAL_S"
+            ),
             payment_worker_interval_s=float(get("PAYMENT_WORKER_INTERVAL_S", "1")),
             payment_retry_schedule_s=tuple(
                 float(item)
@@ -164,4 +170,10 @@ def _positive(value: float, name: str) -> float:
 def _not_negative(value: int, name: str) -> int:
     if value < 0:
         raise ValueError(f"QWALLET_{name} must be 0 or more, not {value}")
+    return value
+
+
+def _not_negative_s(value: float, name: str) -> float:
+    if not value >= 0:  # also refuses NaN
+        raise ValueError(f"QWALLET_{name} must be 0 (off) or a number of seconds, not {value}")
     return value

@@ -2,9 +2,9 @@
 
 A database of ``TRANSACTIONS`` settled transactions (and their entries, orders, audit entries)
 is generated with ``generate_series`` and analysed; each console page query, the hold
-resolver's scan, the payment worker's scan, the metrics gauges, the dashboard and both kinds of
-reconciliation run through a wrapper that records ``EXPLAIN`` of every statement. None may
-read ``transactions``, ``ledger_entries``, ``payment_orders``, ``audit_log`` or
+resolver's scan, the payment worker's scan, the metrics gauges, the dashboard, both kinds of
+reconciliation and a pass of the settlement summarizer run through a wrapper that records
+``EXPLAIN`` of every statement. None may read ``transactions``, ``ledger_entries``, ``payment_orders``, ``audit_log`` or
 ``hold_resolutions`` with a sequential scan. (``players`` may be: the dashboard sums the
 wallets, which grows with wallets, not with history. The players search does not: it is a
 range of ``ix_players_nickname``, checked here and by ``tests/store/test_migration_0019.py``.)
@@ -24,9 +24,10 @@ from qwallet.admin import queries
 from qwallet.api.metrics import read_database_gauges
 from qwallet.clock import ManualClock
 from qwallet.domain.money import CurrencyRegistry, parse_currency_config
+from qwallet.domain.sessions import MS_PER_DAY
 from qwallet.domain.transactions import Kind
 from qwallet.payments.delivery import Deliverer, DeliveryPolicy
-from qwallet.service import audit, holds, orders_admin, reconcile
+from qwallet.service import audit, holds, orders_admin, reconcile, settlement_days
 from qwallet.store.postgres import PostgresStore
 from tests.conftest import fresh_database_url
 from tests.growth.explain import ExplainingDatabase, Plan
@@ -91,6 +92,11 @@ def _calls(newest: dict[str, Any]) -> dict[str, Call]:
         "metrics gauges, backlog overdue": lambda db: read_database_gauges(db, NOW_MS - 60_000),
         "payment worker scan": _deliver_due,
         "reconcile (incremental)": lambda db: reconcile.incremental(db, NOW_MS),
+        # Two days on, the generated day is closed: the horizon's seek, the done marks, and
+        # the summing of one day (at most 3 per pass here).
+        "settlement summarizer pass": lambda db: settlement_days.Summarizer(db, 3).run_once(
+            NOW_MS + 2 * MS_PER_DAY
+        ),
     }
 
 

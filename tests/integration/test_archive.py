@@ -116,9 +116,7 @@ def test_archive_and_replay_of_archived_ids(
     assert count(platform, "SELECT COUNT(*) AS n FROM transaction_keys WHERE state IS NULL") == 0
     # The archive stored that day's settlement before its rows left (they are gone: only the
     # stored day can give it), and every closed day up to p-1's rollback today.
-    stored = platform.run(
-        partner_reports.settlement(platform.store, partner_id, old_day, old_day, now_ms=NOW_MS)
-    )
+    stored = platform.run(partner_reports.settlement(platform.store, partner_id, old_day, old_day))
     assert stored == live
     old_n = OLD_MS // DAY_MS
     assert count(platform, "SELECT COUNT(*) AS n FROM settlement_days_done") == (

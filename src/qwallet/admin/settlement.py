@@ -69,9 +69,7 @@ class SettlementPages:
         lines = [
             (name, entry)
             for name, partner_id in found
-            for entry in await reports.settlement(
-                self.console.db, partner_id, first, last, self.console.clock.now_ms()
-            )
+            for entry in await reports.settlement(self.console.db, partner_id, first, last)
         ]
         return partner, first, last, lines
 

@@ -30,7 +30,6 @@ from qwallet.api.partner_access import PartnerAccess
 from qwallet.api.ratelimit import TokenBuckets
 from qwallet.api.responses import amount_object, plain_error
 from qwallet.api.wallet import HttpError, rate_limited, request_id_from
-from qwallet.clock import Clock
 from qwallet.domain.errors import ErrorCode
 from qwallet.domain.ids import is_platform_id
 from qwallet.domain.money import CurrencyRegistry
@@ -217,10 +216,8 @@ def _error(status: int, code: ErrorCode, description: str, retry_after_s: int = 
 class PartnerReports:
     """Built with the app; ``start`` attaches the store and the shared authentication state."""
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        # The server's clock decides which days are closed and read from their summaries.
-        self._clock = clock
         self._currencies = settings.currency_registry
         self._db: SqlDatabase | None = None
         self._access: PartnerAccess | None = None
@@ -300,7 +297,7 @@ class PartnerReports:
     async def settlement(self, request: Request) -> Response:
         async def work(db: SqlDatabase, partner_id: int) -> Response:
             first, last = settlement_query(request)
-            totals = await reports.settlement(db, partner_id, first, last, self._clock.now_ms())
+            totals = await reports.settlement(db, partner_id, first, last)
             return self._json(
                 {
                     "fromDate": first.isoformat(),
@@ -314,7 +311,7 @@ class PartnerReports:
     async def settlement_csv(self, request: Request) -> Response:
         async def work(db: SqlDatabase, partner_id: int) -> Response:
             first, last = settlement_query(request)
-            totals = await reports.settlement(db, partner_id, first, last, self._clock.now_ms())
+            totals = await reports.settlement(db, partner_id, first, last)
             filename = f"settlement-{first.isoformat()}-{last.isoformat()}.csv"
             return Response(
                 reports.csv_text(totals, self._currencies),

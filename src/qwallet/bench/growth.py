@@ -353,6 +353,7 @@ class _Growth:
         repeat = 3 if options.label == "short" else 5
         deep_cursor = asyncio.run(self._deep_cursor(bench_db))
         samples = asyncio.run(_samples(bench_db, deep_cursor, self.operator[0]))
+        asyncio.run(self._settle(bench_db, samples))
         phase.pages = operator_queries.time_pages(
             f"http://127.0.0.1:{server.port}",
             operator_queries.Credentials(*self.operator, self.api_key),
@@ -372,6 +373,16 @@ class _Growth:
         store = await open_store(settings)
         try:
             return await operator_queries.cursor_of_page(store, operator_queries.PAGE_DEEP)
+        finally:
+            await store.close()
+
+    async def _settle(
+        self, bench_db: database.BenchDatabase, samples: operator_queries.Samples
+    ) -> None:
+        settings = Settings(database_url=bench_db.url, pg_pool_min=1, pg_pool_max=2)
+        store = await open_store(settings)
+        try:
+            await operator_queries.settle(store, samples)
         finally:
             await store.close()
 

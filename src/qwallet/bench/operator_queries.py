@@ -27,7 +27,15 @@ from qwallet.domain.ids import NIL_ID
 from qwallet.domain.transactions import Kind
 from qwallet.payments.delivery import Deliverer, DeliveryPolicy
 from qwallet.payments.providers import SandboxCardProvider
-from qwallet.service import audit, holds, orders_admin, partner_reports, protocol_report, reconcile
+from qwallet.service import (
+    audit,
+    holds,
+    orders_admin,
+    partner_reports,
+    protocol_report,
+    reconcile,
+    settlement_days,
+)
 from qwallet.service.gauges import read_database_gauges
 from qwallet.settings import Settings
 from qwallet.store.sql import Row, SqlDatabase, SqlTransaction
@@ -168,12 +176,12 @@ def calls(settings: Settings, samples: Samples | None = None) -> list[tuple[str,
         return await queries.transactions(db, nothing, s.deep_cursor)
 
     async def settlement(db: SqlDatabase, partner: str | None, days: int) -> object:
-        # As the settlement page does: each partner's days, closed ones stored once and read
-        # back, today summed live (the first timed run stores them; the median is the rest).
+        # As the settlement page does on a server whose settlement job has run (``settle``,
+        # before the timings): each partner's closed days read back from their summaries,
+        # today summed live.
         first = s.day - dt.timedelta(days=days - 1)
-        now_ms = SystemClock().now_ms()
         return [
-            await partner_reports.settlement(db, partner_id, first, s.day, now_ms)
+            await partner_reports.settlement(db, partner_id, first, s.day)
             for _, partner_id in await partner_reports.partner_ids(db, partner)
         ]
 
@@ -239,6 +247,19 @@ async def cursor_of_page(db: SqlDatabase, page: int) -> str | None:
 
 def call_names() -> list[str]:
     return [name for name, _ in calls(Settings())]
+
+
+async def settle(db: SqlDatabase, samples: Samples) -> int:
+    """Store the closed settlement days the timed settlement rows and pages read, as the
+    server's periodic job has by the time an operator asks (a bulk-loaded database was never
+    seen by it). Returns the days stored."""
+    since = samples.day - dt.timedelta(days=SETTLEMENT_DAYS - 1)
+    stored = 0
+    for item in await settlement_days.backlog(db, SystemClock().now_ms(), since=since):
+        for number in item.days:
+            await partner_reports.summarize_day(db, item.partner_id, number)
+            stored += 1
+    return stored
 
 
 async def time_calls(
@@ -538,6 +559,7 @@ __all__ = [
     "fetch_names",
     "operator_api",
     "pages",
+    "settle",
     "time_calls",
     "time_pages",
     "time_reconcile",

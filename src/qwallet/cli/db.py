@@ -1,17 +1,22 @@
-"""``qwallet db``: the database schema, its monthly partitions and the archive of closed months."""
+"""``qwallet db``: the database schema, its monthly partitions, the archive of closed months and
+the stored settlement of closed days."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from qwallet.cli._common import JsonOption, actor, emit, now_ms, with_store
-from qwallet.service import archive
+from qwallet.cli._common import JsonOption, actor, console, emit, now_ms, with_store
+from qwallet.service import archive, partner_reports, settlement_days
 from qwallet.service.partners import OperatorError
 from qwallet.settings import Settings
 from qwallet.store import migrate
+from qwallet.store.factory import Store
 
 app = typer.Typer(no_args_is_help=True, help="Database schema.")
 
@@ -89,3 +94,64 @@ def db_verify_archive(
         raise typer.Exit(2) from None
     rows = ", ".join(f"{f['rows']} {f['table']}" for f in found["files"])
     typer.echo(f"{manifest.name}: OK ({rows})")
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _since(text: str | None) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        if not _DATE.fullmatch(text):
+            raise ValueError
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"invalid date {text!r}: expected YYYY-MM-DD") from None
+
+
+@app.command("settle")
+def db_settle(
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="YYYY-MM-DD: start at this UTC day (default: each partner's oldest stored"
+            " transaction).",
+        ),
+    ] = None,
+    partner: Annotated[
+        str | None, typer.Option("--partner", help="Only this partner (default: every one).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Summarize the closed settlement days not stored yet (after upgrading to 0016; serve's
+    periodic job does the same a few days at a time). Safe beside running servers."""
+    first = _since(since)
+
+    async def run(store: Store) -> tuple[int, int]:
+        backlogs = await settlement_days.backlog(store, now_ms(), since=first, partner=partner)
+        total = sum(len(item.days) for item in backlogs)
+        with Progress(
+            "settle",
+            BarColumn(),
+            MofNCompleteColumn(),
+            "days",
+            TimeElapsedColumn(),
+            console=console,
+            disable=as_json or total == 0,
+        ) as progress:
+            task = progress.add_task("settle", total=total)
+            for partner_id, number in settlement_days.in_turn(backlogs):
+                await partner_reports.summarize_day(store, partner_id, number)
+                progress.advance(task)
+        return total, len(backlogs)
+
+    days, partners = with_store(Settings.from_env(), run)
+    emit(
+        as_json,
+        {"days": days, "partners": partners},
+        f"{days} closed day(s) of {partners} partner(s) summarized"
+        if days
+        else "every closed day is summarized already",
+    )

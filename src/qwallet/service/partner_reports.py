@@ -14,16 +14,21 @@ step: the confirm or the rollback, whoever made it (the partner, the hold resolv
 operator). ``updated_at_ms`` is written by that step and never again, because terminal states
 never change. Pending transactions belong to no day yet.
 
-**Closed days are summarized once** (migration 0016). A day is closed once it ended
-``SETTLE_AFTER_MS`` (10 minutes) ago by the caller's clock: ``updated_at_ms`` is stamped by the
-server before its transaction commits, so a step stamped 23:59:59.999 can become visible a little
-after midnight (a slow commit, another server's clock a little ahead); ten minutes is far beyond
-any money call and any clock skew the servers tolerate. The first report that asks for a closed
-day computes its groups in one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` into
-``settlement_days`` and marks it in ``settlement_days_done`` in the same transaction; later reports
-read the stored rows: a few rows per day and currency, whatever the traffic was. Concurrent
-reports write the same rows and the primary keys keep one of each. Days not closed (today) are
-summed from ``transactions`` as before. Summaries outlive ``qwallet db archive``: the
+**Closed days are summarized once** (migration 0016), ahead of the reports. A day is closed
+once it ended ``SETTLE_AFTER_MS`` (10 minutes) ago: ``updated_at_ms`` is stamped by the server
+before its transaction commits, so a step stamped 23:59:59.999 can become visible a little after
+midnight (a slow commit, another server's clock a little ahead); ten minutes is far beyond any
+money call and any clock skew the servers tolerate. ``summarize_day`` computes a closed day's
+groups in one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` into ``settlement_days`` and marks
+it in ``settlement_days_done`` in the same transaction. It is called by the periodic job of
+``qwallet serve`` and by ``qwallet db settle`` (``qwallet.service.settlement_days``), and by
+``qwallet db archive`` before a month's rows leave; never by a report.
+
+**A report only reads.** ``settlement`` takes the days marked done from ``settlement_days`` (a
+few rows per day and currency, whatever the traffic was) and sums every other day of the range
+from ``transactions``, one index range per run of consecutive such days: today, and any closed
+day the job has not reached yet. Both give the same totals, so the answer does not depend on
+how far the job has got; only its cost does. Summaries outlive ``qwallet db archive``: the
 settlement of an archived day keeps the totals it had when it was summarized.
 
 Live totals are computed on demand rather than kept in a table. A table maintained in the
@@ -82,6 +87,9 @@ SUMMARIZE_SQL = (
     " WHERE partner_id = $1 AND updated_at_ms >= $2 AND updated_at_ms < $3"
     " AND state IN ('confirmed', 'rolled_back') AND amount_minor IS NOT NULL"
     f" GROUP BY partner_id, updated_at_ms / {MS_PER_DAY}, currency, kind, state"
+    # In primary-key order: two transactions summing the same day at once (two server
+    # processes) then meet on the same first key and wait in one order, never in a cycle.
+    f" ORDER BY partner_id, updated_at_ms / {MS_PER_DAY}, currency, kind, state"
     " ON CONFLICT DO NOTHING"
 )
 MARK_DONE_SQL = (
@@ -185,12 +193,20 @@ def day_bounds_ms(first_day: dt.date, last_day: dt.date) -> tuple[int, int]:
     return (first_day - epoch).days * MS_PER_DAY, ((last_day - epoch).days + 1) * MS_PER_DAY
 
 
+def _runs(days: Sequence[int]) -> list[tuple[int, int]]:
+    """``[start, end)`` of each run of consecutive day numbers in ``days`` (ascending): the live
+    part of a report reads the rows of those days only, never those of a stored day between."""
+    runs: list[tuple[int, int]] = []
+    for number in days:
+        if runs and runs[-1][1] == number:
+            runs[-1] = (runs[-1][0], number + 1)
+        else:
+            runs.append((number, number + 1))
+    return runs
+
+
 async def settlement(
-    db: SqlDatabase,
-    partner_id: int,
-    first_day: dt.date,
-    last_day: dt.date,
-    now_ms: int | None = None,
+    db: SqlDatabase, partner_id: int, first_day: dt.date, last_day: dt.date
 ) -> list[DayTotals]:
     """Per UTC day and currency, from ``first_day`` to ``last_day`` inclusive: the counts and
     sums of the partner's transactions confirmed and rolled back that day, by kind.
@@ -199,36 +215,26 @@ async def settlement(
     before its original (recorded to block the late original, no amount) moved no money and is
     not counted; the transactions listing shows it with a null amount.
 
-    With ``now_ms`` (the server's clock), the days closed at that time are summarized once and
-    read from ``settlement_days``; the others are summed from ``transactions``. The result is
-    the same either way.
+    Read-only: the days in ``settlement_days_done`` are read from ``settlement_days``, the
+    others summed from ``transactions``; the result is the same either way.
     """
     assert first_day <= last_day, (first_day, last_day)
     assert (last_day - first_day).days < MAX_SETTLEMENT_DAYS, (first_day, last_day)
     start_ms, end_ms = day_bounds_ms(first_day, last_day)
     first_n, end_n = start_ms // MS_PER_DAY, end_ms // MS_PER_DAY
-    stored: set[int] = set()
     rows: list[Row] = []
-    if now_ms is not None:
-        async with db.transaction() as tx:
-            done = {
-                int(r["day_number"]) for r in await tx.fetch(DONE_SQL, partner_id, first_n, end_n)
-            }
-        for day_number in range(first_n, min(end_n, closed_before(now_ms))):
-            if day_number not in done:
-                await summarize_day(db, partner_id, day_number)
-            stored.add(day_number)
-    if stored:
-        async with db.transaction() as tx:
-            rows = await tx.fetch(STORED_SQL, partner_id, min(stored), max(stored) + 1)
-        rows = [row for row in rows if int(row["day_number"]) in stored]
-    live = [n for n in range(first_n, end_n) if n not in stored]
-    if live:
-        async with db.transaction() as tx:
-            found = await tx.fetch(
-                SETTLEMENT_SQL, partner_id, live[0] * MS_PER_DAY, (live[-1] + 1) * MS_PER_DAY
+    # One transaction: a day marked done has its rows committed with the mark.
+    async with db.transaction() as tx:
+        stored = {
+            int(r["day_number"]) for r in await tx.fetch(DONE_SQL, partner_id, first_n, end_n)
+        }
+        if stored:
+            found = await tx.fetch(STORED_SQL, partner_id, min(stored), max(stored) + 1)
+            rows += [row for row in found if int(row["day_number"]) in stored]
+        for run_start, run_end in _runs([n for n in range(first_n, end_n) if n not in stored]):
+            rows += await tx.fetch(
+                SETTLEMENT_SQL, partner_id, run_start * MS_PER_DAY, run_end * MS_PER_DAY
             )
-        rows += [row for row in found if int(row["day_number"]) not in stored]
     totals: dict[tuple[int, str], DayTotals] = {}
     epoch = dt.date(1970, 1, 1)
     for row in rows:
@@ -317,12 +323,15 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "MAX_SETTLEMENT_DAYS",
     "SETTLEMENT_SQL",
+    "SETTLE_AFTER_MS",
     "DayTotals",
     "Position",
+    "closed_before",
     "csv_row",
     "csv_text",
     "day_bounds_ms",
     "list_transactions",
     "partner_ids",
     "settlement",
+    "summarize_day",
 ]
