@@ -38,6 +38,7 @@ from qwallet.store.postgres import (
     PostgresStore,
     host_list,
 )
+from qwallet.store.sql import StatementTimeoutError
 from tests.conftest import _pg_admin, _pg_url_for, fresh_database_url, require_postgres
 from tests.reliability.harness import free_port
 
@@ -163,7 +164,7 @@ def test_timeout_closes_the_connection_and_never_cancels_the_statement(pg_url: s
             async with store.transaction() as tx:
                 await tx.execute("CREATE TABLE timeout_probe (x integer)")
             started = time.monotonic()
-            with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError):
+            with pytest.raises(StatementTimeoutError):
                 await store._call("INSERT INTO timeout_probe SELECT 1 FROM pg_sleep(1.0)")
             assert time.monotonic() - started < 0.9  # the caller was answered at the timeout
             await asyncio.sleep(1.5)
@@ -173,6 +174,31 @@ def test_timeout_closes_the_connection_and_never_cancels_the_statement(pg_url: s
                 rows = await tx.fetch("SELECT x FROM timeout_probe")
             assert rows == [{"x": 1}]
             await store.ping()  # the pool replaced the closed connection
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_transaction_past_the_bound_raises_statement_timeout_and_keeps_nothing(
+    pg_url: str,
+) -> None:
+    """Inside ``transaction()`` the closed connection has already gone back to the pool when
+    the error arrives; the caller must still see ``StatementTimeoutError`` (which the
+    reconciliation retries smaller), not an error about the released connection."""
+
+    async def scenario() -> None:
+        store = await PostgresStore.open(pg_url, pool_min=1, pool_max=2, command_timeout_s=0.3)
+        try:
+            async with store.transaction() as tx:
+                await tx.execute("CREATE TABLE bound_probe (x integer)")
+            with pytest.raises(StatementTimeoutError):
+                async with store.transaction() as tx:
+                    await tx.execute("INSERT INTO bound_probe VALUES (1)")
+                    await tx.execute("SELECT pg_sleep(1.0)")
+            async with store.transaction() as tx:
+                rows = await tx.fetch("SELECT x FROM bound_probe")
+            assert rows == []  # the server rolled the unfinished transaction back
         finally:
             await store.close()
 

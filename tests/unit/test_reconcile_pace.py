@@ -1,5 +1,6 @@
 """The reconciliation's batch pacing: slow batches halve the next one, fast ones double it, and
-neither leaves the bounds (1 .. the fixed size)."""
+neither leaves the bounds (1 .. the fixed size); a batch that met the statement bound is retried
+at a quarter of its size."""
 
 from __future__ import annotations
 
@@ -47,3 +48,20 @@ def test_remaining_batches_follow_the_current_size() -> None:
     assert pace.batches_for(5) == 5
     assert pace.batches_for(0) == 0
     assert pace.batches_for(-3) == 0
+
+
+def test_a_batch_that_met_the_bound_is_retried_at_a_quarter_and_never_grows_back() -> None:
+    clock = Clock()
+    pace = reconcile._Pace(512, clock)
+    assert pace.start() == 64
+    assert pace.timed_out()
+    assert pace.size == 16 and pace.largest == 32
+    sizes = [run_batch(pace, clock, 0.0) for _ in range(4)]
+    assert sizes == [16, 32, 32, 32]
+
+
+def test_a_single_unit_that_met_the_bound_has_nothing_smaller_to_try() -> None:
+    pace = reconcile._Pace(4, Clock())
+    assert pace.size == 1
+    assert not pace.timed_out()
+    assert pace.size == 1

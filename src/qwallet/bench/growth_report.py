@@ -213,8 +213,8 @@ per new one; a cost that followed history would be hundreds of times over."""
 def _incremental_target(empty: Phase, loaded: Phase) -> str:
     before, after = us_per_entry(empty), us_per_entry(loaded)
     measured = "; ".join(
-        f"{phase.label} {phase.incremental.timing.error}"
-        if phase.incremental.timing.error
+        f"{phase.label} {_timing_cell(phase.incremental.timing)}"
+        if phase.incremental.timing.error or phase.incremental.timing.skipped
         else f"{phase.label} {us or 0:,.1f} µs per entry ({phase.incremental.entries:,} entries)"
         for phase, us in ((empty, before), (loaded, after))
         if phase.incremental is not None

@@ -29,6 +29,15 @@ the sum of its entries up to a ledger position (``position``, an entry id), and
   counts, and their checkpoint balances recomputed from scratch), then the ledger by entry-id
   range (``ENTRY_BATCH``: steps, partner and operator balances). It reports progress.
 
+**Batches and the statement bound.** Each batch is sized to take about ``BATCH_TARGET_S``
+(``_Pace``), but the first batches of an old ledger on cold caches can still be slow: one that
+meets the store's statement bound (``StatementTimeoutError``) is retried at a quarter of its
+size, and no later batch grows back to the size that failed. Nothing of a failed batch is kept
+(its counts and findings are gathered apart and added only when it completes, and what it wrote
+is idempotent: ``_ADVANCE`` skips entries at or below an account's position, the wallet
+checkpoint is recomputed whole), so a retry proves the same as a first attempt. Only a batch of
+a single unit that meets the bound fails the run.
+
 **The position.** PostgreSQL hands out entry ids before the inserting transaction commits, so
 an id can become visible after a higher one. The position is therefore read under a brief
 ``SHARE`` lock of ``ledger_entries`` (``safe_position``), which waits for the writers in flight
@@ -48,13 +57,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from qwallet.service import audit
-from qwallet.store.sql import Row, SqlDatabase, SqlTransaction
+from qwallet.store.sql import Row, SqlDatabase, SqlTransaction, StatementTimeoutError
 
 MAX_LISTED = 100
 WALLET_BATCH = 500
@@ -103,6 +112,15 @@ class _Pace:
             self.size = max(1, self.size // 2)
         elif elapsed_s < BATCH_TARGET_S / 4:
             self.size = min(self.largest, self.size * 2)
+
+    def timed_out(self) -> bool:
+        """The batch met the statement bound: retry at a quarter of its size, and never grow
+        back to half of it. False when the batch was a single unit (nothing smaller to try)."""
+        if self.size <= 1:
+            return False
+        self.largest = max(1, self.size // 2)
+        self.size = max(1, self.size // 4)
+        return True
 
     def batches_for(self, units: int) -> int:
         return -(-max(0, units) // self.size)
@@ -346,9 +364,25 @@ class ReconciliationReport:
             "entryCountMismatches": self.entry_count_mismatches,
         }
 
-    def _add(self, target: list[dict[str, Any]], rows: list[Row]) -> None:
+    def _add(self, target: list[dict[str, Any]], rows: Sequence[Row]) -> None:
         room = MAX_LISTED - len(target)
         target.extend({key: _plain(value) for key, value in row.items()} for row in rows[:room])
+
+    def _absorb(self, part: ReconciliationReport) -> None:
+        """Add what one completed batch counted and found (see ``_part``)."""
+        self.players += part.players
+        self.transactions += part.transactions
+        self.entries += part.entries
+        self._add(self.unbalanced, part.unbalanced)
+        self._add(self.balance_mismatches, part.balance_mismatches)
+        self._add(self.hold_mismatches, part.hold_mismatches)
+        self._add(self.entry_count_mismatches, part.entry_count_mismatches)
+
+    def _part(self) -> ReconciliationReport:
+        """An empty report for one batch: kept only if the batch completes (``_absorb``)."""
+        return ReconciliationReport(
+            full=self.full, since_position=self.since_position, position=self.position
+        )
 
 
 def _owner(row: Row) -> str:
@@ -444,9 +478,17 @@ async def incremental(
     start = since
     while start < target:
         end = min(start + range_pace.start(), target)
-        async with _snapshot(db, serialize=True) as tx:
-            await _advance_range(tx, report, tracker, start, end, target)
+        part, trial = report._part(), tracker.trial()
+        try:
+            async with _snapshot(db, serialize=True) as tx:
+                await _advance_range(tx, part, trial, start, end, target)
+        except StatementTimeoutError:
+            if not range_pace.timed_out():
+                raise
+            continue
         range_pace.done()
+        report._absorb(part)
+        tracker.listed = trial.listed
         start = end
         done += 1
         if progress is not None:
@@ -500,6 +542,12 @@ class _StepTracker:
     def __init__(self, since: int) -> None:
         self.since = since
         self.listed: set[tuple[object, object, object]] = set()
+
+    def trial(self) -> _StepTracker:
+        """A copy for one batch: kept only if the batch completes."""
+        copy = _StepTracker(self.since)
+        copy.listed = set(self.listed)
+        return copy
 
 
 async def _advance_range(
@@ -690,8 +738,15 @@ async def _full(
         if not ids:
             break
         first, last = str(ids[0]["id"]), str(ids[-1]["id"])
-        await _wallet_batch(db, report, first, last, position, write)
+        part = report._part()
+        try:
+            await _wallet_batch(db, part, first, last, position, write)
+        except StatementTimeoutError:
+            if not wallet_pace.timed_out():
+                raise
+            continue
         wallet_pace.done()
+        report._absorb(part)
         after = last
         checked += len(ids)
         done += 1
@@ -700,8 +755,17 @@ async def _full(
     start = first_entry
     while start < position:
         end = min(start + entry_pace.start(), position)
-        await _entry_batch(db, report, others, start, end)
+        part, moved = report._part(), dict[tuple[str, str, str], int]()
+        try:
+            await _entry_batch(db, part, report, moved, start, end)
+        except StatementTimeoutError:
+            if not entry_pace.timed_out():
+                raise
+            continue
         entry_pace.done()
+        report._absorb(part)
+        for key, total in moved.items():
+            others[key] = others.get(key, 0) + total
         start = end
         done += 1
         report_progress(position - start)
@@ -752,10 +816,14 @@ async def _wallet_batch(
 async def _entry_batch(
     db: SqlDatabase,
     report: ReconciliationReport,
+    earlier: ReconciliationReport,
     others: dict[tuple[str, str, str], int],
     start: int,
     end: int,
 ) -> None:
+    """The entries ``(start, end]``: counted and their steps checked into ``report`` (a step
+    already listed in ``earlier``, the run so far, is not listed again), the partner and
+    operator accounts they move added to ``others``."""
     async with _snapshot(db) as tx:
         counted = await tx.fetchrow(_CHUNK_COUNT, start, end)
         report.entries += int(counted["n"]) if counted is not None else 0
@@ -772,8 +840,12 @@ async def _entry_batch(
             total = int(whole["total"]) if whole is not None else 0
             owner = _owner(row)
             key = (owner, row["phase"], row["currency"])
-            listed = {(u["owner"], u["phase"], u["currency"]) for u in report.unbalanced}
-            if total != 0 and key not in listed and len(report.unbalanced) < MAX_LISTED:
+            listed = {
+                (u["owner"], u["phase"], u["currency"])
+                for u in earlier.unbalanced + report.unbalanced
+            }
+            room = MAX_LISTED - len(earlier.unbalanced)
+            if total != 0 and key not in listed and len(report.unbalanced) < room:
                 report.unbalanced.append(
                     {
                         "owner": owner,

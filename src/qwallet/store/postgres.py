@@ -60,7 +60,7 @@ from qwallet.store.port import (
     RollbackCall,
     SessionView,
 )
-from qwallet.store.sql import Row, SqlTransaction
+from qwallet.store.sql import Row, SqlTransaction, StatementTimeoutError
 
 log = logging.getLogger("qwallet.store.postgres")
 _T = TypeVar("_T")
@@ -510,7 +510,8 @@ class PostgresStore:
         """
         warnings = connection.warnings
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(self._command_timeout_s, connection.terminate)
+        bound = _Bound(connection)
+        timer = loop.call_later(self._command_timeout_s, bound.close)
         task = asyncio.ensure_future(operation)
         try:
             # shield: cancelling the caller must not make asyncpg send a cancel request.
@@ -519,8 +520,15 @@ class PostgresStore:
             task.add_done_callback(_retrieve)
             connection.terminate()
             raise
-        except _CONNECTION_LOST:
-            await self._pool.expire_connections()
+        except Exception as error:
+            if bound.closed or isinstance(error, _CONNECTION_LOST):
+                # A server that stopped answering looks the same as a slow statement here, so
+                # both expire the pool: its other connections may be stuck on the same server.
+                await self._pool.expire_connections()
+            if bound.closed:
+                raise StatementTimeoutError(
+                    f"a statement ran past {self._command_timeout_s} s; its connection was closed"
+                ) from error
             raise
         finally:
             timer.cancel()
@@ -701,7 +709,7 @@ class PostgresStore:
             try:
                 yield _PostgresTransaction(connection, self)
             except BaseException:
-                if not connection.is_closed():
+                if not _closed(connection):
                     await self._guarded(connection, transaction.rollback())
                 raise
             await self._guarded(connection, transaction.commit())
@@ -711,6 +719,28 @@ class PostgresStore:
             return
         self._closed = True
         await self._pool.close()
+
+
+def _closed(connection: Any) -> bool:
+    """Whether a pooled connection is closed. asyncpg hands a connection that closes (the
+    statement bound, a lost server) back to its pool at once and detaches the caller's proxy,
+    whose every method then raises ``InterfaceError``: that too is a closed connection."""
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.exceptions.InterfaceError:
+        return True
+
+
+class _Bound:
+    """The statement bound of one call: closes the connection, and remembers having done so."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        self._connection.terminate()
 
 
 def _ip_list(text: str | None) -> tuple[str, ...]:
@@ -730,6 +760,7 @@ __all__ = [
     "CommitNotDurableError",
     "PoolTimeoutError",
     "PostgresStore",
+    "StatementTimeoutError",
     "asyncpg_dsn",
     "connect",
     "host_list",

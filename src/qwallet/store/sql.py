@@ -20,6 +20,16 @@ def to_sqlite_placeholders(sql: str) -> str:
     return _PLACEHOLDER.sub(r"?\1", sql)
 
 
+class StatementTimeoutError(Exception):
+    """A statement ran past the store's bound and its connection was closed.
+
+    The server rolls the transaction back, or finishes a commit that was already under way on
+    its own (no cancel request is sent: see ``store/postgres.py``). A caller that can split its
+    work, as the reconciliation's batches can, retries a smaller piece; any other caller
+    answers as for a lost connection.
+    """
+
+
 class SqlTransaction(Protocol):
     async def fetch(self, sql: str, *args: object) -> list[Row]: ...
 
@@ -50,6 +60,7 @@ __all__ = [
     "Row",
     "SqlDatabase",
     "SqlTransaction",
+    "StatementTimeoutError",
     "fetch_all",
     "fetch_one",
     "to_sqlite_placeholders",
