@@ -41,6 +41,7 @@ from qwallet.api.sessions import SessionsAPI
 from qwallet.api.studio import StudioAPI
 from qwallet.api.wallet import PREFIX, WalletAPI, request_id_from
 from qwallet.clock import Clock, SystemClock
+from qwallet.monitoring import instruments
 from qwallet.payments import DeliveryPolicy, PaymentProvider, PaymentWorker, provider_registry
 from qwallet.resolver import HoldResolver
 from qwallet.resolver import running as running_resolver
@@ -125,6 +126,8 @@ class QWalletApp:
         if worker is not None:
             worker.start()
             self.player_web.worker = worker
+        if self.settings.settlement_interval_s > 0:
+            instruments.settlement_started(self.settings.settlement_interval_s)
         try:
             async with (
                 running_resolver(store, self.settings, self.clock),
@@ -133,7 +136,10 @@ class QWalletApp:
                 # Closed settlement days, summarized here so that no report writes
                 # (every process; a day is one idempotent transaction, see the module).
                 settlement_days.running(
-                    store, self.clock.now_ms, self.settings.settlement_interval_s
+                    store,
+                    self.clock.now_ms,
+                    self.settings.settlement_interval_s,
+                    on_pass=instruments.settlement_pass,
                 ),
             ):
                 if self._freeze_heap:

@@ -6,7 +6,8 @@ is real for it (connections cut, new ones refused) while the test keeps its own 
 Prometheus scrapes with the bearer token, the server allowing no address. Conditions provoked:
 holds left pending past a 2 s window while more arrive; a paid order whose partner has no
 callback URL (every attempt fails, the last one gives up); a reconciliation that finds a
-corrupted balance; the database stopped under wallet traffic; the server stopped.
+corrupted balance; the database stopped under wallet traffic (the hold resolver's and the
+settlement summarizer's passes fail too); the server stopped.
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ def test_every_alert_fires_and_resolves_on_a_real_prometheus(pg_url: str, tmp_pa
             "QWALLET_PAYMENT_RETRY_SCHEDULE_S": "0.3",
             "QWALLET_PAYMENT_MAX_ATTEMPTS": "3",
             "QWALLET_PG_POOL_MIN": "1",
+            "QWALLET_SETTLEMENT_INTERVAL_S": "1",
         },
     )
     (tmp_path / "token").write_text(TOKEN)
@@ -279,7 +281,12 @@ def _scenario(
         time.sleep(2)
         proxy.refuse(True)
         proxy.cut()
-        second = {"QWalletNotReady", "QWalletWalletErrors", "QWalletHoldResolverNotRunning"}
+        second = {
+            "QWalletNotReady",
+            "QWalletWalletErrors",
+            "QWalletHoldResolverNotRunning",
+            "QWalletSettlementNotRunning",
+        }
         watch.wait(f"{second} fire", lambda: second <= watch.fired)
         assert traffic.statuses.get(500, 0) > 0, traffic.statuses
         proxy.refuse(False)

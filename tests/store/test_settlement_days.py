@@ -308,3 +308,43 @@ def test_undone_days_reads_the_marks_in_bounded_windows(backend: Backend) -> Non
         assert (days, seen) == ([1_010], 1_011)
 
     backend.run(scenario)
+
+
+def test_the_running_job_tells_each_pass_and_its_failures(backend: Backend) -> None:
+    """What ``/metrics`` counts (``qwallet_settlement_*``): every pass, ok or failed, and the
+    days it summed. A pass fails for real here: its table is renamed away, then back."""
+
+    async def scenario(db: SqlDatabase) -> None:
+        await world(db)
+        passes: list[tuple[bool, int]] = []
+
+        async def wait_for(condition: object) -> None:
+            for _ in range(400):
+                if callable(condition) and condition():
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError(f"the job did not get there: {passes}")
+
+        now_ms = [LATER_MS]
+        async with settlement_days.running(
+            db, lambda: now_ms[0], 0.02, on_pass=lambda ok, days: passes.append((ok, days))
+        ):
+            await wait_for(lambda: len(passes) >= 2)
+            # Two partners: TODAY - 3 .. TODAY for the first, TODAY - 2 .. TODAY for the other.
+            assert passes[0] == (True, 7)
+            assert passes[1] == (True, 0)
+            async with db.transaction() as tx:
+                await tx.execute("ALTER TABLE settlement_days_done RENAME TO parked_days_done")
+            now_ms[0] += DAY_MS  # a day closes: the next pass must read the marks
+            seen = len(passes)
+            await wait_for(lambda: len(passes) >= seen + 2)
+            assert (False, 0) in passes[seen:]
+            async with db.transaction() as tx:
+                await tx.execute("ALTER TABLE parked_days_done RENAME TO settlement_days_done")
+            seen = len(passes)
+            await wait_for(lambda: len(passes) >= seen + 2 and passes[-1] == (True, 0))
+            # The day that closed meanwhile, for each partner, once the table is back.
+            assert next(entry for entry in passes[seen:] if entry[0]) == (True, 2)
+        assert sum(days for ok, days in passes if ok) == 9
+
+    backend.run(scenario)

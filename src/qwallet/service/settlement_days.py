@@ -66,6 +66,9 @@ DONE_SCAN_SQL = (
     " WHERE partner_id = $1 AND day_number >= $2 AND day_number < $3 ORDER BY day_number"
 )
 PARTNERS_SQL = "SELECT id, name FROM partners ORDER BY id"
+
+# (ok, days summed) of one pass of the periodic job.
+PassObserver = Callable[[bool, int], None]
 EPOCH = dt.date(1970, 1, 1)
 
 
@@ -164,6 +167,8 @@ class Summarizer:
     db: SqlDatabase
     max_days: int = MAX_DAYS_PER_PASS
     cursors: dict[int, int] = field(default_factory=dict)
+    on_pass: PassObserver | None = None
+    """Told of every pass the job makes (``run``): ok or not, and the days it summed."""
 
     async def run_once(self, now_ms: int, stop: asyncio.Event | None = None) -> int:
         """One pass: sum at most ``max_days`` closed days not summarized yet, in turn across
@@ -209,22 +214,30 @@ class Summarizer:
                 summed = await self.run_once(now_ms(), stop)
                 if summed:
                     log.info("settlement: %d closed day(s) summarized", summed)
+                ok = True
             except Exception:
                 log.exception("settlement pass failed; retrying in %.0f s", interval_s)
+                ok = False
+            if self.on_pass is not None:
+                self.on_pass(ok, summed)
             pause = BACKLOG_PAUSE_S if summed >= self.max_days else interval_s
 
 
 @asynccontextmanager
 async def running(
-    db: SqlDatabase, now_ms: Callable[[], int], interval_s: float
+    db: SqlDatabase,
+    now_ms: Callable[[], int],
+    interval_s: float,
+    on_pass: PassObserver | None = None,
 ) -> AsyncIterator[Summarizer | None]:
     """Run the summarizer in the background while the block runs (``serve``'s lifespan); off
     when ``interval_s`` is 0. Leaving the block finishes the day being summed (one short
-    transaction) and stops; a day cut off after ``STOP_TIMEOUT_S`` rolls back whole."""
+    transaction) and stops; a day cut off after ``STOP_TIMEOUT_S`` rolls back whole.
+    ``on_pass`` is told of each pass (``/metrics``: the composition root hands it in)."""
     if interval_s <= 0:
         yield None
         return
-    summarizer = Summarizer(db)
+    summarizer = Summarizer(db, on_pass=on_pass)
     stop = asyncio.Event()
     task = asyncio.create_task(
         summarizer.run(now_ms, interval_s, stop), name="qwallet-settlement-days"
@@ -244,6 +257,7 @@ async def running(
 __all__ = [
     "MAX_DAYS_PER_PASS",
     "Backlog",
+    "PassObserver",
     "Summarizer",
     "backlog",
     "day_number",
