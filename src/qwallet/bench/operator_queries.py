@@ -168,6 +168,31 @@ def calls(settings: Settings, samples: Samples | None = None) -> list[tuple[str,
         )
         return events, await deliverer.deliver_due()
 
+    async def settlement_marks(db: SqlDatabase) -> object:
+        # What the settlement job reads before it sums anything, in a process's first pass
+        # (no cursors yet): each partner's horizon (one seek), then its done marks from there
+        # (index-only), up to a pass's worth of days to do.
+        end = partner_reports.closed_before(clock.now_ms())
+        found = []
+        for partner_id, _ in await settlement_days.partners(db):
+            start = await settlement_days.horizon(db, partner_id)
+            if start is not None:
+                found.append(
+                    await settlement_days.undone_days(
+                        db, partner_id, start, end, settlement_days.MAX_DAYS_PER_PASS
+                    )
+                )
+        return found
+
+    async def settlement_day(db: SqlDatabase) -> object:
+        # The job summing one closed day of the busiest partner: the newest closed day, stored
+        # already by ``settle``, so each run reads what a first summary reads and its inserts
+        # conflict and write nothing (the same work, and the database is left as it was).
+        day = partner_reports.closed_before(clock.now_ms()) - 1
+        for _, partner_id in await partner_reports.partner_ids(db, s.busiest_partner):
+            await partner_reports.summarize_day(db, partner_id, day)
+        return day
+
     nothing = queries.TransactionFilter()
 
     async def deep_page(db: SqlDatabase) -> object:
@@ -229,6 +254,8 @@ def calls(settings: Settings, samples: Samples | None = None) -> list[tuple[str,
             lambda db: holds.overdue(db, Kind.WITHDRAWAL, cutoff(), RESOLVER_SCAN_LIMIT),
         ),
         ("payment worker scan", payment_worker),
+        ("settlement job: horizons and day marks, every partner", settlement_marks),
+        ("settlement job: one closed day summed, busiest partner", settlement_day),
         ("metrics gauges", lambda db: read_database_gauges(db, cutoff())),
     ]
 
