@@ -118,6 +118,14 @@ def test_growth_run_reconciles_and_reports_every_row(tmp_path: Path) -> None:
         "| `qwallet reconcile --full` completes on the loaded database | clean | yes |" in section
     )
     assert "| `qwallet reconcile` (since the checkpoint) costs per new entry" in section
+    # Where the incremental run's time went, statement by statement, in both phases.
+    for phase in (empty, loaded):
+        statements = phase["incrementalStatements"]
+        assert {"_RANGE_ENTRY_COUNTS", "_ADVANCE", "_WALLET_HOLDS"} <= set(statements), phase
+        assert all(s["calls"] > 0 and s["ms"] >= 0 for s in statements.values()), statements
+    assert "### The incremental reconcile, statement by statement" in section
+    line = next(x for x in section.splitlines() if x.startswith("| `_RANGE_ENTRY_COUNTS` |"))
+    assert "| - |" not in line, line
     for name in call_names():
         assert f"**{name}**\n\n```text\n" in section, f"no plan for {name}"
     assert section.count("Seq Scan") + section.count("Index") > len(call_names())

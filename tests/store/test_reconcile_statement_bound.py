@@ -64,7 +64,7 @@ class _SlowTransaction:
             )
             assert row is not None
             size, allowed = int(row["n"]), owner.wallets
-        elif sql in (reconcile._CHUNK_COUNT, reconcile._NEW_UNBALANCED):
+        elif sql in (reconcile._CHUNK_COUNT, reconcile._UNBALANCED_STEPS):
             kind = "entries" if sql == reconcile._CHUNK_COUNT else "ranges"
             size, allowed = int(str(args[1])) - int(str(args[0])), owner.entries
         else:

@@ -568,6 +568,10 @@ def summary(report: GrowthReport) -> dict[str, Any]:
                 "reconcileOk": phase.reconcile_ok,
                 "incrementalOk": phase.incremental.ok if phase.incremental else None,
                 "incrementalEntries": phase.incremental.entries if phase.incremental else None,
+                "incrementalStatements": {
+                    t.name: {"calls": t.calls, "ms": round(t.ms, 1)}
+                    for t in (phase.incremental.statements if phase.incremental else [])
+                },
                 "http": {
                     t.name: {
                         "medianMs": None if t.median_ms is None else round(t.median_ms, 1),

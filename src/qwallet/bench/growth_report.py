@@ -353,6 +353,7 @@ def section(report: GrowthReport) -> list[str]:
         f" {_entries(loaded)} in the loaded one). Statistics are refreshed (ANALYZE) before the"
         " timings, as autovacuum would have them.",
         "",
+        *_incremental_statements(empty, loaded),
         "### Storage",
         "",
         *_storage(empty, loaded),
@@ -365,6 +366,58 @@ def section(report: GrowthReport) -> list[str]:
         why = timing.error or "no statement"
         lines += ["\n\n".join(timing.plans) if timing.plans else f"(no plan: {why})"]
         lines += ["```", ""]
+    return lines
+
+
+def _incremental_statements(empty: Phase | None, loaded: Phase | None) -> list[str]:
+    """Where the incremental reconcile's time went, per statement and per 1,000 entries read,
+    so that a per-entry cost growing with history shows which statements grow."""
+    runs = [p.incremental if p is not None else None for p in (empty, loaded)]
+    if not any(run is not None and run.statements for run in runs):
+        return []
+
+    def per_thousand(run: operator_queries.Reconciled | None, name: str) -> float | None:
+        if run is None or run.entries <= 0:
+            return None
+        found = [t for t in run.statements if t.name == name]
+        return found[0].ms * 1000 / run.entries if found else 0.0
+
+    def calls(run: operator_queries.Reconciled | None, name: str) -> str:
+        found = [t for t in run.statements if t.name == name] if run is not None else []
+        return f"{found[0].calls:,}" if found else "-"
+
+    names: list[str] = []
+    for run in reversed(runs):  # the loaded run's order: its slowest statement first
+        for timing in run.statements if run is not None else []:
+            if timing.name not in names:
+                names.append(timing.name)
+    lines = [
+        "### The incremental reconcile, statement by statement",
+        "",
+        "| statement | empty: ms per 1,000 entries | calls | loaded: ms per 1,000 entries"
+        " | calls | loaded / empty |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        a, b = per_thousand(runs[0], name), per_thousand(runs[1], name)
+        lines.append(
+            f"| `{name}` | {_fmt(a, 1)} | {calls(runs[0], name)} | {_fmt(b, 1)}"
+            f" | {calls(runs[1], name)} | {_ratio(b, a)} |"
+        )
+    totals = [sum(t.ms for t in run.statements) if run is not None else None for run in runs]
+    lines += [
+        "",
+        "Wall time of each statement as the run's caller sees it (database work and the round"
+        " trip; `BEGIN`/`COMMIT` not counted), named after its constant in"
+        " `service/reconcile.py` or by its first words; statements in all: "
+        + ", ".join(
+            f"{label} {total / 1000:,.1f} s of {(run.timing.median_ms or 0) / 1000:,.1f} s"
+            for label, run, total in zip(("empty", "loaded"), runs, totals, strict=True)
+            if run is not None and total is not None
+        )
+        + ".",
+        "",
+    ]
     return lines
 
 

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from qwallet.admin import queries
+from qwallet.bench.statement_times import StatementTime, TimedDatabase, statement_names
 from qwallet.clock import SystemClock
 from qwallet.domain.ids import NIL_ID
 from qwallet.domain.transactions import Kind
@@ -334,6 +335,8 @@ class Reconciled:
     """None when the run did not complete (the timing says why)."""
     entries: int = 0
     full: bool = True
+    statements: list[StatementTime] = field(default_factory=list)
+    """Where the run's database time went, slowest statement first (``statement_times``)."""
 
 
 async def time_reconcile(db: SqlDatabase, *, full: bool) -> Reconciled:
@@ -345,17 +348,18 @@ async def time_reconcile(db: SqlDatabase, *, full: bool) -> Reconciled:
     default and what must not grow with history.
     """
     timing = Timing(FULL_RECONCILE if full else INCREMENTAL_RECONCILE)
+    timed = TimedDatabase(db, statement_names(reconcile))
     started = time.perf_counter()
     try:
         report = await reconcile.run_reconcile(
-            db, operator=RECONCILE_ACTOR, now_ms=SystemClock().now_ms(), full=full
+            timed, operator=RECONCILE_ACTOR, now_ms=SystemClock().now_ms(), full=full
         )
     except Exception as error:
         seconds = time.perf_counter() - started
         timing.error = f"fails: {type(error).__name__} after {seconds:.1f} s"
-        return Reconciled(timing, full=full)
+        return Reconciled(timing, full=full, statements=timed.by_time())
     timing.runs_ms.append((time.perf_counter() - started) * 1000)
-    return Reconciled(timing, report.ok, report.entries, report.full)
+    return Reconciled(timing, report.ok, report.entries, report.full, timed.by_time())
 
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -141,8 +141,9 @@ _EXPECTED_ENTRIES = (
 
 # A step's owner is its transaction or its adjustment (exactly one is set, ck_ledger_entries_owner):
 # grouped by both columns, not by COALESCE of them, since the transaction id is a uuid and the
-# adjustment id text on PostgreSQL (migration 0014). ``_owner`` joins them again.
-_NEW_UNBALANCED = """
+# adjustment id text on PostgreSQL (migration 0014). ``_owner`` joins them again. Both runs use
+# it: the incremental run on its entry ranges, ``--full`` on its entry batches.
+_UNBALANCED_STEPS = """
 SELECT transaction_id, adjustment_id, phase, currency, SUM(amount_minor) AS total
 FROM ledger_entries WHERE id > $1 AND id <= $2
 GROUP BY transaction_id, adjustment_id, phase, currency
@@ -295,13 +296,6 @@ WHERE checkpoint_balances.position <= excluded.position
 """
 
 # -- full: entry batches ($1, $2] of ids ----------------------------------------------------------
-
-_CHUNK_STEPS = """
-SELECT transaction_id, adjustment_id, phase, currency, SUM(amount_minor) AS total
-FROM ledger_entries WHERE id > $1 AND id <= $2
-GROUP BY transaction_id, adjustment_id, phase, currency
-HAVING SUM(amount_minor) <> 0
-"""
 
 _CHUNK_ACCOUNTS = f"""
 SELECT {_OWNER} AS owner, e.account, e.currency, SUM(e.amount_minor) AS total, COUNT(*) AS n
@@ -564,7 +558,7 @@ async def _advance_range(
     over the entries up to it (all of a step's entries are written by one database
     transaction, so none lies beyond a safe position when one lies below it).
     """
-    for row in await tx.fetch(_NEW_UNBALANCED, start, end):
+    for row in await tx.fetch(_UNBALANCED_STEPS, start, end):
         key = (_owner(row), row["phase"], row["currency"])
         if key in tracker.listed:
             continue
@@ -827,7 +821,7 @@ async def _entry_batch(
     async with _snapshot(db) as tx:
         counted = await tx.fetchrow(_CHUNK_COUNT, start, end)
         report.entries += int(counted["n"]) if counted is not None else 0
-        for row in await tx.fetch(_CHUNK_STEPS, start, end):
+        for row in await tx.fetch(_UNBALANCED_STEPS, start, end):
             # Non-zero inside the batch: a real difference, or a step cut by the boundary.
             whole = await tx.fetchrow(
                 _STEP_TOTAL,
