@@ -4,16 +4,27 @@ after the newest checkpoint; ``--full`` proves everything in batches (docs/opera
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
 from typing import Any
 
 import pytest
 
+from qwallet.bench.statement_times import statement_names
 from qwallet.domain.transactions import Kind
-from qwallet.service import reconcile
+from qwallet.service import archive, reconcile
 from qwallet.store.sql import SqlDatabase
 from tests.store.conftest import Backend
-from tests.store.world import begin_call, confirm_call, rollback_call, standard_world
+from tests.store.world import (
+    DAY_MS,
+    NOW_MS,
+    add_session,
+    begin_call,
+    confirm_call,
+    rollback_call,
+    standard_world,
+)
 
 OPERATOR = "tests"
 
@@ -335,3 +346,221 @@ def test_a_write_right_after_the_position_is_outside_the_wallet_batch_snapshot(
         assert report.position == writes[-1] < await max_entry(store)
 
     backend.run(scenario)
+
+
+# -- the months a range reads (PostgreSQL's monthly partitions, migration 0011) ------------------
+
+OLD_MS = NOW_MS - 40 * DAY_MS  # another month than NOW_MS
+
+
+async def _months(store: Any, backend: Backend) -> None:
+    """Partitions from OLD_MS's month to NOW_MS's (else both land in the default partition)."""
+    if backend.name == "postgres":
+        await archive.ensure_partitions_between(store, OLD_MS, NOW_MS)
+
+
+async def _qw_id(store: Any, mm: str) -> str:
+    return str(
+        await one(
+            store, "SELECT qw_transaction_id FROM transactions WHERE mm_transaction_id = $1", mm
+        )
+    )
+
+
+def test_a_hold_of_an_earlier_month_confirmed_now_is_counted_whole(
+    backend: Backend, batches: str
+) -> None:
+    # Its transaction lies outside the recent window the first lookup searches: the second
+    # finds it, and its entries of both months are counted.
+    async def scenario(store: Any) -> None:
+        await standard_world(store)
+        await _months(store, backend)
+        await add_session(
+            store, "t-old", "p1", last_seen_at_ms=OLD_MS, expires_at_ms=OLD_MS + DAY_MS
+        )
+        await store.begin(begin_call(Kind.WITHDRAWAL, "old-1", 300, token="t-old", now_ms=OLD_MS))
+        assert (await run(store)).ok
+        await store.confirm(confirm_call(Kind.WITHDRAWAL, "old-1", 300, now_ms=NOW_MS))
+        since = await run(store)
+        assert since.ok and not since.full and since.checkpoint, since.as_json()
+        assert since.entries == 2
+
+        # The confirmed transaction is made to look pending again: it now holds two entries
+        # too many, and the run that reads its confirm step must say so.
+        old = await _qw_id(store, "old-1")
+        await execute(
+            store, "DELETE FROM reconcile_checkpoints WHERE position > $1", since.since_position
+        )
+        await execute(
+            store, "UPDATE transactions SET state = 'pending' WHERE mm_transaction_id = 'old-1'"
+        )
+        found = await run(store)
+        assert not found.ok and not found.checkpoint
+        listed = {
+            (str(m["qw_transaction_id"]), m["state"], int(m["entries"]))
+            for m in found.entry_count_mismatches
+        }
+        assert (old, "pending", 4) in listed
+
+    backend.run(scenario)
+
+
+def test_an_entry_dated_before_its_transaction_is_listed_not_left_uncounted(
+    backend: Backend, batches: str
+) -> None:
+    # The run counts a transaction's entries from CLOCK_MARGIN_MS before its creation on: a
+    # pair of entries of a new transaction dated a month earlier (they cancel out, so no
+    # balance or step shows them) must still be found by the range that holds them.
+    async def scenario(store: Any) -> None:
+        await standard_world(store)
+        await _months(store, backend)
+        assert (await run(store)).ok
+        await store.begin(begin_call(Kind.WITHDRAWAL, "early-1", 300, now_ms=NOW_MS))
+        early = await _qw_id(store, "early-1")
+        for amount in (1, -1):
+            await execute(
+                store,
+                "INSERT INTO ledger_entries (transaction_id, phase, account, player_id, currency,"
+                " amount_minor, created_at_ms) VALUES ($1, 'begin', 'available', 'p1', 'XAG', $2, $3)",
+                early,
+                amount,
+                OLD_MS,
+            )
+        found = await run(store)
+        assert not found.ok and not found.checkpoint
+        assert found.unbalanced == [] and found.balance_mismatches == [], found.as_json()
+        assert {
+            (str(m["qw_transaction_id"]), int(m["entries"])) for m in found.entry_count_mismatches
+        } == {(early, 4)}
+
+    backend.run(scenario)
+
+
+def test_a_range_reads_only_the_months_of_its_transactions(backend: Backend) -> None:
+    # PostgreSQL: the entries and transactions of the months before are never read (their
+    # partitions' scans run zero times), though those months hold rows. SQLite (one table):
+    # the counts are searches of ix_ledger_entries_transaction, not scans of the ledger.
+    async def scenario(store: Any) -> None:
+        await standard_world(store)
+        await _months(store, backend)
+        await add_session(
+            store, "t-old", "p1", last_seen_at_ms=OLD_MS, expires_at_ms=OLD_MS + DAY_MS
+        )
+        for i in range(3):
+            mm = f"old-{i}"
+            await store.begin(begin_call(Kind.WITHDRAWAL, mm, 100, token="t-old", now_ms=OLD_MS))
+            await store.confirm(
+                confirm_call(Kind.WITHDRAWAL, mm, 100, token="t-old", now_ms=OLD_MS)
+            )
+        since = await max_entry(store)
+        await traffic(store, 0, 3)
+        args = (
+            since,
+            await max_entry(store),
+            reconcile.CLOCK_MARGIN_MS,
+            reconcile.RECENT_TRANSACTION_MS,
+        )
+        async with store.transaction() as tx:
+            assert await tx.fetch(reconcile._RANGE_ENTRY_COUNTS, *args) == []
+            if backend.name == "sqlite":
+                plan = " ".join(
+                    str(r["detail"])
+                    for r in await tx.fetch(
+                        "EXPLAIN QUERY PLAN " + reconcile._RANGE_ENTRY_COUNTS, *args
+                    )
+                )
+                assert "ix_ledger_entries_transaction" in plan, plan
+                assert "SCAN e" not in plan and "SCAN t" not in plan, plan
+                return
+            row = await tx.fetchrow(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + reconcile._RANGE_ENTRY_COUNTS, *args
+            )
+        assert row is not None
+        document = next(iter(row.values()))
+        plan = (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]
+        old, new = archive.Month.of(OLD_MS).suffix, archive.Month.of(NOW_MS).suffix
+        loops: dict[str, int] = {}
+        stack = [plan]
+        while stack:
+            node = stack.pop()
+            stack.extend(node.get("Plans", []))
+            relation = str(node.get("Relation Name", node.get("Index Name", "")))
+            if relation:
+                loops[relation] = max(loops.get(relation, 0), int(node.get("Actual Loops", 0)))
+        # Six transactions in the range: each lookup runs six times, in the current month only.
+        # The old month is read once, by the range's own scan of the entry ids.
+        assert loops[f"ledger_entries_{new}"] == loops[f"transactions_{new}"] == 6, loops
+        assert loops[f"transactions_{old}"] == 0, loops
+        assert loops[f"ledger_entries_{old}"] <= 1, loops
+
+    backend.run(scenario)
+
+
+class _JitRecorder:
+    """A store whose transactions note, before each statement of the reconcile's constants,
+    whether JIT compilation is on in that transaction."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.dialect = store.dialect
+        self._names = statement_names(reconcile)
+        self.seen: dict[str, set[str]] = {}
+
+    def transaction(self) -> Any:
+        owner = self
+
+        class _Tx:
+            def __init__(self, tx: Any) -> None:
+                self._tx = tx
+
+            async def _note(self, sql: str) -> None:
+                text = sql.strip()
+                name = next((n for head, n in owner._names.items() if text.startswith(head)), None)
+                if name is not None:
+                    row = await self._tx.fetchrow("SELECT current_setting('jit') AS jit")
+                    owner.seen.setdefault(name, set()).add(str(row["jit"]))
+
+            async def fetch(self, sql: str, *args: object) -> Any:
+                await self._note(sql)
+                return await self._tx.fetch(sql, *args)
+
+            async def fetchrow(self, sql: str, *args: object) -> Any:
+                await self._note(sql)
+                return await self._tx.fetchrow(sql, *args)
+
+            async def execute(self, sql: str, *args: object) -> Any:
+                await self._note(sql)
+                return await self._tx.execute(sql, *args)
+
+        @contextlib.asynccontextmanager
+        async def opened() -> Any:
+            async with self._store.transaction() as tx:
+                yield _Tx(tx)
+
+        return opened()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_the_runs_batches_are_not_compiled_by_jit(backend: Backend) -> None:
+    # On a grown ledger the batches' estimated costs pass jit_above_cost and compiling each
+    # took longer than running it (docs/benchmarks.md): every batch statement of both runs
+    # runs with jit off, for its own transaction only (SET LOCAL: the pooled connections and
+    # every other caller keep the server's setting).
+    async def scenario(store: Any) -> None:
+        await standard_world(store)
+        await traffic(store, 0, 3)
+        recorder = _JitRecorder(store)
+        assert (await run(recorder, full=True)).ok  # writes the checkpoint
+        await traffic(store, 3, 3, token="t2")
+        assert (await reconcile.incremental(recorder, 1)).ok
+        outside = {"_MOVED_WALLETS", "_MOVED_WALLET_COUNT"}  # one cheap index read each
+        batches = {name: seen for name, seen in recorder.seen.items() if name not in outside}
+        assert {"_RANGE_ENTRY_COUNTS", "_BATCH_WALLETS", "_WALLET_HOLDS"} <= set(batches)
+        assert all(seen == {"off"} for seen in batches.values()), recorder.seen
+        # Both pooled connections the runs used, held at once.
+        async with store.transaction() as one_tx, store.transaction() as other_tx:
+            for tx in (one_tx, other_tx):
+                row = await tx.fetchrow("SELECT current_setting('jit') AS jit")
+                assert row is not None and row["jit"] == "on"
+
+    backend.run(scenario, pool_max=2)

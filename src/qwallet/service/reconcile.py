@@ -79,6 +79,14 @@ POSITION_ATTEMPTS = 30
 # since a checkpoint are found by their creation time).
 CLOCK_MARGIN_MS = 10 * 60_000
 WALLET_ACCOUNTS = ("available", "held", "pending_in")
+# PostgreSQL compiles a statement whose estimated cost passes jit_above_cost (100,000 by
+# default) to machine code before running it. The batches' statements are short index work, but
+# their estimates grow with the partitions and rows stored, so on a grown ledger every batch
+# paid the compilation: one entry range of 10,000 entries took 737 ms of which about 700 were
+# JIT, and 40 ms without it (3,000,000 stored transactions, 11 monthly partitions;
+# docs/benchmarks.md). SET LOCAL: for the batch's transaction only, so it holds behind a
+# transaction-mode pooler too.
+NO_JIT = "SET LOCAL jit = off"
 
 # Progress of a run: (units done, units in all). A unit is a wallet batch or an entry batch; the
 # total is re-estimated as the batches change size (see _Pace), so it may grow during a run.
@@ -158,30 +166,70 @@ WHERE (transaction_id = $1 OR adjustment_id = $6) AND phase = $2 AND currency = 
   AND id > $4 AND id <= $5
 """
 
-# The transactions of the entries ($1, $2], each counted whole on this snapshot (primary key
-# and ix_ledger_entries_transaction). An entry of a transaction that does not exist shows as
-# expecting -1 entries.
+# The transactions of the entries ($1, $2], each with its entries counted on this snapshot. An
+# entry of a transaction that does not exist shows as expecting -1 entries.
+#
+# Why it reads the partitions of the transactions' months only (PostgreSQL, migration 0011):
+# looked up by id alone, a transaction and its entries are an index descent in *every* monthly
+# partition, so the run's cost per entry grew with the months kept (3.46x on the 20 M growth
+# run, docs/benchmarks.md). Both lookups therefore carry the partition key:
+#
+# - the transaction is first sought among those created from $4 before to $3 after the entry's
+#   own time (its begin entries carry its creation time; a later step's, the time of a later
+#   call); only if it is not there, and then only for it, by id alone (COALESCE evaluates its
+#   second argument only when the first is NULL): exact whatever the clocks;
+# - its entries are counted from $3 (CLOCK_MARGIN_MS) before its creation, the margin the run
+#   already allows the servers' clocks (_PENDING_SINCE). An entry of the range dated earlier
+#   than that is listed itself, with the transaction counted whole, so the bound never hides an
+#   entry the range holds; an older one outside the range was counted by the run that read it.
+# The CTE is MATERIALIZED so that each lookup runs once per transaction (inlined, every use of
+# created_at_ms would be a subquery of its own).
 _RANGE_ENTRY_COUNTS = """
+WITH v AS MATERIALIZED (
+    SELECT w.id, w.first_ms,
+           COALESCE(
+               (SELECT t.created_at_ms FROM transactions t
+                 WHERE t.qw_transaction_id = w.id
+                   AND t.created_at_ms >= w.first_ms - $4 AND t.created_at_ms <= w.first_ms + $3),
+               (SELECT t.created_at_ms FROM transactions t WHERE t.qw_transaction_id = w.id)
+           ) AS created_at_ms
+    FROM (SELECT transaction_id AS id, MIN(created_at_ms) AS first_ms FROM ledger_entries
+          WHERE id > $1 AND id <= $2 AND transaction_id IS NOT NULL
+          GROUP BY transaction_id) w
+)
 SELECT x.qw_transaction_id, x.state, x.entries FROM (
-    SELECT w.id AS qw_transaction_id,
-           (SELECT t.state FROM transactions t WHERE t.qw_transaction_id = w.id) AS state,
+    SELECT v.id AS qw_transaction_id, v.first_ms, v.created_at_ms,
+           (SELECT t.state FROM transactions t
+             WHERE t.qw_transaction_id = v.id AND t.created_at_ms = v.created_at_ms) AS state,
            (SELECT CASE WHEN t.amount_minor IS NULL THEN 0 WHEN t.state = 'pending' THEN 2
                         ELSE 4 END
-              FROM transactions t WHERE t.qw_transaction_id = w.id) AS expected,
-           (SELECT COUNT(*) FROM ledger_entries e WHERE e.transaction_id = w.id) AS entries
-    FROM (SELECT DISTINCT transaction_id AS id FROM ledger_entries
-          WHERE id > $1 AND id <= $2 AND transaction_id IS NOT NULL) w
+              FROM transactions t
+             WHERE t.qw_transaction_id = v.id AND t.created_at_ms = v.created_at_ms) AS expected,
+           CASE WHEN v.first_ms >= v.created_at_ms - $3
+                THEN (SELECT COUNT(*) FROM ledger_entries e WHERE e.transaction_id = v.id
+                         AND e.created_at_ms >= v.created_at_ms - $3)
+                ELSE (SELECT COUNT(*) FROM ledger_entries e WHERE e.transaction_id = v.id)
+           END AS entries
+    FROM v
 ) x
-WHERE x.entries <> COALESCE(x.expected, -1)
+WHERE x.entries <> COALESCE(x.expected, -1) OR x.first_ms < x.created_at_ms - $3
 """
 
+# How far before an entry's time the first lookup of its transaction looks (_RANGE_ENTRY_COUNTS):
+# a hold is confirmed or rolled back within minutes, so a day covers almost every step and
+# spans one or two monthly partitions; an older transaction is found by its id alone.
+RECENT_TRANSACTION_MS = 86_400_000
+
 # Pending transactions created since the checkpoint ($1, with a margin for clocks): a pending
-# one without any entry has no entry to be found by (ix_transactions_pending).
+# one without any entry has no entry to be found by (ix_transactions_pending). Its entries are
+# counted from $2 (CLOCK_MARGIN_MS) before its creation, as in _RANGE_ENTRY_COUNTS: the months
+# before are not read, and an entry dated earlier lies in a range that lists it.
 _PENDING_SINCE = """
 SELECT y.qw_transaction_id, 'pending' AS state, y.entries FROM (
     SELECT t.qw_transaction_id,
            (SELECT COUNT(*) FROM ledger_entries e
-             WHERE e.transaction_id = t.qw_transaction_id) AS entries
+             WHERE e.transaction_id = t.qw_transaction_id
+               AND e.created_at_ms >= t.created_at_ms - $2) AS entries
     FROM transactions t WHERE t.state = 'pending' AND t.created_at_ms >= $1
 ) y
 WHERE y.entries <> 2
@@ -391,6 +439,7 @@ async def _snapshot(db: SqlDatabase, *, serialize: bool = False) -> AsyncIterato
     async with db.transaction() as tx:
         if db.dialect == "postgresql":
             await tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            await tx.execute(NO_JIT)
             if serialize:
                 await tx.execute("LOCK TABLE checkpoint_balances IN EXCLUSIVE MODE")
         yield tx
@@ -517,7 +566,7 @@ async def incremental(
     async with _snapshot(db, serialize=True) as tx:
         report._add(
             report.entry_count_mismatches,
-            await tx.fetch(_PENDING_SINCE, since_at_ms - CLOCK_MARGIN_MS),
+            await tx.fetch(_PENDING_SINCE, since_at_ms - CLOCK_MARGIN_MS, CLOCK_MARGIN_MS),
         )
         counted = await tx.fetchrow(_MOVED_WALLET_COUNT, since)
         report.players = int(counted["n"]) if counted is not None else 0
@@ -577,7 +626,10 @@ async def _advance_range(
             report.unbalanced.append(
                 {"owner": key[0], "phase": key[1], "currency": key[2], "total": total}
             )
-    report._add(report.entry_count_mismatches, await tx.fetch(_RANGE_ENTRY_COUNTS, start, end))
+    report._add(
+        report.entry_count_mismatches,
+        await tx.fetch(_RANGE_ENTRY_COUNTS, start, end, CLOCK_MARGIN_MS, RECENT_TRANSACTION_MS),
+    )
     counted = await tx.fetchrow(
         "SELECT COUNT(*) AS entries, COUNT(DISTINCT transaction_id) AS transactions"
         " FROM ledger_entries WHERE id > $1 AND id <= $2",
@@ -637,6 +689,7 @@ async def _exact_snapshot(db: SqlDatabase) -> AsyncIterator[tuple[SqlTransaction
             yield tx, int(row["id"])
             return
         await tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        await tx.execute(NO_JIT)
         # Before the snapshot, so a concurrent run's writes are seen (LOCK is no query).
         await tx.execute("LOCK TABLE checkpoint_balances IN EXCLUSIVE MODE")
         position = await _import_quiet_snapshot(db, tx)
