@@ -45,6 +45,9 @@ def test_an_incremental_run_is_timed_statement_by_statement(
         inline = [t for t in times.values() if not t.name.startswith("_")]
         assert inline and all(len(t.name) <= INLINE_NAME_CHARS for t in inline)
         assert any(t.name.startswith("SELECT COUNT(*) AS entries") for t in inline), inline
+        if backend.name == "postgres":  # a snapshot imported per wallet batch: one row
+            snapshots = times["SET TRANSACTION SNAPSHOT '…'"].calls
+            assert times["_WALLET_HOLDS"].calls <= snapshots <= times["_WALLET_HOLDS"].calls + 1
         assert 0 < sum(t.ms for t in times.values()) <= elapsed_ms
         assert [t.ms for t in timed.by_time()] == sorted(
             (t.ms for t in times.values()), reverse=True
@@ -64,3 +67,10 @@ def test_only_statement_constants_are_named() -> None:
     assert not {"_OWNER", "_EXPECTED_ENTRIES", "_WALLET_OWNER"} & set(names.values())
     timed = TimedDatabase(_NoDatabase(), names)  # type: ignore[arg-type]
     assert timed.name_of(reconcile._WALLET_HOLDS.format(marks="$1, $2")) == "_WALLET_HOLDS"
+    # One row for a statement whatever its literals (each snapshot id is another).
+    assert (
+        timed.name_of("SET TRANSACTION SNAPSHOT '00000023-00002BFB-1'")
+        == timed.name_of("SET TRANSACTION SNAPSHOT '00000003-0000001A-1'")
+        == "SET TRANSACTION SNAPSHOT '…'"
+    )
+    assert timed.name_of("SELECT 'it''s', 1") == "SELECT '…', 1"

@@ -4,13 +4,15 @@ The growth benchmark runs the incremental reconcile through it, so that a per-en
 grows with history can be traced to the statements that grow (docs/benchmarks.md, "Growth").
 A statement is named after the module constant that holds it (``_RANGE_ENTRY_COUNTS``), found
 by the text before the constant's first ``{`` (a constant filled in with ``str.format`` keeps
-that prefix); a statement written inline is named by its first words. The time of a call is
+that prefix); a statement written inline is named by its first words, its string literals
+shown as ``'…'``. The time of a call is
 the caller's wall time from sending it to having its rows (database work plus the round trip);
 ``BEGIN`` and ``COMMIT`` are not statements here and are not counted.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -21,6 +23,7 @@ from qwallet.store.sql import Row, SqlDatabase, SqlTransaction
 
 INLINE_NAME_CHARS = 60
 _STATEMENT_WORDS = frozenset({"SELECT", "WITH", "INSERT", "UPDATE", "DELETE"})
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
 
 
 @dataclass
@@ -58,7 +61,9 @@ class TimedDatabase:
         for head, name in self._names:
             if text.startswith(head):
                 return name
-        words = " ".join(text.split())
+        # Literals out, so that one statement with other values is one row (the snapshot id of
+        # every SET TRANSACTION SNAPSHOT differs).
+        words = _LITERAL.sub("'…'", " ".join(text.split()))
         return words if len(words) <= INLINE_NAME_CHARS else words[: INLINE_NAME_CHARS - 1] + "…"
 
     def add(self, sql: str, seconds: float) -> None:
