@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from qwallet.bench.statement_times import statement_names
+from qwallet.bench.statement_times import TimedDatabase, statement_names
 from qwallet.domain.transactions import Kind
 from qwallet.service import archive, reconcile
 from qwallet.store.sql import SqlDatabase
@@ -503,7 +503,7 @@ class _JitRecorder:
     def __init__(self, store: Any) -> None:
         self._store = store
         self.dialect = store.dialect
-        self._names = statement_names(reconcile)
+        self._names = TimedDatabase(store, statement_names(reconcile))
         self.seen: dict[str, set[str]] = {}
 
     def transaction(self) -> Any:
@@ -514,9 +514,8 @@ class _JitRecorder:
                 self._tx = tx
 
             async def _note(self, sql: str) -> None:
-                text = sql.strip()
-                name = next((n for head, n in owner._names.items() if text.startswith(head)), None)
-                if name is not None:
+                name = owner._names.name_of(sql)
+                if name.startswith("_"):
                     row = await self._tx.fetchrow("SELECT current_setting('jit') AS jit")
                     owner.seen.setdefault(name, set()).add(str(row["jit"]))
 

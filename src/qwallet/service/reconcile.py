@@ -255,16 +255,25 @@ SELECT DISTINCT player_id FROM ledger_entries
 WHERE id > $1 AND id <= $2 AND player_id IS NOT NULL
 """
 
-_WALLET_HOLDS = """
-SELECT p.id, p.held_minor, p.pending_in_minor,
-    COALESCE(SUM(CASE WHEN t.kind = 'withdrawal' THEN t.amount_minor END), 0) AS withdrawals,
-    COALESCE(SUM(CASE WHEN t.kind = 'deposit' THEN t.amount_minor END), 0) AS deposits
-FROM players p LEFT JOIN transactions t ON t.player_id = p.id AND t.state = 'pending'
-WHERE p.id IN ({marks})
-GROUP BY p.id, p.held_minor, p.pending_in_minor
-HAVING p.held_minor <> COALESCE(SUM(CASE WHEN t.kind = 'withdrawal' THEN t.amount_minor END), 0)
-    OR p.pending_in_minor <> COALESCE(SUM(CASE WHEN t.kind = 'deposit' THEN t.amount_minor END), 0)
+# The wallets' held and pending-in amounts against their pending transactions, as two probes of
+# ix_transactions_pending_player per wallet (correlated subqueries). Why not a join: PostgreSQL
+# took a hash join that read the whole pending backlog for every batch (26,690 pending rows for
+# 500 wallets on a scratch database, docs/benchmarks.md), so a batch cost grew with the backlog
+# and a run with backlog x batches; a probe per wallet costs the same whatever the backlog.
+_HOLDS = """
+SELECT x.id, x.held_minor, x.pending_in_minor, x.withdrawals, x.deposits FROM (
+    SELECT p.id, p.held_minor, p.pending_in_minor,
+        (SELECT COALESCE(SUM(t.amount_minor), 0) FROM transactions t
+          WHERE t.player_id = p.id AND t.state = 'pending' AND t.kind = 'withdrawal')
+          AS withdrawals,
+        (SELECT COALESCE(SUM(t.amount_minor), 0) FROM transactions t
+          WHERE t.player_id = p.id AND t.state = 'pending' AND t.kind = 'deposit') AS deposits
+    FROM players p WHERE {wallets}
+) x
+WHERE x.held_minor <> x.withdrawals OR x.pending_in_minor <> x.deposits
 """
+
+_WALLET_HOLDS = _HOLDS.replace("{wallets}", "p.id IN ({marks})")
 
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
 
@@ -302,16 +311,7 @@ FROM players p LEFT JOIN (
 WHERE p.id >= $1 AND p.id <= $2
 """
 
-_BATCH_HOLDS = """
-SELECT p.id, p.held_minor, p.pending_in_minor,
-    COALESCE(SUM(CASE WHEN t.kind = 'withdrawal' THEN t.amount_minor END), 0) AS withdrawals,
-    COALESCE(SUM(CASE WHEN t.kind = 'deposit' THEN t.amount_minor END), 0) AS deposits
-FROM players p LEFT JOIN transactions t ON t.player_id = p.id AND t.state = 'pending'
-WHERE p.id >= $1 AND p.id <= $2
-GROUP BY p.id, p.held_minor, p.pending_in_minor
-HAVING p.held_minor <> COALESCE(SUM(CASE WHEN t.kind = 'withdrawal' THEN t.amount_minor END), 0)
-    OR p.pending_in_minor <> COALESCE(SUM(CASE WHEN t.kind = 'deposit' THEN t.amount_minor END), 0)
-"""
+_BATCH_HOLDS = _HOLDS.format(wallets="p.id >= $1 AND p.id <= $2")
 
 _BATCH_ENTRY_COUNTS = f"""
 SELECT x.qw_transaction_id, x.state, x.entries FROM (
