@@ -135,7 +135,9 @@ def test_db_settle_backfills_and_refuses_bad_input(database_url: str, platform: 
     username, _ = platform.create_partner()
     partner_id = partner_id_of(platform, username)
     player_id = platform.create_player("0.00")
-    today = time.time_ns() // 1_000_000 // MS_PER_DAY
+    # The first day not closed yet: in the margin after midnight UTC that is yesterday, and the
+    # days before it are the ones `db settle` may store.
+    today = partner_reports.closed_before(time.time_ns() // 1_000_000)
     for back in (5, 3, 3, 1):
         add_finished(platform, partner_id, player_id, (today - back) * MS_PER_DAY + 1_000)
     expected = platform.run(
